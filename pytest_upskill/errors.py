@@ -1,0 +1,39 @@
+"""Typed failures of one sample: each carries the stage it happened in."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+__all__ = ["STAGES", "SampleError", "SampleFailed", "Stage", "UpskillIssue"]
+
+Stage = Literal["generate", "extract", "policy", "build", "load", "check"]
+STAGES: tuple[Stage, ...] = ("generate", "extract", "policy", "build", "load", "check")
+
+
+class UpskillIssue(Exception):
+    """Something that ended a sample before the user's assertions ran."""
+
+    outcome: Literal["failed", "error"]
+
+    def __init__(self, stage: Stage, reason: str) -> None:
+        super().__init__(stage, reason)
+        self.stage = stage
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"upskill [{self.stage}] failed: {self.reason}"
+
+
+class SampleFailed(UpskillIssue):
+    """The model's work fell short (it does not build, has no files, ...): counts against it."""
+
+    outcome = "failed"
+
+
+class SampleError(UpskillIssue):
+    """The harness or the provider failed: not the model's fault, kept out of pass rates."""
+
+    outcome = "error"
+
+    def __str__(self) -> str:
+        return f"upskill [{self.stage}] error: {self.reason}"

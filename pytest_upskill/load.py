@@ -1,0 +1,57 @@
+"""Import a built kernel package under a name of its own and check its ops are registered."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import traceback
+from types import ModuleType
+
+from .build import Build
+from .errors import SampleFailed
+
+__all__ = ["load_kernel"]
+
+# One import per build and process: a second import would register the op namespace twice.
+_loaded: dict[str, ModuleType] = {}
+
+
+def load_kernel(build: Build, name: str) -> ModuleType:
+    """The package `torch-ext/<name>` of `build`, imported; SampleFailed at `load` otherwise."""
+    if build.key in _loaded:
+        return _loaded[build.key]
+    import torch
+
+    package_dir = build.package_dir / name
+    module_name = f"upskill_kernel_{build.ext_name.lstrip('_')}"
+    spec = importlib.util.spec_from_file_location(
+        module_name, package_dir / "__init__.py", submodule_search_locations=[str(package_dir)]
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except KeyboardInterrupt:
+        raise
+    except BaseException as exc:  # generated code may raise anything, SystemExit included
+        for loaded in [
+            m for m in sys.modules if m == module_name or m.startswith(module_name + ".")
+        ]:
+            del sys.modules[loaded]
+        last = traceback.extract_tb(exc.__traceback__)[-1:]
+        where = f" ({last[0].filename.rsplit('/pkg/', 1)[-1]}:{last[0].lineno})" if last else ""
+        message = str(exc).splitlines()[0] if str(exc) else ""
+        raise SampleFailed(
+            "load", f"importing the package raised {type(exc).__name__}: {message}{where}"
+        ) from None
+    prefix = f"{build.ext_name}::"
+    if not any(op.startswith(prefix) for op in torch._C._dispatch_get_all_op_names()):
+        raise SampleFailed(
+            "load",
+            "the extension registered no ops: torch_binding.cpp must define them in "
+            "TORCH_LIBRARY_EXPAND(TORCH_EXTENSION_NAME, ops)",
+        )
+    _loaded[build.key] = module
+    return module

@@ -1,0 +1,197 @@
+"""pytest hooks of pytest-upskill: options, marker, parametrization, fixtures, summary.
+
+This module imports nothing heavy: a session that asks for no model pays almost nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Generator
+
+    from .results import Outcome
+    from .sample import Case, Sample
+
+__all__ = ["NO_MODEL_REASON"]
+
+NO_MODEL_REASON = "no upskill model configured: pass --upskill-model=SPEC (oracle needs no key)"
+MARKER_HELP = (
+    "upskill(task, name=None, backend='cuda', capability='9.0a', reference=None): ask the "
+    "configured models for a kernel doing `task` (text or a .md path); the test gets it as `kernel`"
+)
+
+session_key = pytest.StashKey["UpskillSession"]()
+sample_key = pytest.StashKey["Sample"]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("upskill", "pytest-upskill: measure agent skills on real kernels")
+    group.addoption(
+        "--upskill-model",
+        action="append",
+        metavar="SPEC",
+        help="model to ask: oracle, anthropic:MODEL, openai:MODEL or openai:MODEL@BASE_URL "
+        "(repeatable)",
+    )
+    group.addoption(
+        "--upskill-skill",
+        action="append",
+        metavar="DIR",
+        help="Agent Skills directory, one condition each (repeatable)",
+    )
+    group.addoption(
+        "--upskill-no-baseline",
+        action="store_true",
+        default=False,
+        help="drop the condition without a skill",
+    )
+    group.addoption("--upskill-samples", metavar="N", help="samples per test, model and condition")
+    group.addoption("--upskill-report", metavar="PATH", help="write the JSON report to PATH")
+    group.addoption(
+        "--upskill-build-dir",
+        metavar="DIR",
+        help="where built kernels are cached (default: ~/.cache/pytest-upskill/builds)",
+    )
+    parser.addini("upskill_models", "models to ask, one per line", type="linelist", default=[])
+    parser.addini("upskill_skills", "Agent Skills directories", type="paths", default=[])
+    parser.addini(
+        "upskill_baseline", "run the condition without a skill", type="bool", default=True
+    )
+    parser.addini("upskill_samples", "samples per test, model and condition", default="1")
+    parser.addini("upskill_report", "path of the JSON report", default="")
+    parser.addini("upskill_build_dir", "where built kernels are cached", default="")
+
+
+def _wanted(config: pytest.Config) -> bool:
+    option = config.option
+    return bool(
+        option.upskill_model
+        or option.upskill_skill
+        or option.upskill_report
+        or config.getini("upskill_models")
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    if _wanted(config):
+        from .session import UpskillSession
+
+        upskill = UpskillSession.from_config(config)
+        config.stash[session_key] = upskill
+        config.pluginmanager.register(upskill, "upskill-session")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("upskill")
+    session = metafunc.config.stash.get(session_key, None)
+    if marker is None or session is None or not session.settings.models:
+        return
+    name = metafunc.definition.originalname
+    if not {"kernel", "upskill_sample"} & set(metafunc.fixturenames):
+        pytest.fail(
+            f"{name}: a test marked upskill must ask for the `kernel` or `upskill_sample` fixture",
+            pytrace=False,
+        )
+    task = session.task(marker, name, metafunc.definition.path)
+    metafunc.parametrize("_upskill_case", session.parameters(task))
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    session = config.stash.get(session_key, None)
+    if session is not None and session.settings.models:
+        return
+    skip = pytest.mark.skip(reason=NO_MODEL_REASON)
+    for item in items:
+        if item.get_closest_marker("upskill") is not None:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def _upskill_case(request: pytest.FixtureRequest) -> Case:
+    case: Case | None = getattr(request, "param", None)
+    if case is None:
+        pytest.fail(
+            f"{request.node.name}: the kernel and upskill_sample fixtures are for tests marked "
+            "@pytest.mark.upskill(...)",
+            pytrace=False,
+        )
+    return case
+
+
+@pytest.fixture
+def upskill_sample(
+    request: pytest.FixtureRequest, _upskill_case: Case, tmp_path_factory: pytest.TempPathFactory
+) -> Sample:
+    """What happened to this sample: model, condition, index, reply, usage, files, build log."""
+    session = request.config.stash[session_key]
+    sample = session.start(request.node, _upskill_case, tmp_path_factory)
+    request.node.stash[sample_key] = sample
+    _raise_errors(sample)
+    return sample
+
+
+@pytest.fixture
+def kernel(request: pytest.FixtureRequest, upskill_sample: Sample) -> Any:
+    """The model's kernel for this sample, built and imported (its package's `__init__`)."""
+    module = request.config.stash[session_key].kernel(upskill_sample)
+    _raise_errors(upskill_sample)
+    return module
+
+
+def _raise_errors(sample: Sample) -> None:
+    # Harness errors end the test in setup (pytest's "error"); model failures wait for the call.
+    if sample.issue is not None and sample.issue.outcome == "error":
+        raise sample.issue
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    sample = item.stash.get(sample_key, None)
+    if sample is not None and sample.issue is not None:
+        pytest.fail(str(sample.issue), pytrace=False)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    sample = item.stash.get(sample_key, None)
+    ends_sample = report.when == "call" or (report.when == "setup" and not report.passed)
+    if sample is None or not ends_sample:
+        return report
+    from .errors import UpskillIssue
+
+    error = call.excinfo.value if call.excinfo else None
+    if isinstance(error, UpskillIssue):
+        report.longrepr = str(error)  # one line, never a traceback into the plugin
+    outcome, reason = _outcome(report, call, sample)
+    # Records travel on the report, so xdist brings them to the controller like any report.
+    record = sample.record(outcome, reason.strip().partition("\n")[0])
+    report.upskill_sample = record.model_dump(mode="json")  # type: ignore[attr-defined]
+    return report
+
+
+def _outcome(
+    report: pytest.TestReport, call: pytest.CallInfo[None], sample: Sample
+) -> tuple[Outcome, str]:
+    if report.passed:
+        return "passed", ""
+    if report.skipped:
+        return "skipped", _skip_reason(report)
+    if sample.issue is not None:
+        return sample.issue.outcome, sample.issue.reason
+    message = call.excinfo.exconly() if call.excinfo else ""
+    # A failing setup is the harness's or a fixture's fault, never the model's.
+    return ("error" if report.when == "setup" else "failed"), message
+
+
+def _skip_reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)

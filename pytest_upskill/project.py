@@ -1,0 +1,144 @@
+"""The kernel-builder project layout and its `build.toml` schema."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import SampleFailed
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["BuildToml", "KernelTable", "Project", "load_project", "write_project"]
+
+
+def _kebab(name: str) -> str:
+    return name.replace("_", "-")
+
+
+class _Table(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=_kebab, populate_by_name=True)
+
+
+class GeneralTable(_Table):
+    name: str = Field(min_length=1)
+    backends: list[str] | None = None
+    version: int | None = None
+    edition: int | None = None
+    license: str | None = None
+    universal: bool = False
+    upstream: str | None = None
+    hub: dict[str, str] | None = None
+    python_depends: list[str] | None = None
+    cuda_minver: str | None = None
+    cuda_maxver: str | None = None
+
+
+class TorchTable(_Table):
+    src: list[str] = []
+    include: list[str] | None = None
+    pyext: list[str] | None = None
+    universal: bool = False
+
+
+class KernelTable(_Table):
+    backend: str = "cuda"
+    src: list[str]
+    depends: list[str] = []
+    include: list[str] | None = None
+    cuda_capabilities: list[str] | None = None
+    rocm_archs: list[str] | None = None
+    cuda_flags: list[str] | None = None
+    cxx_flags: list[str] | None = None
+    language: str | None = None
+
+
+class BuildToml(_Table):
+    general: GeneralTable
+    torch: TorchTable | None = None
+    kernel: dict[str, KernelTable] = {}
+
+
+@dataclass(frozen=True)
+class Project:
+    """A project extracted from a reply and written to its sample's directory."""
+
+    root: Path
+    name: str
+    files: dict[str, str]
+    config: BuildToml
+
+    def kernels_for(self, backend: str) -> dict[str, KernelTable]:
+        return {name: k for name, k in self.config.kernel.items() if k.backend == backend}
+
+
+def _strip_common_root(files: dict[str, str]) -> dict[str, str]:
+    """Models often nest the whole project in one folder (`my_kernel/build.toml`): unnest it."""
+    if "build.toml" in files:
+        return files
+    roots = {path[: -len("build.toml")] for path in files if path.endswith("/build.toml")}
+    if len(roots) == 1:
+        (prefix,) = roots
+        if all(path.startswith(prefix) for path in files):
+            return {path[len(prefix) :]: content for path, content in files.items()}
+    return files
+
+
+def write_project(files: dict[str, str], root: Path) -> dict[str, str]:
+    """Write `files` under `root` (which must not exist yet); return them as written."""
+    files = _strip_common_root(files)
+    root.mkdir(parents=True)
+    resolved_root = root.resolve()
+    for relative, content in files.items():
+        target = (root / relative).resolve()
+        if not target.is_relative_to(resolved_root):  # extract already refused such paths
+            raise SampleFailed("extract", f"path {relative!r} leaves the project")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content, encoding="utf-8")
+    return files
+
+
+def load_project(root: Path, files: dict[str, str], name: str) -> Project:
+    """Validate the layout of the project written at `root` for the task's package `name`."""
+    if "build.toml" not in files:
+        raise SampleFailed("extract", "the project has no build.toml at its root")
+    try:
+        data: dict[str, Any] = tomllib.loads(files["build.toml"])
+    except tomllib.TOMLDecodeError as exc:
+        raise SampleFailed("extract", f"build.toml is not valid TOML: {exc}") from None
+    try:
+        config = BuildToml.model_validate(data)
+    except ValidationError as exc:
+        raise SampleFailed("extract", f"build.toml: {_first_error(exc)}") from None
+    package_init = f"torch-ext/{name}/__init__.py"
+    if package_init not in files:
+        raise SampleFailed(
+            "extract", f"the project has no {package_init}: the package the test imports"
+        )
+    sources = list(config.torch.src if config.torch else [])
+    for kernel in config.kernel.values():
+        sources += kernel.src
+    missing = [src for src in sources if src not in files]
+    if missing:
+        raise SampleFailed(
+            "extract",
+            f"build.toml names source files the reply does not hold: {', '.join(missing)}",
+        )
+    return Project(root=root, name=name, files=files, config=config)
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        return f"unknown key '{where}'"
+    if error["type"] == "missing":
+        return f"'{where}' is required"
+    return f"'{where}': {error['msg']}"

@@ -1,0 +1,133 @@
+"""One sample's journey: generate -> extract -> build -> load, each stage in its own module."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from .build import Build, build_project
+from .config import ModelSpec
+from .errors import SampleFailed, Stage, UpskillIssue
+from .extract import extract_files
+from .load import load_kernel
+from .models import Provider, Request, Usage
+from .project import load_project, write_project
+from .prompt import Prompt, build_prompt
+from .results import Outcome, SampleRecord, UsageRecord
+
+if TYPE_CHECKING:
+    from .skill import Skill
+    from .task import Task
+
+__all__ = ["Case", "Sample"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """The parameter of one upskill item: which model, condition and repeat it runs."""
+
+    model: ModelSpec
+    condition: str
+    index: int
+    task: Task
+
+    @property
+    def id(self) -> str:
+        return f"{self.model.label}-{self.condition}-{self.index}"
+
+
+@dataclass
+class Sample:
+    """What happened to one sample; the `upskill_sample` fixture."""
+
+    nodeid: str
+    test: str
+    case: Case
+    skill: Skill | None
+    directory: Path
+    prompt: Prompt | None = None
+    reply: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    latency_s: float = 0.0
+    cached: bool = False
+    files: dict[str, str] = field(default_factory=dict)
+    build: Build | None = None
+    stage: Stage = "generate"
+    issue: UpskillIssue | None = None
+
+    @property
+    def model(self) -> str:
+        return self.case.model.label
+
+    @property
+    def condition(self) -> str:
+        return self.case.condition
+
+    @property
+    def index(self) -> int:
+        return self.case.index
+
+    @property
+    def build_log(self) -> str:
+        return self.build.log if self.build else ""
+
+    def generate(self, provider: Provider) -> None:
+        """Ask the model; the reply is kept in the sample's directory."""
+        self.stage = "generate"
+        self.prompt = build_prompt(self.case.task, self.skill)
+        reply = provider.generate(
+            Request(
+                spec=self.case.model, prompt=self.prompt, task=self.case.task, sample=self.index
+            )
+        )
+        self.reply, self.usage, self.latency_s, self.cached = (
+            reply.text,
+            reply.usage,
+            reply.latency_s,
+            reply.cached,
+        )
+        (self.directory / "reply.md").write_text(reply.text, encoding="utf-8")
+
+    def make_kernel(self, build_dir: Path, timeout_s: float) -> ModuleType:
+        """Extract the project from the reply, build it and import it."""
+        assert self.reply is not None, "generate() comes first"
+        task = self.case.task
+        self.stage = "extract"
+        self.files = write_project(extract_files(self.reply), self.directory / "project")
+        project = load_project(self.directory / "project", self.files, task.name)
+        self.stage = "build"
+        self.build = build_project(project, task, build_dir, timeout_s)
+        if not self.build.ok:
+            raise SampleFailed("build", self.build.reason)
+        self.stage = "load"
+        module = load_kernel(self.build, task.name)
+        self.stage = "check"
+        return module
+
+    def record(self, outcome: Outcome, reason: str) -> SampleRecord:
+        return SampleRecord(
+            nodeid=self.nodeid,
+            test=self.test,
+            model=self.model,
+            condition=self.condition,
+            sample=self.index,
+            outcome=outcome,
+            stage=self.stage,
+            reason=reason,
+            usage=UsageRecord(
+                input_tokens=self.usage.input_tokens, output_tokens=self.usage.output_tokens
+            ),
+            latency_s=round(self.latency_s, 4),
+            cached=self.cached,
+            built=bool(self.build and self.build.ok),
+            build_cached=bool(self.build and self.build.cached),
+            directory=str(self.directory),
+        )
+
+
+def directory_name(test: str, case: Case) -> str:
+    """A short, filesystem-safe folder name for a sample."""
+    return re.sub(r"[^\w.-]+", "_", f"{test}-{case.id}")[:60]

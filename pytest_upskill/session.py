@@ -1,0 +1,126 @@
+"""The state of an upskill session: settings, skills, providers and the records gathered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .config import BASELINE, Settings, load_settings
+from .errors import UpskillIssue
+from .models import Provider, provider_for
+from .report import summary_table, write_json_report
+from .results import SampleRecord
+from .sample import Case, Sample, directory_name
+from .skill import Skill, SkillInvalid, load_skill
+from .task import Task, TaskInvalid, task_from_marker
+
+__all__ = ["UpskillSession"]
+
+
+class UpskillSession:
+    """Created at configure time when upskill is asked for; lives on `config.stash`."""
+
+    def __init__(self, settings: Settings, skills: list[Skill]) -> None:
+        self.settings = settings
+        self.conditions: dict[str, Skill | None] = {BASELINE: None} if settings.baseline else {}
+        self.conditions.update((skill.name, skill) for skill in skills)
+        self.records: list[SampleRecord] = []
+        self._providers: dict[str, Provider] = {}
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> UpskillSession:
+        """Validate options and skills before any test runs; problems are UsageErrors."""
+        settings = load_settings(config)
+        skills: list[Skill] = []
+        for path in settings.skills:
+            try:
+                skill = load_skill(path)
+            except SkillInvalid as exc:
+                raise pytest.UsageError(f"--upskill-skill: {exc}") from None
+            if skill.name == BASELINE or any(s.name == skill.name for s in skills):
+                raise pytest.UsageError(
+                    f"--upskill-skill: {path}: the condition name {skill.name!r} is taken; "
+                    "each skill needs a name of its own"
+                )
+            skills.append(skill)
+        return cls(settings, skills)
+
+    def task(self, marker: pytest.Mark, test_name: str, test_file: Path) -> Task:
+        try:
+            return task_from_marker(marker.args, dict(marker.kwargs), test_name, test_file)
+        except TaskInvalid as exc:
+            pytest.fail(f"{test_name}: {exc}", pytrace=False)
+
+    def parameters(self, task: Task) -> list[Any]:
+        """models x conditions x samples; the oracle skips tasks that have no reference."""
+        parameters = []
+        for model in self.settings.models:
+            for condition in self.conditions:
+                for index in range(self.settings.samples):
+                    case = Case(model, condition, index, task)
+                    marks = []
+                    if model.provider == "oracle" and task.reference is None:
+                        marks.append(
+                            pytest.mark.skip(
+                                reason="the oracle model needs a known-good project: "
+                                "add reference='DIR' to the upskill marker"
+                            )
+                        )
+                    parameters.append(pytest.param(case, id=case.id, marks=marks))
+        return parameters
+
+    def start(self, item: pytest.Item, case: Case, tmp: pytest.TempPathFactory) -> Sample:
+        """A new sample for `item`, generated; a failure is kept on the sample, not raised."""
+        test = getattr(item, "originalname", item.name)
+        directory = tmp.mktemp(directory_name(test, case), numbered=True)
+        sample = Sample(
+            nodeid=item.nodeid,
+            test=test,
+            case=case,
+            skill=self.conditions[case.condition],
+            directory=directory,
+        )
+        try:
+            sample.generate(self._provider(case))
+        except UpskillIssue as issue:
+            sample.issue = issue
+        return sample
+
+    def kernel(self, sample: Sample) -> Any:
+        """The sample's loaded kernel package, or None when a stage failed (kept on the sample)."""
+        if sample.issue is not None:
+            return None
+        try:
+            return sample.make_kernel(self.settings.build_dir, self.settings.build_timeout_s)
+        except UpskillIssue as issue:
+            sample.issue = issue
+            return None
+
+    # Hooks: this object is registered as a plugin for the session.
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        data = getattr(report, "upskill_sample", None)
+        if data is not None:
+            self.records.append(SampleRecord.model_validate(data))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        is_worker = hasattr(session.config, "workerinput")
+        if self.settings.report is not None and not is_worker:
+            write_json_report(self.settings.report, self.records)
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.records:
+            return
+        terminalreporter.write_sep("=", "upskill summary")
+        for line in summary_table(self.records):
+            terminalreporter.write_line(line)
+        if self.settings.report is not None:
+            terminalreporter.write_line(f"upskill report: {self.settings.report}")
+
+    def _provider(self, case: Case) -> Provider:
+        key = str(case.model)
+        if key not in self._providers:
+            self._providers[key] = provider_for(case.model)
+        return self._providers[key]

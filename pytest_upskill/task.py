@@ -1,0 +1,87 @@
+"""The `upskill` marker -> one validated task: what a test asks the model for."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+__all__ = ["Task", "TaskInvalid", "task_from_marker"]
+
+_PACKAGE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+_CAPABILITY = re.compile(r"\d+\.\d+[af]?")
+
+
+class TaskInvalid(Exception):
+    """The marker's arguments do not describe a task."""
+
+
+class Task(BaseModel):
+    """What one upskill test asks for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt: str = Field(min_length=1)
+    name: str
+    backend: Literal["cuda", "cpu"] = "cuda"
+    capability: str = "9.0a"
+    reference: Path | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _package_name(cls, value: str) -> str:
+        if not _PACKAGE_NAME.fullmatch(value):
+            raise ValueError(
+                "must be a Python package name: lowercase letters, digits and underscores"
+            )
+        return value
+
+    @field_validator("capability")
+    @classmethod
+    def _capability(cls, value: str) -> str:
+        if not _CAPABILITY.fullmatch(value):
+            raise ValueError("must be a CUDA capability such as '9.0a', '9.0' or '8.9'")
+        return value
+
+    @property
+    def target(self) -> str:
+        """The hardware target in words, for prompts and skip reasons."""
+        if self.backend == "cpu":
+            return "x86-64 CPU"
+        return f"sm_{self.capability.replace('.', '')}"
+
+
+def task_from_marker(
+    args: tuple[Any, ...], kwargs: dict[str, Any], test_name: str, test_file: Path
+) -> Task:
+    """Build the task of `@pytest.mark.upskill(...)` on `test_name` defined in `test_file`."""
+    if len(args) != 1 or not isinstance(args[0], str):
+        raise TaskInvalid(
+            "@pytest.mark.upskill takes the task text (or a path to a .md file) "
+            "as its one positional argument"
+        )
+    prompt = args[0]
+    base = test_file.parent
+    if prompt.endswith(".md") and "\n" not in prompt:
+        prompt_file = base / prompt
+        if not prompt_file.is_file():
+            raise TaskInvalid(f"@pytest.mark.upskill: task file {prompt_file} does not exist")
+        prompt = prompt_file.read_text(encoding="utf-8")
+    fields = dict(kwargs)
+    fields.setdefault("name", test_name)
+    if fields.get("reference") is not None:
+        reference = base / str(fields["reference"])
+        if not reference.is_dir():
+            raise TaskInvalid(f"@pytest.mark.upskill: reference {reference} is not a directory")
+        fields["reference"] = reference
+    try:
+        return Task(prompt=prompt.strip(), **fields)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"])
+        message = str(first["msg"]).removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "is not an argument of the marker (name, backend, capability, reference)"
+        raise TaskInvalid(f"@pytest.mark.upskill: {field} {message}") from None
