@@ -72,8 +72,8 @@ def _path_in_info(info: str) -> str | None:
 
 
 def _path_in_label(line: str) -> str | None:
-    text = line.strip().strip("*_").strip()
-    text = _LABEL.sub("", text).strip().strip("*_`").rstrip(":").strip("*_`")
+    # Emphasis and backticks never belong to a path we accept: drop them, then the label.
+    text = _LABEL.sub("", line.replace("*", "").replace("`", "").strip()).strip().rstrip(":")
     return text if _looks_like_path(text) else None
 
 

@@ -51,7 +51,8 @@ class UpskillSession:
         try:
             return task_from_marker(marker.args, dict(marker.kwargs), test_name, test_file)
         except TaskInvalid as exc:
-            pytest.fail(f"{test_name}: {exc}", pytrace=False)
+            problem = f"{test_name}: {exc}"
+        pytest.fail(problem, pytrace=False)  # outside `except`: no chained traceback
 
     def parameters(self, task: Task) -> list[Any]:
         """models x conditions x samples; the oracle skips tasks that have no reference."""

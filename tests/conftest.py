@@ -1,0 +1,39 @@
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+# Shared by every test and xdist worker (builds are locked per key), and kept between runs.
+BUILD_DIR = REPO / ".upskill" / "test-builds"
+
+
+@pytest.fixture
+def reference(pytester: pytest.Pytester) -> Path:
+    """A copy of the examples' row softmax project in the pytester directory, to plant bugs in."""
+    target = pytester.path / "solutions" / "row_softmax"
+    shutil.copytree(EXAMPLES / "solutions" / "row_softmax", target)
+    return target
+
+
+@pytest.fixture
+def upskill_args() -> list[str]:
+    """Arguments every pytester run of an upskill suite gets."""
+    return [f"--upskill-build-dir={BUILD_DIR}", "-p", "no:cacheprovider"]
+
+
+ROW_SOFTMAX_TEST = """
+import pytest
+import torch
+
+@pytest.mark.upskill(
+    "Softmax of each row of a 2-D float32 tensor. Expose row_softmax(x).",
+    name="row_softmax", backend="cpu", reference="solutions/row_softmax",
+)
+def test_row_softmax(kernel):
+    x = torch.randn(8, 33)
+    torch.testing.assert_close(kernel.row_softmax(x), torch.softmax(x, dim=-1))
+"""

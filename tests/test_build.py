@@ -1,0 +1,158 @@
+"""The build and load stages with the real toolchain: g++, ninja, torch's headers."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import BUILD_DIR, EXAMPLES, ROW_SOFTMAX_TEST
+from pytest_upskill.build import build_project
+from pytest_upskill.environ import scrubbed_environ
+from pytest_upskill.errors import SampleFailed
+from pytest_upskill.models.oracle import read_project
+from pytest_upskill.project import load_project, write_project
+from pytest_upskill.task import Task
+
+KERNEL = "kernel_src/row_softmax.cpp"
+BINDING = "torch-ext/torch_binding.cpp"
+PACKAGE = "torch-ext/row_softmax/__init__.py"
+
+
+def plant(reference: Path, relative: str, old: str, new: str) -> None:
+    path = reference / relative
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+def two_tests(broken: str = "solutions/row_softmax") -> str:
+    """A test of a (possibly broken) project, then a test of the good one, in that order."""
+    return ROW_SOFTMAX_TEST.replace("def test_row_softmax", "def test_a_planted").replace(
+        'reference="solutions/row_softmax"', f'reference="{broken}"'
+    ) + ROW_SOFTMAX_TEST.replace("def test_row_softmax", "def test_b_good")
+
+
+@pytest.fixture
+def broken(reference: Path) -> Path:
+    """A second copy of the reference, next to the good one, to plant a bug in."""
+    target = reference.parent / "broken"
+    target.mkdir()
+    for relative, text in read_project(reference).items():
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        (target / relative).write_text(text)
+    return target
+
+
+def run(pytester: pytest.Pytester, upskill_args: list[str]) -> tuple[pytest.RunResult, list[dict]]:
+    pytester.makepyfile(two_tests("solutions/broken"))
+    result = pytester.runpytest("--upskill-model=oracle", "--upskill-report=r.json", *upskill_args)
+    return result, json.loads((pytester.path / "r.json").read_text())["samples"]
+
+
+def test_compile_error_fails_at_build_and_the_session_goes_on(
+    pytester: pytest.Pytester, broken: Path, upskill_args: list[str]
+) -> None:
+    plant(broken, KERNEL, "float sum = 0.f;", "float sum = 0.f; undeclared_thing(sum);")
+    result, samples = run(pytester, upskill_args)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_a_planted[[]oracle-baseline-0[]] _*",
+            "upskill [[]build[]] failed: kernel_src/row_softmax.cpp:*: error: "
+            "*undeclared_thing*was not declared in this scope*",
+            "*= upskill summary =*",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.no_fnmatch_line("*pytest_upskill/*")
+    planted, good = samples
+    assert (planted["outcome"], planted["stage"], planted["built"]) == ("failed", "build", False)
+    assert "undeclared_thing" in planted["reason"]
+    assert (good["outcome"], good["built"]) == ("passed", True)
+
+
+def test_import_error_fails_at_load(
+    pytester: pytest.Pytester, broken: Path, upskill_args: list[str]
+) -> None:
+    plant(broken, PACKAGE, "from ._ops import ops", "from ._ops import ops\nraise ValueError('boom')")
+    result, samples = run(pytester, upskill_args)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        ["upskill [[]load[]] failed: importing the package raised ValueError: boom (row_softmax/__init__.py:4)"]
+    )
+    assert (samples[0]["stage"], samples[0]["built"]) == ("load", True)
+
+
+def test_an_extension_without_ops_fails_at_load(
+    pytester: pytest.Pytester, broken: Path, upskill_args: list[str]
+) -> None:
+    (broken / BINDING).write_text('#include "registration.h"\nREGISTER_EXTENSION(TORCH_EXTENSION_NAME)\n')
+    result, samples = run(pytester, upskill_args)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["upskill [[]load[]] failed: the extension registered no ops*"])
+
+
+def test_a_missing_function_fails_at_the_users_assertion(
+    pytester: pytest.Pytester, broken: Path, upskill_args: list[str]
+) -> None:
+    plant(broken, PACKAGE, "def row_softmax(", "def other_name(")
+    result, samples = run(pytester, upskill_args)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["E * AttributeError: module * has no attribute 'row_softmax'"])
+    assert (samples[0]["stage"], samples[0]["built"]) == ("check", True)
+    assert samples[0]["reason"].startswith("AttributeError")
+
+
+def test_a_project_without_build_toml_fails_at_extract(
+    pytester: pytest.Pytester, broken: Path, upskill_args: list[str]
+) -> None:
+    (broken / "build.toml").unlink()
+    result, samples = run(pytester, upskill_args)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(["upskill [[]extract[]] failed: the project has no build.toml at its root"])
+    assert (samples[0]["stage"], samples[0]["built"]) == ("extract", False)
+
+
+def test_unchanged_projects_come_from_the_cache(tmp_path: Path) -> None:
+    task = Task(prompt="p", name="row_softmax", backend="cpu")
+    files = read_project(EXAMPLES / "solutions" / "row_softmax")
+    builds = []
+    for attempt in ("a", "b"):
+        root = tmp_path / attempt
+        project = load_project(root, write_project(files, root), "row_softmax")
+        builds.append(build_project(project, task, BUILD_DIR, timeout_s=600))
+    first, second = builds
+    assert first.ok and second.ok
+    assert second.cached
+    assert (first.key, first.ext_name, first.directory) == (second.key, second.ext_name, second.directory)
+    assert first.ext_name == f"_row_softmax_{first.key[:10]}"
+    assert Path(second.directory, "pkg", "row_softmax", f"{second.ext_name}.so").is_file()
+    assert "ops = torch.ops." + second.ext_name in Path(second.package_dir, "row_softmax", "_ops.py").read_text()
+
+
+def test_a_build_past_its_timeout_is_stopped_and_not_cached(tmp_path: Path) -> None:
+    task = Task(prompt="p", name="row_softmax", backend="cpu")
+    files = read_project(EXAMPLES / "solutions" / "row_softmax")
+    files[KERNEL] += f"// {uuid.uuid4()}: a project no cache has seen\n"
+    project = load_project(tmp_path / "p", write_project(files, tmp_path / "p"), "row_softmax")
+    with pytest.raises(SampleFailed, match=r"the build took longer than 0.2 s and was stopped"):
+        build_project(project, task, tmp_path / "cache", timeout_s=0.2)
+    assert not list((tmp_path / "cache").glob("*/result.json"))
+
+
+def test_the_build_environment_holds_no_secrets() -> None:
+    environ = {
+        "PATH": "/usr/bin",
+        "HOME": "/root",
+        "CXX": "g++",
+        "ANTHROPIC_API_KEY": "sk-ant",
+        "OPENAI_BASE_URL": "http://x",
+        "HF_TOKEN": "hf",
+        "AWS_SECRET_ACCESS_KEY": "a",
+        "GITHUB_TOKEN": "g",
+        "MY_PASSWORD": "p",
+    }
+    assert scrubbed_environ(environ) == {"PATH": "/usr/bin", "HOME": "/root", "CXX": "g++"}

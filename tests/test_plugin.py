@@ -1,0 +1,273 @@
+"""Real pytest sessions of small upskill suites, run with pytester."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import ROW_SOFTMAX_TEST
+
+
+def test_help_lists_the_upskill_group(pytester: pytest.Pytester) -> None:
+    result = pytester.runpytest("--help")
+    result.stdout.fnmatch_lines(
+        [
+            "pytest-upskill: measure agent skills on real kernels:",
+            "*--upskill-model=SPEC*",
+            "*--upskill-skill=DIR*",
+            "*--upskill-no-baseline*",
+            "*--upskill-samples=N*",
+            "*--upskill-report=PATH*",
+            "*upskill_models (linelist)*",
+        ]
+    )
+
+
+def test_without_a_model_upskill_tests_skip_and_others_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.upskill("Write a kernel.", backend="cpu")
+        def test_kernel(kernel):
+            raise AssertionError("must not run")
+
+        def test_plain():
+            pass
+        """
+    )
+    result = pytester.runpytest("-rs", "--strict-markers")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED *no upskill model configured: pass --upskill-model=*"])
+    result.stdout.no_fnmatch_line("*upskill summary*")
+
+
+def test_unused_plugin_imports_neither_torch_nor_the_sdks(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import sys
+
+        def test_modules():
+            heavy = {"torch", "anthropic", "openai", "pydantic", "yaml"} & set(sys.modules)
+            assert not heavy
+        """
+    )
+    result = pytester.runpytest("-p", "no:xdist", "-p", "no:hypothesispytest")
+    result.assert_outcomes(passed=1)
+
+
+def test_oracle_runs_the_whole_pipeline(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    result = pytester.runpytest(
+        "-v", "--upskill-model=oracle", "--upskill-report=out.json", *upskill_args
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*::test_row_softmax[[]oracle-baseline-0[]] PASSED*",
+            "*= upskill summary =*",
+            "model*condition*passed*rate*95% CI*built*",
+            "oracle*baseline*1/1*100%*[[]21%, 100%[]]*1*",
+            "upskill report: *out.json",
+        ]
+    )
+    report = json.loads((pytester.path / "out.json").read_text())
+    assert report["schema"] == "pytest-upskill/1"
+    (sample,) = report["samples"]
+    assert sample["nodeid"] == "test_oracle_runs_the_whole_pipeline.py::test_row_softmax[oracle-baseline-0]"
+    assert (sample["model"], sample["condition"], sample["sample"]) == ("oracle", "baseline", 0)
+    assert (sample["outcome"], sample["stage"], sample["built"]) == ("passed", "check", True)
+    assert sample["usage"] == {"input_tokens": 0, "output_tokens": 0}
+    directory = Path(sample["directory"])
+    assert (directory / "reply.md").read_text().startswith("```toml build.toml")
+    assert (directory / "project" / "kernel_src" / "row_softmax.cpp").is_file()
+    assert report["summary"][0]["pass_rate"] == 1.0
+
+
+def test_skills_and_samples_multiply_items_with_readable_ids(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    skill = Path(__file__).resolve().parents[1] / "examples" / "skills" / "cpu-kernels"
+    result = pytester.runpytest(
+        "-v", "--upskill-model=oracle", f"--upskill-skill={skill}", "--upskill-samples=2", *upskill_args
+    )
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*::test_row_softmax[[]oracle-baseline-0[]] PASSED*",
+            "*::test_row_softmax[[]oracle-baseline-1[]] PASSED*",
+            "*::test_row_softmax[[]oracle-cpu-kernels-0[]] PASSED*",
+            "*::test_row_softmax[[]oracle-cpu-kernels-1[]] PASSED*",
+            "oracle*baseline*2/2*100%*",
+            "oracle*cpu-kernels*2/2*100%*",
+        ]
+    )
+
+
+def test_ini_twins(pytester: pytest.Pytester, reference: Path, upskill_args: list[str]) -> None:
+    skill = Path(__file__).resolve().parents[1] / "examples" / "skills" / "cpu-kernels"
+    pytester.makeini(
+        f"""
+        [pytest]
+        upskill_models = oracle
+        upskill_skills = {skill}
+        upskill_baseline = false
+        upskill_samples = 3
+        upskill_report = reports/upskill.json
+        """
+    )
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    result = pytester.runpytest("--collect-only", "-q", *upskill_args)
+    result.stdout.fnmatch_lines(
+        [f"*::test_row_softmax[[]oracle-cpu-kernels-{i}[]]" for i in range(3)] + ["3 tests collected*"]
+    )
+    result = pytester.runpytest("-q", *upskill_args)
+    result.assert_outcomes(passed=3)
+    assert len(json.loads((pytester.path / "reports" / "upskill.json").read_text())["samples"]) == 3
+
+
+def test_command_line_wins_over_ini(pytester: pytest.Pytester, reference: Path) -> None:
+    pytester.makeini("[pytest]\nupskill_models = anthropic:claude-x\nupskill_samples = 5\n")
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    result = pytester.runpytest("--collect-only", "-q", "--upskill-model=oracle", "--upskill-samples=1")
+    result.stdout.fnmatch_lines(["*::test_row_softmax[[]oracle-baseline-0[]]", "1 test collected*"])
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--upskill-model=gpt-5"], "ERROR: --upskill-model: unknown model 'gpt-5': use anthropic:MODEL*"),
+        (["--upskill-model=oracle", "--upskill-samples=0"], "ERROR: --upskill-samples: expected a whole number*'0'"),
+        (["--upskill-model=oracle", "--upskill-no-baseline"], "ERROR: --upskill-no-baseline leaves no condition*"),
+        (["--upskill-model=oracle", "--upskill-skill=nowhere"], "ERROR: --upskill-skill: *nowhere: is not a directory*"),
+    ],
+)
+def test_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([message])
+
+
+def test_a_bad_skill_is_a_usage_error_before_any_test(pytester: pytest.Pytester) -> None:
+    skill = pytester.mkdir("Bad_Skill")
+    (skill / "SKILL.md").write_text("---\nname: Bad_Skill\ndescription: d\n---\nbody\n")
+    pytester.makepyfile("def test_x(): raise AssertionError")
+    result = pytester.runpytest("--upskill-model=oracle", "--upskill-skill=Bad_Skill")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --upskill-skill: *Bad_Skill/SKILL.md: field 'name' must be lowercase letters*"]
+    )
+    result.stdout.no_fnmatch_line("*test_x*")
+
+
+def test_oracle_skips_a_task_without_reference(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.upskill("Write a kernel.", backend="cpu")
+        def test_kernel(kernel):
+            raise AssertionError("must not run")
+        """
+    )
+    result = pytester.runpytest("-rs", "--upskill-model=oracle")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED *the oracle model needs a known-good project*"])
+
+
+def test_marker_mistakes_are_collection_errors(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        test_no_fixture="""
+        import pytest
+
+        @pytest.mark.upskill("Write a kernel.")
+        def test_kernel():
+            pass
+        """,
+        test_bad_backend="""
+        import pytest
+
+        @pytest.mark.upskill("Write a kernel.", backend="rocm")
+        def test_kernel(kernel):
+            pass
+        """,
+        test_bad_reference="""
+        import pytest
+
+        @pytest.mark.upskill("Write a kernel.", reference="missing")
+        def test_kernel(kernel):
+            pass
+        """,
+    )
+    result = pytester.runpytest("--upskill-model=oracle")
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*test_kernel: a test marked upskill must ask for the `kernel` or `upskill_sample` fixture",
+            "*test_kernel: @pytest.mark.upskill: backend Input should be 'cuda' or 'cpu'",
+            "*test_kernel: @pytest.mark.upskill: reference */missing is not a directory",
+        ]
+    )
+    result.stdout.no_fnmatch_line("*During handling*")
+    result.stdout.no_fnmatch_line("*pytest_upskill/*")
+
+
+def test_task_text_from_a_markdown_file(pytester: pytest.Pytester, reference: Path, upskill_args: list[str]) -> None:
+    (pytester.path / "task.md").write_text("Softmax of each row.\n")
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.upskill("task.md", name="row_softmax", backend="cpu", reference="solutions/row_softmax")
+        def test_prompt(upskill_sample):
+            assert upskill_sample.prompt.user == "Softmax of each row."
+            assert upskill_sample.reply.startswith("```toml build.toml")
+            assert (upskill_sample.model, upskill_sample.condition, upskill_sample.index) == ("oracle", "baseline", 0)
+        """
+    )
+    result = pytester.runpytest("--upskill-model=oracle", *upskill_args)
+    result.assert_outcomes(passed=1)
+
+
+def test_kernel_outside_an_upskill_test_fails_clearly(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_kernel(kernel): pass")
+    result = pytester.runpytest("--upskill-model=oracle")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*the kernel and upskill_sample fixtures are for tests marked*"])
+
+
+def test_a_provider_error_is_an_error_not_a_failure(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    result = pytester.runpytest("--upskill-model=anthropic:claude-x", "--upskill-report=r.json", *upskill_args)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*upskill [[]generate[]] error: the anthropic provider is not available*"])
+    (sample,) = json.loads((pytester.path / "r.json").read_text())["samples"]
+    assert (sample["outcome"], sample["stage"]) == ("error", "generate")
+    result.stdout.fnmatch_lines(["anthropic:claude-x*baseline*0/0*-*-*0*0*1"])
+
+
+def test_xdist_workers_bring_their_records_to_the_controller(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    args = ["--upskill-model=oracle", "--upskill-samples=3", *upskill_args]
+    serial = pytester.runpytest(*args, "--upskill-report=serial.json")
+    parallel = pytester.runpytest(*args, "-n", "2", "--upskill-report=parallel.json")
+    parallel.assert_outcomes(passed=3)
+    parallel.stdout.fnmatch_lines(["created: 2/2 workers", "oracle*baseline*3/3*100%*"])
+
+    def outcomes(result: pytest.RunResult, name: str) -> tuple[list[tuple[str, str]], list[dict]]:
+        report = json.loads((pytester.path / name).read_text())
+        samples = sorted((s["nodeid"], s["outcome"]) for s in report["samples"])
+        return samples, report["summary"]
+
+    assert serial.ret == parallel.ret == 0
+    assert outcomes(serial, "serial.json") == outcomes(parallel, "parallel.json")
