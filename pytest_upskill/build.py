@@ -250,6 +250,10 @@ def _prepare(directory: Path, project: Project, task: Task, toolchain: Toolchain
     (directory / "build.ninja").write_text(_ninja_file(project, task, toolchain, ext))
 
 
+def _cached(result_file: Path) -> Build:
+    return Build(**{**json.loads(result_file.read_text()), "cached": True})
+
+
 def build_project(project: Project, task: Task, cache_dir: Path, timeout_s: float) -> Build:
     """Build `project` for `task`'s backend, or return the cached outcome of an identical build."""
     if task.backend == "cuda":
@@ -265,11 +269,13 @@ def build_project(project: Project, task: Task, cache_dir: Path, timeout_s: floa
     ext = f"_{project.name}_{key[:10]}"
     directory = cache_dir / f"{project.name}-{key}"
     result_file = directory / "result.json"
+    if result_file.is_file():  # written last and atomically: no lock needed to read it
+        return _cached(result_file)
     cache_dir.mkdir(parents=True, exist_ok=True)
     # One builder per key across processes (xdist workers, parallel sessions); others wait.
     with FileLock(str(cache_dir / f"{project.name}-{key}.lock")):
         if result_file.is_file():
-            return Build(**{**json.loads(result_file.read_text()), "cached": True})
+            return _cached(result_file)
         start = time.perf_counter()
         _prepare(directory, project, task, toolchain, ext)
         returncode, log = _run_ninja(directory, toolchain, timeout_s)

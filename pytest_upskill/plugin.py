@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from .results import Outcome
     from .sample import Case, Sample
+    from .session import UpskillSession
 
 __all__ = ["NO_MODEL_REASON"]
 
@@ -23,8 +24,8 @@ MARKER_HELP = (
     "configured models for a kernel doing `task` (text or a .md path); the test gets it as `kernel`"
 )
 
-session_key = pytest.StashKey["UpskillSession"]()
-sample_key = pytest.StashKey["Sample"]()
+session_key: pytest.StashKey[UpskillSession] = pytest.StashKey()
+sample_key: pytest.StashKey[Sample] = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -77,11 +77,15 @@ def test_compile_error_fails_at_build_and_the_session_goes_on(
 def test_import_error_fails_at_load(
     pytester: pytest.Pytester, broken: Path, upskill_args: list[str]
 ) -> None:
-    plant(broken, PACKAGE, "from ._ops import ops", "from ._ops import ops\nraise ValueError('boom')")
+    plant(
+        broken, PACKAGE, "from ._ops import ops", "from ._ops import ops\nraise ValueError('boom')"
+    )
     result, samples = run(pytester, upskill_args)
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(
-        ["upskill [[]load[]] failed: importing the package raised ValueError: boom (row_softmax/__init__.py:4)"]
+        [
+            "upskill [[]load[]] failed: importing the package raised ValueError: boom (row_softmax/__init__.py:4)"
+        ]
     )
     assert (samples[0]["stage"], samples[0]["built"]) == ("load", True)
 
@@ -89,8 +93,10 @@ def test_import_error_fails_at_load(
 def test_an_extension_without_ops_fails_at_load(
     pytester: pytest.Pytester, broken: Path, upskill_args: list[str]
 ) -> None:
-    (broken / BINDING).write_text('#include "registration.h"\nREGISTER_EXTENSION(TORCH_EXTENSION_NAME)\n')
-    result, samples = run(pytester, upskill_args)
+    (broken / BINDING).write_text(
+        '#include "registration.h"\nREGISTER_EXTENSION(TORCH_EXTENSION_NAME)\n'
+    )
+    result, _ = run(pytester, upskill_args)
     result.assert_outcomes(failed=1, passed=1)
     result.stdout.fnmatch_lines(["upskill [[]load[]] failed: the extension registered no ops*"])
 
@@ -112,7 +118,9 @@ def test_a_project_without_build_toml_fails_at_extract(
     (broken / "build.toml").unlink()
     result, samples = run(pytester, upskill_args)
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["upskill [[]extract[]] failed: the project has no build.toml at its root"])
+    result.stdout.fnmatch_lines(
+        ["upskill [[]extract[]] failed: the project has no build.toml at its root"]
+    )
     assert (samples[0]["stage"], samples[0]["built"]) == ("extract", False)
 
 
@@ -125,12 +133,20 @@ def test_unchanged_projects_come_from_the_cache(tmp_path: Path) -> None:
         project = load_project(root, write_project(files, root), "row_softmax")
         builds.append(build_project(project, task, BUILD_DIR, timeout_s=600))
     first, second = builds
-    assert first.ok and second.ok
+    assert first.ok
+    assert second.ok
     assert second.cached
-    assert (first.key, first.ext_name, first.directory) == (second.key, second.ext_name, second.directory)
+    assert (first.key, first.ext_name, first.directory) == (
+        second.key,
+        second.ext_name,
+        second.directory,
+    )
     assert first.ext_name == f"_row_softmax_{first.key[:10]}"
     assert Path(second.directory, "pkg", "row_softmax", f"{second.ext_name}.so").is_file()
-    assert "ops = torch.ops." + second.ext_name in Path(second.package_dir, "row_softmax", "_ops.py").read_text()
+    assert (
+        "ops = torch.ops." + second.ext_name
+        in Path(second.package_dir, "row_softmax", "_ops.py").read_text()
+    )
 
 
 def test_a_build_past_its_timeout_is_stopped_and_not_cached(tmp_path: Path) -> None:

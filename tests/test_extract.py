@@ -85,7 +85,9 @@ def test_render_and_extract_round_trip() -> None:
         "kernel_src/x.cu": "__global__ void k() {}",
     }
     extracted = extract_files(render_reply(files))
-    assert extracted == {path: text if text.endswith("\n") else text + "\n" for path, text in files.items()}
+    assert extracted == {
+        path: text if text.endswith("\n") else text + "\n" for path, text in files.items()
+    }
 
 
 @pytest.mark.parametrize(

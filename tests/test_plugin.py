@@ -78,7 +78,10 @@ def test_oracle_runs_the_whole_pipeline(
     report = json.loads((pytester.path / "out.json").read_text())
     assert report["schema"] == "pytest-upskill/1"
     (sample,) = report["samples"]
-    assert sample["nodeid"] == "test_oracle_runs_the_whole_pipeline.py::test_row_softmax[oracle-baseline-0]"
+    assert (
+        sample["nodeid"]
+        == "test_oracle_runs_the_whole_pipeline.py::test_row_softmax[oracle-baseline-0]"
+    )
     assert (sample["model"], sample["condition"], sample["sample"]) == ("oracle", "baseline", 0)
     assert (sample["outcome"], sample["stage"], sample["built"]) == ("passed", "check", True)
     assert sample["usage"] == {"input_tokens": 0, "output_tokens": 0}
@@ -94,7 +97,11 @@ def test_skills_and_samples_multiply_items_with_readable_ids(
     pytester.makepyfile(ROW_SOFTMAX_TEST)
     skill = Path(__file__).resolve().parents[1] / "examples" / "skills" / "cpu-kernels"
     result = pytester.runpytest(
-        "-v", "--upskill-model=oracle", f"--upskill-skill={skill}", "--upskill-samples=2", *upskill_args
+        "-v",
+        "--upskill-model=oracle",
+        f"--upskill-skill={skill}",
+        "--upskill-samples=2",
+        *upskill_args,
     )
     result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines_random(
@@ -124,7 +131,8 @@ def test_ini_twins(pytester: pytest.Pytester, reference: Path, upskill_args: lis
     pytester.makepyfile(ROW_SOFTMAX_TEST)
     result = pytester.runpytest("--collect-only", "-q", *upskill_args)
     result.stdout.fnmatch_lines(
-        [f"*::test_row_softmax[[]oracle-cpu-kernels-{i}[]]" for i in range(3)] + ["3 tests collected*"]
+        [f"*::test_row_softmax[[]oracle-cpu-kernels-{i}[]]" for i in range(3)]
+        + ["3 tests collected*"]
     )
     result = pytester.runpytest("-q", *upskill_args)
     result.assert_outcomes(passed=3)
@@ -134,17 +142,31 @@ def test_ini_twins(pytester: pytest.Pytester, reference: Path, upskill_args: lis
 def test_command_line_wins_over_ini(pytester: pytest.Pytester, reference: Path) -> None:
     pytester.makeini("[pytest]\nupskill_models = anthropic:claude-x\nupskill_samples = 5\n")
     pytester.makepyfile(ROW_SOFTMAX_TEST)
-    result = pytester.runpytest("--collect-only", "-q", "--upskill-model=oracle", "--upskill-samples=1")
+    result = pytester.runpytest(
+        "--collect-only", "-q", "--upskill-model=oracle", "--upskill-samples=1"
+    )
     result.stdout.fnmatch_lines(["*::test_row_softmax[[]oracle-baseline-0[]]", "1 test collected*"])
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--upskill-model=gpt-5"], "ERROR: --upskill-model: unknown model 'gpt-5': use anthropic:MODEL*"),
-        (["--upskill-model=oracle", "--upskill-samples=0"], "ERROR: --upskill-samples: expected a whole number*'0'"),
-        (["--upskill-model=oracle", "--upskill-no-baseline"], "ERROR: --upskill-no-baseline leaves no condition*"),
-        (["--upskill-model=oracle", "--upskill-skill=nowhere"], "ERROR: --upskill-skill: *nowhere: is not a directory*"),
+        (
+            ["--upskill-model=gpt-5"],
+            "ERROR: --upskill-model: unknown model 'gpt-5': use anthropic:MODEL*",
+        ),
+        (
+            ["--upskill-model=oracle", "--upskill-samples=0"],
+            "ERROR: --upskill-samples: expected a whole number*'0'",
+        ),
+        (
+            ["--upskill-model=oracle", "--upskill-no-baseline"],
+            "ERROR: --upskill-no-baseline leaves no condition*",
+        ),
+        (
+            ["--upskill-model=oracle", "--upskill-skill=nowhere"],
+            "ERROR: --upskill-skill: *nowhere: is not a directory*",
+        ),
     ],
 )
 def test_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
@@ -218,7 +240,9 @@ def test_marker_mistakes_are_collection_errors(pytester: pytest.Pytester) -> Non
     result.stdout.no_fnmatch_line("*pytest_upskill/*")
 
 
-def test_task_text_from_a_markdown_file(pytester: pytest.Pytester, reference: Path, upskill_args: list[str]) -> None:
+def test_task_text_from_a_markdown_file(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
     (pytester.path / "task.md").write_text("Softmax of each row.\n")
     pytester.makepyfile(
         """
@@ -246,9 +270,13 @@ def test_a_provider_error_is_an_error_not_a_failure(
     pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
 ) -> None:
     pytester.makepyfile(ROW_SOFTMAX_TEST)
-    result = pytester.runpytest("--upskill-model=anthropic:claude-x", "--upskill-report=r.json", *upskill_args)
+    result = pytester.runpytest(
+        "--upskill-model=anthropic:claude-x", "--upskill-report=r.json", *upskill_args
+    )
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*upskill [[]generate[]] error: the anthropic provider is not available*"])
+    result.stdout.fnmatch_lines(
+        ["*upskill [[]generate[]] error: the anthropic provider is not available*"]
+    )
     (sample,) = json.loads((pytester.path / "r.json").read_text())["samples"]
     assert (sample["outcome"], sample["stage"]) == ("error", "generate")
     result.stdout.fnmatch_lines(["anthropic:claude-x*baseline*0/0*-*-*0*0*1"])

@@ -52,10 +52,16 @@ def test_a_project_nested_in_one_folder_is_unnested(tmp_path: Path) -> None:
         ({"build.toml": None}, "no build.toml"),
         ({"build.toml": "[general\n"}, "build.toml is not valid TOML"),
         ({"build.toml": BUILD_TOML + "\n[extra]\nx = 1\n"}, "unknown key 'extra'"),
-        ({"build.toml": BUILD_TOML.replace("depends", "dependz")}, "unknown key 'kernel.add.dependz'"),
+        (
+            {"build.toml": BUILD_TOML.replace("depends", "dependz")},
+            "unknown key 'kernel.add.dependz'",
+        ),
         ({"build.toml": "[torch]\nsrc = []\n"}, "'general' is required"),
         ({"torch-ext/add/__init__.py": None}, "no torch-ext/add/__init__.py"),
-        ({"kernel_src/add.cpp": None}, "names source files the reply does not hold: kernel_src/add.cpp"),
+        (
+            {"kernel_src/add.cpp": None},
+            "names source files the reply does not hold: kernel_src/add.cpp",
+        ),
     ],
 )
 def test_invalid_projects_fail_at_extract(

@@ -9,7 +9,9 @@ from pytest_upskill.skill import SkillInvalid, load_skill
 EXAMPLE_SKILL = Path(__file__).resolve().parents[1] / "examples" / "skills" / "cpu-kernels"
 
 
-def make_skill(root: Path, front_matter: str, name: str = "h100-kernels", body: str = "Do it.") -> Path:
+def make_skill(
+    root: Path, front_matter: str, name: str = "h100-kernels", body: str = "Do it."
+) -> Path:
     directory = root / name
     directory.mkdir()
     (directory / "SKILL.md").write_text(f"---\n{front_matter}\n---\n\n{body}\n")
@@ -74,7 +76,7 @@ def test_invalid_skills_name_the_file_and_the_rule(
 def test_missing_front_matter_and_missing_file(tmp_path: Path) -> None:
     directory = tmp_path / "plain"
     directory.mkdir()
-    with pytest.raises(SkillInvalid, match="must hold SKILL.md"):
+    with pytest.raises(SkillInvalid, match=r"must hold SKILL\.md"):
         load_skill(directory)
     (directory / "SKILL.md").write_text("# Just markdown\n")
     with pytest.raises(SkillInvalid, match="must start with YAML front matter"):

@@ -1,0 +1,126 @@
+"""Overhead of pytest-upskill, each figure against a plain pytest run in the same script.
+
+1. Start-up when unused: a one-test suite with the plugin installed but no model, against the
+   same run with the plugin disabled (`-p no:upskill`). Target: under 30 ms.
+2. Per-item overhead with a warm build cache: N oracle samples of the example row softmax, against
+   N plain parametrized tests with the same test body. Target: under 20 ms per item.
+
+Times are CPU seconds of the child pytest processes; runs are interleaved and the median kept,
+because these machines are noisy.
+Usage: python benchmarks/overhead.py [--items 60] [--repeats 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BODY = """
+    x = torch.randn(8, 33)
+    torch.testing.assert_close({call}, torch.softmax(x, dim=-1))
+"""
+
+UPSKILL_SUITE = """
+import pytest
+import torch
+
+@pytest.mark.upskill("Softmax of each row.", name="row_softmax", backend="cpu",
+                     reference="solutions/row_softmax")
+def test_row_softmax(kernel):""" + BODY.format(call="kernel.row_softmax(x)")
+
+PLAIN_SUITE = """
+import pytest
+import torch
+
+@pytest.mark.parametrize("index", range({items}))
+def test_row_softmax(index):""" + BODY.format(call="torch.softmax(x, dim=-1)")
+
+
+def pytest_seconds(directory: Path, *args: str) -> float:
+    """CPU seconds (user + system) of one pytest run: steadier than wall time on shared machines."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+        cwd=directory,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def compare(
+    repeats: int, measured: Callable[[], float], baseline: Callable[[], float]
+) -> tuple[float, float]:
+    measured(), baseline()  # warm-up: build cache, file system cache, bytecode
+    times: dict[str, list[float]] = {"measured": [], "baseline": []}
+    for repeat in range(repeats):
+        # Alternate which goes first: the second run of a pair is often faster (or slower).
+        order = ("measured", "baseline") if repeat % 2 == 0 else ("baseline", "measured")
+        for name in order:
+            times[name].append(measured() if name == "measured" else baseline())
+    return statistics.median(times["measured"]), statistics.median(times["baseline"])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=60)
+    parser.add_argument("--repeats", type=int, default=11)
+    options = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="upskill-bench-"))
+    try:
+        unused = work / "unused"
+        unused.mkdir()
+        (unused / "test_one.py").write_text("def test_one():\n    pass\n")
+        # Unrelated plugins that import a lot (hypothesis takes ~1 s) only add noise here.
+        quiet = ("-p", "no:hypothesispytest", "-p", "no:anyio")
+        with_plugin, without = compare(
+            options.repeats * 3,
+            lambda: pytest_seconds(unused, *quiet),
+            lambda: pytest_seconds(unused, *quiet, "-p", "no:upskill"),
+        )
+        startup_ms = (with_plugin - without) * 1000
+        print(
+            f"start-up, plugin unused: {with_plugin * 1000:.0f} ms vs {without * 1000:.0f} ms "
+            f"without it: +{startup_ms:.1f} ms (ratio {with_plugin / without:.3f}; target < 30 ms)"
+        )
+
+        upskill, plain = work / "upskill", work / "plain"
+        upskill.mkdir()
+        plain.mkdir()
+        shutil.copytree(
+            REPO / "examples" / "solutions" / "row_softmax", upskill / "solutions" / "row_softmax"
+        )
+        (upskill / "test_kernel.py").write_text(UPSKILL_SUITE)
+        (plain / "test_kernel.py").write_text(PLAIN_SUITE.format(items=options.items))
+        build_dir = work / "builds"
+        oracle, baseline = compare(
+            options.repeats,
+            lambda: pytest_seconds(
+                upskill,
+                "--upskill-model=oracle",
+                f"--upskill-samples={options.items}",
+                f"--upskill-build-dir={build_dir}",
+            ),
+            lambda: pytest_seconds(plain),
+        )
+        per_item_ms = (oracle - baseline) / options.items * 1000
+        print(
+            f"{options.items} oracle items, warm build cache: {oracle:.2f} s vs {baseline:.2f} s "
+            f"for plain tests: +{per_item_ms:.1f} ms per item "
+            f"(ratio {oracle / baseline:.3f}; target < 20 ms)"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
