@@ -7,16 +7,14 @@ Compilers run in a child process (ninja) with a timeout and without the user's s
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
 import subprocess
-import sys
-import sysconfig
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,15 +22,22 @@ from pathlib import Path
 from filelock import FileLock
 
 from .environ import scrubbed_environ
-from .errors import SampleError, SampleFailed
+from .errors import SampleFailed, SampleSkipped
 from .project import Project
 from .task import Task
+from .toolchain import CudaToolchain, Toolchain, detect_cuda, detect_toolchain
 
-__all__ = ["Build", "Toolchain", "build_project", "detect_toolchain"]
+__all__ = ["Build", "build_project", "gencode_flags", "sm_targets"]
 
-# Bump when the generated files or flags change, so old cache entries are not reused.
-RECIPE_VERSION = "1"
 _CXX_SOURCES = (".cpp", ".cc", ".cxx", ".c")
+_CUDA_SOURCES = (".cu",)
+_MISSING_HEADER = re.compile(r"fatal error: (\S+): No such file")
+# Headers of CUDA libraries that ATen's CUDA headers include; a minimal toolkit lacks them.
+_CUDA_LIBRARY_HEADER = re.compile(
+    r"(cusparse|cublas\w*|cusolver\w*|curand\w*|cufft\w*|nvrtc|cudnn|nccl|nvToolsExt)\.h"
+)
+# torch's own CUDA headers, which a CPU build of torch ships only in part.
+_TORCH_CUDA_HEADER = re.compile(r"(c10|ATen)/cuda/")
 
 _REGISTRATION_H = """\
 #pragma once
@@ -73,56 +78,6 @@ def add_op_namespace_prefix(op_name: str) -> str:
 
 
 @dataclass(frozen=True)
-class Toolchain:
-    """What a build depends on besides the project's files."""
-
-    cxx: str
-    cxx_version: str
-    ninja: str
-    torch_version: str
-    torch_dir: str
-    python_include: str
-    cxx11_abi: int
-
-    @property
-    def fingerprint(self) -> str:
-        return json.dumps(
-            [RECIPE_VERSION, self.cxx_version, self.torch_version, self.cxx11_abi, sys.version],
-            sort_keys=True,
-        )
-
-
-@functools.cache
-def detect_toolchain() -> Toolchain:
-    """Find the compilers; a missing tool is a SampleError naming the fix."""
-    import torch
-
-    cxx = shutil.which(os.environ.get("CXX", "c++")) or shutil.which("g++")
-    if cxx is None:
-        raise SampleError("build", "no C++ compiler found: install g++ or set CXX")
-    ninja = shutil.which("ninja")
-    if ninja is None:
-        try:
-            import ninja as ninja_package
-
-            ninja = str(Path(ninja_package.BIN_DIR) / "ninja")
-        except ImportError:
-            raise SampleError("build", "ninja is missing: pip install ninja") from None
-    version = subprocess.run(
-        [cxx, "--version"], capture_output=True, text=True, check=False
-    ).stdout.splitlines()
-    return Toolchain(
-        cxx=cxx,
-        cxx_version=version[0] if version else cxx,
-        ninja=ninja,
-        torch_version=torch.__version__,
-        torch_dir=str(Path(torch.__file__).parent),
-        python_include=sysconfig.get_paths()["include"],
-        cxx11_abi=int(torch._C._GLIBCXX_USE_CXX11_ABI),
-    )
-
-
-@dataclass(frozen=True)
 class Build:
     """The outcome of building one project, as stored in the cache."""
 
@@ -133,6 +88,8 @@ class Build:
     reason: str
     log: str
     seconds: float
+    targets: tuple[str, ...] = ()
+    compile_only: bool = False
     cached: bool = False
 
     @property
@@ -140,9 +97,32 @@ class Build:
         return Path(self.directory) / "pkg"
 
 
-def _build_key(project: Project, task: Task, toolchain: Toolchain) -> str:
+def sm_targets(capabilities: list[str]) -> tuple[str, ...]:
+    """`9.0a` -> `sm_90a`, `8.0` -> `sm_80`."""
+    return tuple(f"sm_{capability.replace('.', '')}" for capability in capabilities)
+
+
+def gencode_flags(capabilities: list[str]) -> list[str]:
+    """nvcc flags that emit device code for each capability (`9.0a`: compute_90a, sm_90a)."""
+    flags = []
+    for capability in capabilities:
+        number = capability.replace(".", "")
+        flags += ["-gencode", f"arch=compute_{number},code=sm_{number}"]
+    return flags
+
+
+def _capabilities(project: Project, task: Task) -> list[str]:
+    """`cuda-capabilities` of the task's kernels when build.toml sets them, else the marker's."""
+    listed: list[str] = []
+    for kernel in project.kernels_for(task.backend).values():
+        listed += kernel.cuda_capabilities or []
+    return list(dict.fromkeys(listed)) or [task.capability]
+
+
+def _build_key(project: Project, task: Task, toolchain: Toolchain, cuda: str) -> str:
     digest = hashlib.sha256()
-    for part in (toolchain.fingerprint, task.backend, task.capability, project.name):
+    parts = (toolchain.fingerprint, cuda, task.backend, task.capability, project.name)
+    for part in parts:
         digest.update(part.encode() + b"\0")
     for path in sorted(project.files):
         digest.update(path.encode() + b"\0" + project.files[path].encode() + b"\0")
@@ -153,7 +133,14 @@ def _ninja_path(path: str) -> str:
     return path.replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
 
 
-def _ninja_file(project: Project, task: Task, toolchain: Toolchain, ext: str) -> str:
+def _system_includes(*directories: str) -> list[str]:
+    # Separate arguments: nvcc refuses `-isystemDIR`.
+    return [flag for directory in directories for flag in ("-isystem", directory)]
+
+
+def _ninja_file(
+    project: Project, task: Task, toolchain: Toolchain, cuda: CudaToolchain | None, ext: str
+) -> str:
     torch_include = Path(toolchain.torch_dir) / "include"
     includes = ["src", "src/torch-ext", "gen"]
     torch_table = project.config.torch
@@ -164,19 +151,21 @@ def _ninja_file(project: Project, task: Task, toolchain: Toolchain, ext: str) ->
     for kernel in project.kernels_for(task.backend).values():
         sources += kernel.src
         includes += [f"src/{inc}" for inc in kernel.include or []]
-    cflags = [
+    # Defines and include paths, shared by g++ and nvcc.
+    common = [
         "-std=c++20",
-        "-fPIC",
-        "-O2",
-        "-fdiagnostics-color=never",
         f"-DTORCH_EXTENSION_NAME={ext}",
         f"-D_GLIBCXX_USE_CXX11_ABI={toolchain.cxx11_abi}",
         "-DCPU_KERNEL" if task.backend == "cpu" else "-DCUDA_KERNEL",
         *(f"-I{inc}" for inc in dict.fromkeys(includes)),
-        f"-isystem{torch_include}",
-        f"-isystem{torch_include / 'torch' / 'csrc' / 'api' / 'include'}",
-        f"-isystem{toolchain.python_include}",
+        *_system_includes(
+            str(torch_include),
+            str(torch_include / "torch" / "csrc" / "api" / "include"),
+            toolchain.python_include,
+            *(cuda.include_dirs if cuda else ()),
+        ),
     ]
+    cflags = [*common, "-fPIC", "-O2", "-fdiagnostics-color=never"]
     torch_lib = Path(toolchain.torch_dir) / "lib"
     ldflags = [
         f"-L{torch_lib}",
@@ -186,6 +175,18 @@ def _ninja_file(project: Project, task: Task, toolchain: Toolchain, ext: str) ->
         "-ltorch_cpu",
         "-ltorch_python",
     ]
+    cudaflags: list[str] = []
+    if cuda is not None:
+        cudaflags = [
+            *common,
+            *gencode_flags(_capabilities(project, task)),
+            "--expt-relaxed-constexpr",
+            "-O3",
+            "-Xcompiler=-fPIC",
+        ]
+        ldflags += [f"-L{lib}" for lib in cuda.library_dirs]
+        ldflags += [f"-Wl,-rpath,{lib}" for lib in cuda.library_dirs]
+        ldflags += ["-lc10_cuda", "-ltorch_cuda", "-lcudart"]
     cxx = shlex.quote(toolchain.cxx)
     lines = [
         f"cflags = {shlex.join(cflags)}",
@@ -199,20 +200,40 @@ def _ninja_file(project: Project, task: Task, toolchain: Toolchain, ext: str) ->
         f"  command = {cxx} -shared $in -o $out $ldflags",
         "  description = link $out",
     ]
+    if cuda is not None:
+        lines += [
+            f"cudaflags = {shlex.join(cudaflags)}",
+            "rule nvcc",
+            f"  command = {shlex.quote(cuda.nvcc)} -ccbin={cxx} -MD -MF $out.d $cudaflags "
+            "-c $in -o $out",
+            "  depfile = $out.d",
+            "  deps = gcc",
+            "  description = nvcc $in",
+        ]
     objects = []
     for src in dict.fromkeys(sources):
-        if Path(src).suffix in _CXX_SOURCES:
+        suffix = Path(src).suffix
+        rule = "cxx" if suffix in _CXX_SOURCES else "nvcc" if suffix in _CUDA_SOURCES else None
+        if rule == "nvcc" and cuda is None:
+            raise SampleFailed("build", f"{src} is CUDA source, but the task's backend is cpu")
+        if rule is not None:
             obj = _ninja_path(f"obj/{src}.o")
             objects.append(obj)
-            lines.append(f"build {obj}: cxx {_ninja_path('src/' + src)}")
+            lines.append(f"build {obj}: {rule} {_ninja_path('src/' + src)}")
     library = _ninja_path(f"pkg/{project.name}/{ext}.so")
     lines.append(f"build {library}: link {' '.join(objects)}")
+    # Without a CUDA build of torch there is nothing to link against: compile only.
+    compile_only = cuda is not None and toolchain.torch_cuda is None
+    lines.append(f"default {' '.join(objects) if compile_only else library}")
     return "\n".join(lines) + "\n"
 
 
 def _first_error(log: str) -> str:
     for line in log.splitlines():
-        if "error" in line.lower() and not line.startswith(("FAILED:", "ninja: build stopped")):
+        lowered = line.lower()
+        if ("error" in lowered or "fatal" in lowered) and not line.startswith(
+            ("FAILED:", "ninja: build stopped")
+        ):
             return line.strip().removeprefix("src/")[:400]
     tail = [line for line in log.splitlines() if line.strip()]
     return tail[-1][:400] if tail else "the build failed without a message"
@@ -238,7 +259,14 @@ def _run_ninja(directory: Path, toolchain: Toolchain, timeout_s: float) -> tuple
     return process.returncode, output
 
 
-def _prepare(directory: Path, project: Project, task: Task, toolchain: Toolchain, ext: str) -> None:
+def _prepare(
+    directory: Path,
+    project: Project,
+    task: Task,
+    toolchain: Toolchain,
+    cuda: CudaToolchain | None,
+    ext: str,
+) -> None:
     if directory.exists():  # left by a build that was killed; its result was never written
         shutil.rmtree(directory)
     shutil.copytree(project.root, directory / "src")
@@ -247,7 +275,7 @@ def _prepare(directory: Path, project: Project, task: Task, toolchain: Toolchain
     package = directory / "pkg" / project.name
     shutil.copytree(project.root / "torch-ext" / project.name, package)
     (package / "_ops.py").write_text(_OPS_PY.format(ext=ext))
-    (directory / "build.ninja").write_text(_ninja_file(project, task, toolchain, ext))
+    (directory / "build.ninja").write_text(_ninja_file(project, task, toolchain, cuda, ext))
 
 
 def _cached(result_file: Path) -> Build:
@@ -256,40 +284,70 @@ def _cached(result_file: Path) -> Build:
 
 def build_project(project: Project, task: Task, cache_dir: Path, timeout_s: float) -> Build:
     """Build `project` for `task`'s backend, or return the cached outcome of an identical build."""
-    if task.backend == "cuda":
-        raise SampleError(
-            "build", "CUDA builds are not supported by this version yet; use backend='cpu'"
-        )
     toolchain = detect_toolchain()
+    cuda = detect_cuda() if task.backend == "cuda" else None
     if not project.kernels_for(task.backend):
         raise SampleFailed(
             "build", f'build.toml has no [kernel.*] table with backend = "{task.backend}"'
         )
-    key = _build_key(project, task, toolchain)
-    ext = f"_{project.name}_{key[:10]}"
+    key = _build_key(project, task, toolchain, cuda.fingerprint if cuda else "")
     directory = cache_dir / f"{project.name}-{key}"
     result_file = directory / "result.json"
-    if result_file.is_file():  # written last and atomically: no lock needed to read it
-        return _cached(result_file)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    # One builder per key across processes (xdist workers, parallel sessions); others wait.
-    with FileLock(str(cache_dir / f"{project.name}-{key}.lock")):
-        if result_file.is_file():
-            return _cached(result_file)
-        start = time.perf_counter()
-        _prepare(directory, project, task, toolchain, ext)
-        returncode, log = _run_ninja(directory, toolchain, timeout_s)
-        build = Build(
-            ok=returncode == 0,
-            key=key,
-            directory=str(directory),
-            ext_name=ext,
-            reason="" if returncode == 0 else _first_error(log),
-            log=log,
-            seconds=round(time.perf_counter() - start, 3),
-        )
-        (directory / "build.log").write_text(log)
-        temporary = result_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps(asdict(build)))
-        temporary.replace(result_file)  # written last: its presence means the build finished
+    if not result_file.is_file():  # written last and atomically: no lock needed to read it
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        # One builder per key across processes (xdist workers, parallel sessions); others wait.
+        with FileLock(str(cache_dir / f"{project.name}-{key}.lock")):
+            if not result_file.is_file():
+                build = _build(directory, project, task, toolchain, cuda, key, timeout_s)
+                return _check_toolchain(build, toolchain)
+    cached = Build(**{**json.loads(result_file.read_text()), "cached": True})
+    return _check_toolchain(cached, toolchain)
+
+
+def _build(
+    directory: Path,
+    project: Project,
+    task: Task,
+    toolchain: Toolchain,
+    cuda: CudaToolchain | None,
+    key: str,
+    timeout_s: float,
+) -> Build:
+    ext = f"_{project.name}_{key[:10]}"
+    start = time.perf_counter()
+    _prepare(directory, project, task, toolchain, cuda, ext)
+    returncode, log = _run_ninja(directory, toolchain, timeout_s)
+    build = Build(
+        ok=returncode == 0,
+        key=key,
+        directory=str(directory),
+        ext_name=ext,
+        reason="" if returncode == 0 else _first_error(log),
+        log=log,
+        seconds=round(time.perf_counter() - start, 3),
+        targets=sm_targets(_capabilities(project, task)) if cuda else (),
+        compile_only=cuda is not None and toolchain.torch_cuda is None,
+    )
+    (directory / "build.log").write_text(log)
+    temporary = directory / "result.json.tmp"
+    temporary.write_text(json.dumps(asdict(build)))
+    temporary.replace(directory / "result.json")  # written last: its presence means it finished
+    return build
+
+
+def _check_toolchain(build: Build, toolchain: Toolchain) -> Build:
+    """A build that failed for want of a CUDA header this machine lacks is not the model's fault."""
+    missing = _MISSING_HEADER.search(build.reason)
+    if build.ok or not missing:
         return build
+    header = missing.group(1)
+    if _CUDA_LIBRARY_HEADER.fullmatch(header) or (
+        toolchain.torch_cuda is None and _TORCH_CUDA_HEADER.match(header)
+    ):
+        why = "this torch is a CPU build" if toolchain.torch_cuda is None else "a minimal toolkit"
+        raise SampleSkipped(
+            "build",
+            f"{header} is missing here ({why}): install a CUDA build of torch, "
+            "which brings torch's CUDA headers and the CUDA library headers",
+        )
+    return build

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-__all__ = ["STAGES", "SampleError", "SampleFailed", "Stage", "UpskillIssue"]
+__all__ = ["STAGES", "SampleError", "SampleFailed", "SampleSkipped", "Stage", "UpskillIssue"]
 
 Stage = Literal["generate", "extract", "policy", "build", "load", "check"]
 STAGES: tuple[Stage, ...] = ("generate", "extract", "policy", "build", "load", "check")
@@ -13,7 +13,7 @@ STAGES: tuple[Stage, ...] = ("generate", "extract", "policy", "build", "load", "
 class UpskillIssue(Exception):
     """Something that ended a sample before the user's assertions ran."""
 
-    outcome: Literal["failed", "error"]
+    outcome: Literal["failed", "error", "skipped"]
 
     def __init__(self, stage: Stage, reason: str) -> None:
         super().__init__(stage, reason)
@@ -37,3 +37,12 @@ class SampleError(UpskillIssue):
 
     def __str__(self) -> str:
         return f"upskill [{self.stage}] error: {self.reason}"
+
+
+class SampleSkipped(UpskillIssue):
+    """This machine cannot go further (no nvcc, no GPU): the test is skipped with the reason."""
+
+    outcome = "skipped"
+
+    def __str__(self) -> str:
+        return self.reason

@@ -10,7 +10,9 @@ from types import ModuleType
 from .build import Build
 from .errors import SampleFailed
 
-__all__ = ["load_kernel"]
+__all__ = ["NO_DEVICE", "device_mismatch", "load_kernel"]
+
+NO_DEVICE = "no CUDA device here"
 
 # One import per build and process: a second import would register the op namespace twice.
 _loaded: dict[str, ModuleType] = {}
@@ -55,3 +57,22 @@ def load_kernel(build: Build, name: str) -> ModuleType:
         )
     _loaded[build.key] = module
     return module
+
+
+def device_mismatch(targets: tuple[str, ...]) -> str | None:
+    """Why this machine cannot run code built for `targets` (`sm_90a`, ...), or None if it can."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return NO_DEVICE
+    major, minor = torch.cuda.get_device_capability()
+    for target in targets:
+        number = target.removeprefix("sm_")
+        arch_specific = number.endswith(("a", "f"))
+        digits = number.rstrip("af")
+        t_major, t_minor = int(digits[:-1]), int(digits[-1])
+        # Device code runs on its own major version at the same or a later minor; `a` code
+        # (wgmma, setmaxnreg, ...) only on exactly its own capability.
+        if t_major == major and (t_minor == minor or (not arch_specific and t_minor < minor)):
+            return None
+    return f"the CUDA device here is sm_{major}{minor}"

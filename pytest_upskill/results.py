@@ -36,6 +36,7 @@ class SampleRecord(BaseModel):
     cached: bool = False
     built: bool = False
     build_cached: bool = False
+    compile_only: bool = False
     directory: str = ""
 
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 from .build import Build, build_project
 from .config import ModelSpec
-from .errors import SampleFailed, Stage, UpskillIssue
+from .errors import SampleFailed, SampleSkipped, Stage, UpskillIssue
 from .extract import extract_files
-from .load import load_kernel
+from .load import NO_DEVICE, device_mismatch, load_kernel
 from .models import Provider, Request, Usage
 from .project import load_project, write_project
 from .prompt import Prompt, build_prompt
@@ -102,8 +102,18 @@ class Sample:
         self.build = build_project(project, task, build_dir, timeout_s)
         if not self.build.ok:
             raise SampleFailed("build", self.build.reason)
+        targets = ", ".join(self.build.targets)
+        if self.build.compile_only:
+            raise SampleSkipped(
+                "build",
+                f"built for {targets} (compile only: this torch is a CPU build); {NO_DEVICE}",
+            )
         self.stage = "load"
         module = load_kernel(self.build, task.name)
+        if task.backend == "cuda":
+            unrunnable = device_mismatch(self.build.targets)
+            if unrunnable:
+                raise SampleSkipped("load", f"built for {targets}; {unrunnable}")
         self.stage = "check"
         return module
 
@@ -124,6 +134,7 @@ class Sample:
             cached=self.cached,
             built=bool(self.build and self.build.ok),
             build_cached=bool(self.build and self.build.cached),
+            compile_only=bool(self.build and self.build.compile_only),
             directory=str(self.directory),
         )
 
