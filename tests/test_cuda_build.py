@@ -142,7 +142,7 @@ def test_cuda_source_in_a_cpu_task_fails_at_build(
     pytester.makepyfile(
         TEST.replace('reference="relu_project"', 'reference="relu_project", backend="cpu"')
     )
-    result, sample = run(pytester, upskill_args)
+    result, _ = run(pytester, upskill_args)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
         [
