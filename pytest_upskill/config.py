@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["BASELINE", "ModelSpec", "Settings", "default_build_dir", "load_settings"]
+__all__ = ["BASELINE", "Binding", "ModelSpec", "Settings", "default_build_dir", "load_settings"]
 
 BASELINE = "baseline"
+
+Binding = Literal["kernel-builder", "any"]
 
 
 class ModelSpec(BaseModel):
@@ -65,7 +67,9 @@ class Settings(BaseModel):
     samples: int = Field(default=1, ge=1)
     report: Path | None = None
     build_dir: Path = Field(default_factory=lambda: default_build_dir())
-    build_timeout_s: float = Field(default=900.0, gt=0)
+    # Bounds a build (and any wait for another process's build of the same kernel).
+    timeout_s: float = Field(default=900.0, gt=0)
+    binding: Binding = "kernel-builder"
 
 
 def default_build_dir() -> Path:
@@ -123,6 +127,22 @@ def load_settings(config: pytest.Config) -> Settings:
             f"--upskill-samples: expected a whole number of at least 1, got {samples_text!r}"
         ) from None
 
+    timeout_text = option.upskill_timeout or config.getini("upskill_timeout") or "900"
+    try:
+        timeout_s = float(timeout_text)
+        if not timeout_s > 0:
+            raise ValueError
+    except ValueError:
+        raise pytest.UsageError(
+            f"--upskill-timeout: expected a number of seconds above 0, got {timeout_text!r}"
+        ) from None
+
+    binding = option.upskill_binding or config.getini("upskill_binding") or "kernel-builder"
+    if binding not in ("kernel-builder", "any"):
+        raise pytest.UsageError(
+            f"--upskill-binding: expected kernel-builder or any, got {binding!r}"
+        )
+
     try:
         return Settings(
             models=models,
@@ -134,6 +154,8 @@ def load_settings(config: pytest.Config) -> Settings:
                 option.upskill_build_dir, here, config.getini("upskill_build_dir"), ini_dir
             )
             or default_build_dir(),
+            timeout_s=timeout_s,
+            binding=cast(Binding, binding),
         )
     except ValidationError as exc:  # pragma: no cover - each field is checked above
         raise pytest.UsageError(f"upskill settings: {exc}") from None

@@ -20,8 +20,9 @@ __all__ = ["NO_MODEL_REASON"]
 
 NO_MODEL_REASON = "no upskill model configured: pass --upskill-model=SPEC (oracle needs no key)"
 MARKER_HELP = (
-    "upskill(task, name=None, backend='cuda', capability='9.0a', reference=None): ask the "
-    "configured models for a kernel doing `task` (text or a .md path); the test gets it as `kernel`"
+    "upskill(task, name=None, backend='cuda', capability='9.0a', reference=None, binding=None): "
+    "ask the configured models for a kernel doing `task` (text or a .md path); the test gets it "
+    "as `kernel`"
 )
 
 session_key: pytest.StashKey[UpskillSession] = pytest.StashKey()
@@ -56,6 +57,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="DIR",
         help="where built kernels are cached (default: ~/.cache/pytest-upskill/builds)",
     )
+    group.addoption(
+        "--upskill-binding",
+        choices=("kernel-builder", "any"),
+        help="kernel-builder (default): refuse torch/extension.h, pybind11 and hard-coded op "
+        "namespaces at stage policy, as kernel-builder does; any: build such projects too",
+    )
+    group.addoption(
+        "--upskill-timeout",
+        metavar="SECONDS",
+        help="longest a kernel build may take (default 900)",
+    )
     parser.addini("upskill_models", "models to ask, one per line", type="linelist", default=[])
     parser.addini("upskill_skills", "Agent Skills directories", type="paths", default=[])
     parser.addini(
@@ -64,6 +76,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("upskill_samples", "samples per test, model and condition", default="1")
     parser.addini("upskill_report", "path of the JSON report", default="")
     parser.addini("upskill_build_dir", "where built kernels are cached", default="")
+    parser.addini("upskill_binding", "kernel-builder (default) or any", default="")
+    parser.addini("upskill_timeout", "longest a kernel build may take, in seconds", default="")
 
 
 def _wanted(config: pytest.Config) -> bool:

@@ -16,7 +16,14 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-__all__ = ["BuildToml", "KernelTable", "Project", "load_project", "write_project"]
+__all__ = [
+    "BuildToml",
+    "KernelTable",
+    "Project",
+    "legacy_warnings",
+    "load_project",
+    "write_project",
+]
 
 
 def _kebab(name: str) -> str:
@@ -27,16 +34,37 @@ class _Table(BaseModel):
     model_config = ConfigDict(extra="forbid", alias_generator=_kebab, populate_by_name=True)
 
 
+class CudaGeneral(_Table):
+    minver: str | None = None
+    maxver: str | None = None
+    kernel_depends: list[str] | None = None
+    python_depends: list[str] | None = None
+    # Older files (and the kernel skills that taught them) listed capabilities here.
+    capabilities: list[str] | None = None
+
+
+class HubTable(_Table):
+    repo_id: str | None = None
+    branch: str | None = None
+
+
 class GeneralTable(_Table):
     name: str = Field(min_length=1)
-    backends: list[str] | None = None
     version: int | None = None
     edition: int | None = None
     license: str | None = None
-    universal: bool = False
     upstream: str | None = None
-    hub: dict[str, str] | None = None
+    source: str | None = None
+    backends: list[str] | None = None
+    cuda: CudaGeneral | None = None
+    hub: HubTable | None = None
+    kernel_depends: list[str] | None = None
     python_depends: list[str] | None = None
+    neuron: dict[str, Any] | None = None
+    tpu: dict[str, Any] | None = None
+    xpu: dict[str, Any] | None = None
+    # Editions 1 and 2.
+    universal: bool | None = None
     cuda_minver: str | None = None
     cuda_maxver: str | None = None
 
@@ -45,25 +73,61 @@ class TorchTable(_Table):
     src: list[str] = []
     include: list[str] | None = None
     pyext: list[str] | None = None
-    universal: bool = False
+    minver: str | None = None
+    maxver: str | None = None
+    stable_abi: str | dict[str, str] | None = None
+    cxx_flags: list[str] | None = None
+    universal: bool | None = None  # edition 1
 
 
 class KernelTable(_Table):
+    """One `[kernel.NAME]`: the union of every backend's keys, as kernel-builder reads them."""
+
     backend: str = "cuda"
     src: list[str]
     depends: list[str] = []
     include: list[str] | None = None
     cuda_capabilities: list[str] | None = None
-    rocm_archs: list[str] | None = None
     cuda_flags: list[str] | None = None
+    cuda_minver: str | None = None
     cxx_flags: list[str] | None = None
-    language: str | None = None
+    rocm_archs: list[str] | None = None
+    hip_flags: list[str] | None = None
+    sycl_flags: list[str] | None = None
+    language: str | None = None  # edition 1
 
 
 class BuildToml(_Table):
     general: GeneralTable
     torch: TorchTable | None = None
+    torch_noarch: dict[str, Any] | None = None
+    tvm_ffi: dict[str, Any] | None = None
     kernel: dict[str, KernelTable] = {}
+
+
+CURRENT_EDITION = 5
+
+
+def legacy_warnings(config: BuildToml) -> list[str]:
+    """What an older build.toml does that kernel-builder's current edition no longer reads."""
+    warnings = []
+    edition = config.general.edition
+    if edition is None:
+        warnings.append(
+            f"build.toml has no [general] edition: read as an older file "
+            f"(kernel-builder's current edition is {CURRENT_EDITION})"
+        )
+    elif edition < CURRENT_EDITION:
+        warnings.append(
+            f"build.toml is edition {edition}; kernel-builder's current edition is "
+            f"{CURRENT_EDITION}"
+        )
+    if config.general.cuda and config.general.cuda.capabilities is not None:
+        warnings.append(
+            "[general.cuda] capabilities is an older form: kernel-builder reads "
+            "cuda-capabilities in each [kernel.NAME]"
+        )
+    return warnings
 
 
 @dataclass(frozen=True)
@@ -74,9 +138,20 @@ class Project:
     name: str
     files: dict[str, str]
     config: BuildToml
+    warnings: tuple[str, ...] = ()
 
     def kernels_for(self, backend: str) -> dict[str, KernelTable]:
         return {name: k for name, k in self.config.kernel.items() if k.backend == backend}
+
+    def cuda_capabilities(self) -> list[str]:
+        """The capabilities build.toml asks for (its cuda kernels', else the older
+        `[general.cuda]` list); empty when it leaves the choice to the task."""
+        listed: list[str] = []
+        for kernel in self.kernels_for("cuda").values():
+            listed += kernel.cuda_capabilities or []
+        if not listed and self.config.general.cuda:
+            listed = self.config.general.cuda.capabilities or []
+        return list(dict.fromkeys(listed))
 
 
 def _strip_common_root(files: dict[str, str]) -> dict[str, str]:
@@ -131,7 +206,13 @@ def load_project(root: Path, files: dict[str, str], name: str) -> Project:
             "extract",
             f"build.toml names source files the reply does not hold: {', '.join(missing)}",
         )
-    return Project(root=root, name=name, files=files, config=config)
+    return Project(
+        root=root,
+        name=name,
+        files=files,
+        config=config,
+        warnings=tuple(legacy_warnings(config)),
+    )
 
 
 def _first_error(exc: ValidationError) -> str:

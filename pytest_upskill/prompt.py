@@ -25,7 +25,8 @@ project root, for example:
 Give each file once, complete. Files outside fenced blocks are ignored.
 
 The project uses the kernel-builder layout:
-- build.toml: [general] name = "{name}" and backends = ["{backend}"]; [torch] src lists \
+- build.toml: [general] name = "{name}", version = 1, edition = 5 and backends = ["{backend}"]; \
+[torch] src lists \
 torch-ext/torch_binding.cpp and torch-ext/torch_binding.h; one [kernel.{name}] table with \
 backend = "{backend}", depends = ["torch"] and src = the kernel sources.
 - kernel_src/{name}.{ext}: the kernel.

@@ -38,6 +38,7 @@ class SampleRecord(BaseModel):
     build_cached: bool = False
     compile_only: bool = False
     directory: str = ""
+    warnings: list[str] = []
 
 
 class SummaryRow(BaseModel):

@@ -9,11 +9,12 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .build import Build, build_project
-from .config import ModelSpec
+from .config import ModelSpec, Settings
 from .errors import SampleFailed, SampleSkipped, Stage, UpskillIssue
 from .extract import extract_files
 from .load import NO_DEVICE, device_mismatch, load_kernel
 from .models import Provider, Request, Usage
+from .policy import check_project
 from .project import load_project, write_project
 from .prompt import Prompt, build_prompt
 from .results import Outcome, SampleRecord, UsageRecord
@@ -57,6 +58,7 @@ class Sample:
     build: Build | None = None
     stage: Stage = "generate"
     issue: UpskillIssue | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def model(self) -> str:
@@ -91,15 +93,19 @@ class Sample:
         )
         (self.directory / "reply.md").write_text(reply.text, encoding="utf-8")
 
-    def make_kernel(self, build_dir: Path, timeout_s: float) -> ModuleType:
-        """Extract the project from the reply, build it and import it."""
+    def make_kernel(self, settings: Settings) -> ModuleType:
+        """Extract the project from the reply, check it, build it and import it."""
         assert self.reply is not None, "generate() comes first"
         task = self.case.task
         self.stage = "extract"
         self.files = write_project(extract_files(self.reply), self.directory / "project")
         project = load_project(self.directory / "project", self.files, task.name)
+        self.warnings = list(project.warnings)
+        self.stage = "policy"
+        binding = task.binding or settings.binding
+        check_project(project, task.backend, binding)
         self.stage = "build"
-        self.build = build_project(project, task, build_dir, timeout_s)
+        self.build = build_project(project, task, settings.build_dir, settings.timeout_s, binding)
         if not self.build.ok:
             raise SampleFailed("build", self.build.reason)
         targets = ", ".join(self.build.targets)
@@ -109,7 +115,7 @@ class Sample:
                 f"built for {targets} (compile only: this torch is a CPU build); {NO_DEVICE}",
             )
         self.stage = "load"
-        module = load_kernel(self.build, task.name)
+        module = load_kernel(self.build, task.name, require_ops=binding == "kernel-builder")
         if task.backend == "cuda":
             unrunnable = device_mismatch(self.build.targets)
             if unrunnable:
@@ -136,6 +142,7 @@ class Sample:
             build_cached=bool(self.build and self.build.cached),
             compile_only=bool(self.build and self.build.compile_only),
             directory=str(self.directory),
+            warnings=self.warnings,
         )
 
 

@@ -94,7 +94,7 @@ class UpskillSession:
         if sample.issue is not None:
             return None
         try:
-            return sample.make_kernel(self.settings.build_dir, self.settings.build_timeout_s)
+            return sample.make_kernel(self.settings)
         except UpskillIssue as issue:
             sample.issue = issue
             return None

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .config import Binding
+
 __all__ = ["Task", "TaskInvalid", "task_from_marker"]
 
 _PACKAGE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
@@ -28,6 +30,7 @@ class Task(BaseModel):
     backend: Literal["cuda", "cpu"] = "cuda"
     capability: str = "9.0a"
     reference: Path | None = None
+    binding: Binding | None = None  # None: the session's setting
 
     @field_validator("name")
     @classmethod
@@ -83,5 +86,7 @@ def task_from_marker(
         field = ".".join(str(part) for part in first["loc"])
         message = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
-            message = "is not an argument of the marker (name, backend, capability, reference)"
+            message = (
+                "is not an argument of the marker (name, backend, capability, reference, binding)"
+            )
         raise TaskInvalid(f"@pytest.mark.upskill: {field} {message}") from None

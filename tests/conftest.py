@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from pytest_upskill.models.oracle import read_project
+
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 # Shared by every test and xdist worker (builds are locked per key), and kept between runs.
@@ -17,6 +19,25 @@ def reference(pytester: pytest.Pytester) -> Path:
     target = pytester.path / "solutions" / "row_softmax"
     shutil.copytree(EXAMPLES / "solutions" / "row_softmax", target)
     return target
+
+
+@pytest.fixture
+def broken(reference: Path) -> Path:
+    """A second copy of the reference, next to the good one, to plant a bug in."""
+    target = reference.parent / "broken"
+    target.mkdir()
+    for relative, text in read_project(reference).items():
+        (target / relative).parent.mkdir(parents=True, exist_ok=True)
+        (target / relative).write_text(text)
+    return target
+
+
+def plant(reference: Path, relative: str, old: str, new: str) -> None:
+    """Replace `old` (which must be there) by `new` in one file of a reference project."""
+    path = reference / relative
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import BUILD_DIR, EXAMPLES, ROW_SOFTMAX_TEST
+from conftest import BUILD_DIR, EXAMPLES, ROW_SOFTMAX_TEST, plant
 from pytest_upskill.build import build_project
 from pytest_upskill.environ import scrubbed_environ
 from pytest_upskill.errors import SampleFailed
@@ -21,29 +21,11 @@ BINDING = "torch-ext/torch_binding.cpp"
 PACKAGE = "torch-ext/row_softmax/__init__.py"
 
 
-def plant(reference: Path, relative: str, old: str, new: str) -> None:
-    path = reference / relative
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
-
-
 def two_tests(broken: str = "solutions/row_softmax") -> str:
     """A test of a (possibly broken) project, then a test of the good one, in that order."""
     return ROW_SOFTMAX_TEST.replace("def test_row_softmax", "def test_a_planted").replace(
         'reference="solutions/row_softmax"', f'reference="{broken}"'
     ) + ROW_SOFTMAX_TEST.replace("def test_row_softmax", "def test_b_good")
-
-
-@pytest.fixture
-def broken(reference: Path) -> Path:
-    """A second copy of the reference, next to the good one, to plant a bug in."""
-    target = reference.parent / "broken"
-    target.mkdir()
-    for relative, text in read_project(reference).items():
-        (target / relative).parent.mkdir(parents=True, exist_ok=True)
-        (target / relative).write_text(text)
-    return target
 
 
 def run(pytester: pytest.Pytester, upskill_args: list[str]) -> tuple[pytest.RunResult, list[dict]]:
@@ -172,3 +154,28 @@ def test_the_build_environment_holds_no_secrets() -> None:
         "MY_PASSWORD": "p",
     }
     assert scrubbed_environ(environ) == {"PATH": "/usr/bin", "HOME": "/root", "CXX": "g++"}
+
+
+def test_build_toml_flags_reach_the_compiler_and_an_older_file_warns(
+    pytester: pytest.Pytester, broken: Path, upskill_args: list[str]
+) -> None:
+    # An older build.toml (no edition) whose cxx-flags the kernel cannot build without.
+    plant(broken, "build.toml", "version = 1\nedition = 5\n", "")
+    plant(
+        broken,
+        "build.toml",
+        'depends = ["torch"]',
+        'depends = ["torch"]\ncxx-flags = ["-DCANARY=3"]',
+    )
+    plant(
+        broken,
+        KERNEL,
+        "#include <cmath>",
+        '#include <cmath>\n#if CANARY != 3\n#error "no flags"\n#endif',
+    )
+    result, samples = run(pytester, upskill_args)
+    result.assert_outcomes(passed=2)
+    with_flags, good = samples
+    assert len(with_flags["warnings"]) == 1
+    assert "build.toml has no [general] edition" in with_flags["warnings"][0]
+    assert good["warnings"] == []
