@@ -338,9 +338,9 @@ def build_project(
     if not result_file.is_file():  # written last and atomically: no lock needed to read it
         cache_dir.mkdir(parents=True, exist_ok=True)
         # One builder per key across processes (xdist workers, parallel sessions); the others
-        # wait, but never forever: a builder is killed at `timeout_s`, so a longer wait means a
-        # stuck process holds the lock.
-        lock = FileLock(str(cache_dir / f"{project.name}-{key}.lock"), timeout=timeout_s + 60)
+        # wait, but never forever: a builder is killed at `timeout_s`, so a wait of twice that
+        # means a stuck process holds the lock.
+        lock = FileLock(str(cache_dir / f"{project.name}-{key}.lock"), timeout=2 * timeout_s)
         try:
             with lock:
                 if not result_file.is_file():

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal, cast
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["BASELINE", "Binding", "ModelSpec", "Settings", "default_build_dir", "load_settings"]
+from .paths import configured_path, default_build_dir
+
+__all__ = ["BASELINE", "Binding", "ModelSpec", "Settings", "load_settings"]
 
 BASELINE = "baseline"
 
@@ -72,12 +73,6 @@ class Settings(BaseModel):
     binding: Binding = "kernel-builder"
 
 
-def default_build_dir() -> Path:
-    """Builds are shared by every project of the user, like torch's own extension cache."""
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "pytest-upskill" / "builds"
-
-
 def _ini_bool(value: object) -> bool:
     if isinstance(value, bool):
         return value
@@ -87,12 +82,6 @@ def _ini_bool(value: object) -> bool:
     if text in ("0", "false", "no", "off"):
         return False
     raise pytest.UsageError(f"upskill_baseline: expected true or false, got {value!r}")
-
-
-def _path(cli: str | None, here: Path, ini: str, ini_dir: Path) -> Path | None:
-    if cli:
-        return here / cli
-    return ini_dir / ini if ini else None
 
 
 def load_settings(config: pytest.Config) -> Settings:
@@ -105,9 +94,7 @@ def load_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"--upskill-model: {exc}") from None
 
     # Paths on the command line are relative to where pytest was started, in ini to the ini file.
-    here = config.invocation_params.dir
-    ini_dir = config.inipath.parent if config.inipath else config.rootpath
-    skills = [here / p for p in option.upskill_skill or ()]
+    skills = [config.invocation_params.dir / p for p in option.upskill_skill or ()]
     if not skills:
         skills = [Path(p) for p in config.getini("upskill_skills")]
 
@@ -149,10 +136,8 @@ def load_settings(config: pytest.Config) -> Settings:
             skills=tuple(skills),
             baseline=baseline,
             samples=samples,
-            report=_path(option.upskill_report, here, config.getini("upskill_report"), ini_dir),
-            build_dir=_path(
-                option.upskill_build_dir, here, config.getini("upskill_build_dir"), ini_dir
-            )
+            report=configured_path(config, "upskill_report", "upskill_report"),
+            build_dir=configured_path(config, "upskill_build_dir", "upskill_build_dir")
             or default_build_dir(),
             timeout_s=timeout_s,
             binding=cast(Binding, binding),

@@ -5,9 +5,12 @@ This module imports nothing heavy: a session that asks for no model pays almost 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from .paths import configured_path, default_build_dir
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -27,6 +30,7 @@ MARKER_HELP = (
 
 session_key: pytest.StashKey[UpskillSession] = pytest.StashKey()
 sample_key: pytest.StashKey[Sample] = pytest.StashKey()
+build_dir_key: pytest.StashKey[Path] = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -92,12 +96,22 @@ def _wanted(config: pytest.Config) -> bool:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", MARKER_HELP)
+    build_dir = configured_path(config, "upskill_build_dir", "upskill_build_dir")
+    config.stash[build_dir_key] = (build_dir or default_build_dir()).absolute()
     if _wanted(config):
         from .session import UpskillSession
 
         upskill = UpskillSession.from_config(config)
         config.stash[session_key] = upskill
         config.pluginmanager.register(upskill, "upskill-session")
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    # Built projects hold the model's files, test files included: never collect them.
+    build_dir = config.stash.get(build_dir_key, None)
+    if build_dir is not None and collection_path.is_relative_to(build_dir):
+        return True
+    return None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -150,11 +164,13 @@ def upskill_sample(
 
 
 @pytest.fixture
-def kernel(request: pytest.FixtureRequest, upskill_sample: Sample) -> Any:
+def kernel(request: pytest.FixtureRequest, upskill_sample: Sample) -> Generator[Any]:
     """The model's kernel for this sample, built and imported (its package's `__init__`)."""
-    module = request.config.stash[session_key].kernel(upskill_sample)
+    session = request.config.stash[session_key]
+    module = session.kernel(upskill_sample)
     _raise_errors(upskill_sample)
-    return module
+    with session.hold_device(upskill_sample):  # the test runs the kernel: one test per GPU
+        yield module
 
 
 def _raise_errors(sample: Sample) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ import pytest
 
 from .config import BASELINE, Settings, load_settings
 from .errors import UpskillIssue
+from .gpu import pin_worker_gpu
 from .models import Provider, provider_for
 from .report import summary_table, write_json_report
 from .results import SampleRecord
@@ -33,6 +36,9 @@ class UpskillSession:
     def from_config(cls, config: pytest.Config) -> UpskillSession:
         """Validate options and skills before any test runs; problems are UsageErrors."""
         settings = load_settings(config)
+        worker = getattr(config, "workerinput", {}).get("workerid")
+        if worker is not None:  # before collection: test modules may touch CUDA when imported
+            pin_worker_gpu(worker)
         skills: list[Skill] = []
         for path in settings.skills:
             try:
@@ -88,6 +94,21 @@ class UpskillSession:
         except UpskillIssue as issue:
             sample.issue = issue
         return sample
+
+    @contextmanager
+    def hold_device(self, sample: Sample) -> Iterator[None]:
+        """Hold this process's GPU while a CUDA sample's test runs its kernel."""
+        if sample.case.task.backend != "cuda" or sample.issue is not None:
+            yield  # no kernel will run: the test fails at once with the sample's issue
+            return
+        from .gpu import current_device, device_lock
+
+        try:
+            with device_lock(current_device(), self.settings.timeout_s):
+                yield  # pytest never throws the test's own exceptions into a fixture
+        except UpskillIssue as issue:  # waiting for the GPU timed out
+            sample.issue = issue
+            raise
 
     def kernel(self, sample: Sample) -> Any:
         """The sample's loaded kernel package, or None when a stage failed (kept on the sample)."""

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from conftest import BUILD_DIR, EXAMPLES, ROW_SOFTMAX_TEST, plant
-from pytest_upskill.build import build_project
+from pytest_upskill.build import _ninja_jobs, build_project
 from pytest_upskill.environ import scrubbed_environ
-from pytest_upskill.errors import SampleFailed
+from pytest_upskill.errors import SampleError, SampleFailed
 from pytest_upskill.models.oracle import read_project
-from pytest_upskill.project import load_project, write_project
+from pytest_upskill.project import Project, load_project, write_project
 from pytest_upskill.task import Task
 
 KERNEL = "kernel_src/row_softmax.cpp"
@@ -179,3 +181,69 @@ def test_build_toml_flags_reach_the_compiler_and_an_older_file_warns(
     assert len(with_flags["warnings"]) == 1
     assert "build.toml has no [general] edition" in with_flags["warnings"][0]
     assert good["warnings"] == []
+
+
+def _slow_project(tmp_path: Path) -> tuple[Task, Project]:
+    """A project no cache has seen, whose build takes far longer than a second."""
+    files = read_project(EXAMPLES / "solutions" / "row_softmax")
+    files[KERNEL] = f"#include <torch/all.h>  // {uuid.uuid4()}\n" + files[KERNEL]
+    root = tmp_path / "slow"
+    return Task(prompt="p", name="row_softmax", backend="cpu"), load_project(
+        root, write_project(files, root), "row_softmax"
+    )
+
+
+def test_a_hanging_build_is_killed_with_its_compilers_and_the_session_goes_on(
+    pytester: pytest.Pytester, broken: Path
+) -> None:
+    plant(
+        broken,
+        KERNEL,
+        "#include <cmath>",
+        f"#include <cmath>\n#include <torch/all.h>  // {uuid.uuid4()}",
+    )
+    pytester.makepyfile(two_tests("solutions/broken"), test_z="def test_z_goes_on(): pass")
+    cache = pytester.path / "cache"
+    result = pytester.runpytest(
+        "--upskill-model=oracle",
+        f"--upskill-build-dir={cache}",
+        "--upskill-timeout=2",
+        "-p",
+        "no:cacheprovider",
+    )
+    result.stdout.fnmatch_lines(
+        ["upskill [[]build[]] failed: the build took longer than 2 s and was stopped"]
+    )
+    assert result.parseoutcomes()["passed"] >= 1  # test_z, and test_b_good if its build was quick
+    survivors = [p for p in Path("/proc").glob("[0-9]*/cmdline") if str(cache) in _read(p)]
+    assert survivors == []
+
+
+def _read(cmdline: Path) -> str:
+    try:
+        return cmdline.read_bytes().decode(errors="replace")
+    except OSError:  # the process ended meanwhile
+        return ""
+
+
+def test_waiting_for_another_build_of_the_same_kernel_has_a_timeout(tmp_path: Path) -> None:
+    task, project = _slow_project(tmp_path)
+    cache = tmp_path / "cache"
+    with ThreadPoolExecutor(1) as pool:
+        first = pool.submit(build_project, project, task, cache, 5.0)
+        while not list(cache.glob("row_softmax-*/build.ninja")):  # it holds the lock now
+            time.sleep(0.05)
+        with pytest.raises(
+            SampleError, match=r"waited 2 s for another process building the same kernel"
+        ):
+            build_project(project, task, cache, timeout_s=1.0)
+        with pytest.raises(SampleFailed, match="took longer than 5 s"):
+            first.result()
+
+
+def test_max_jobs_bounds_ninja(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_JOBS", "3")
+    assert _ninja_jobs() == ["-j", "3"]
+    for unset in ("", "0", "many"):
+        monkeypatch.setenv("MAX_JOBS", unset)
+        assert _ninja_jobs() == []

@@ -167,6 +167,18 @@ def test_command_line_wins_over_ini(pytester: pytest.Pytester, reference: Path) 
             ["--upskill-model=oracle", "--upskill-skill=nowhere"],
             "ERROR: --upskill-skill: *nowhere: is not a directory*",
         ),
+        (
+            ["--upskill-model=oracle", "--upskill-timeout=0"],
+            "ERROR: --upskill-timeout: expected a number of seconds above 0, got '0'",
+        ),
+        (
+            ["--upskill-model=oracle", "--upskill-timeout=soon"],
+            "ERROR: --upskill-timeout: expected a number of seconds above 0, got 'soon'",
+        ),
+        (
+            ["--upskill-model=oracle", "--upskill-binding=pybind"],
+            "*--upskill-binding: invalid choice: 'pybind'*",
+        ),
     ],
 )
 def test_usage_errors(pytester: pytest.Pytester, args: list[str], message: str) -> None:
@@ -299,3 +311,15 @@ def test_xdist_workers_bring_their_records_to_the_controller(
 
     assert serial.ret == parallel.ret == 0
     assert outcomes(serial, "serial.json") == outcomes(parallel, "parallel.json")
+
+
+def test_the_build_directory_is_never_collected(pytester: pytest.Pytester) -> None:
+    # A built project keeps the model's files, tests included.
+    pytester.makepyfile(
+        test_plain="def test_plain(): pass",
+        **{"builds/relu-0123/src/tests/test_generated": "def test_generated(): assert False"},
+    )
+    pytester.runpytest().assert_outcomes(passed=1, failed=1)  # collectable when not a build dir
+    pytester.runpytest("--upskill-build-dir=builds").assert_outcomes(passed=1)
+    pytester.makeini("[pytest]\nupskill_build_dir = builds\n")
+    pytester.runpytest().assert_outcomes(passed=1)  # no model asked for: still not collected

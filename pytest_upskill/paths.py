@@ -1,0 +1,27 @@
+"""Where the plugin's files go; light enough for the plugin module to import at start-up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+__all__ = ["configured_path", "default_build_dir"]
+
+
+def default_build_dir() -> Path:
+    """Builds are shared by every project of the user, like torch's own extension cache."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "pytest-upskill" / "builds"
+
+
+def configured_path(config: pytest.Config, option: str, ini: str) -> Path | None:
+    """An option's path, relative to where pytest started; else its ini twin's, relative to the
+    ini file."""
+    cli: str | None = getattr(config.option, option)
+    if cli:
+        return config.invocation_params.dir / cli
+    value = str(config.getini(ini))
+    ini_dir = config.inipath.parent if config.inipath else config.rootpath
+    return ini_dir / value if value else None

@@ -1,0 +1,88 @@
+"""GPUs under xdist: each worker its own GPU where there are several, a lock on a shared one."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+
+from pytest_upskill.errors import SampleError
+from pytest_upskill.gpu import device_lock, pin_worker_gpu, visible_gpus, worker_gpu
+
+
+def test_visible_gpus_follow_cuda_visible_devices() -> None:
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": "2, 3"}) == ["2", "3"]
+    assert visible_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
+
+
+def test_visible_gpus_without_a_driver(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no nvidia-smi
+    assert visible_gpus({}) == []
+
+
+@pytest.mark.parametrize(
+    ("worker", "gpus", "expected"),
+    [("gw0", ["0", "1"], "0"), ("gw5", ["4", "6", "7"], "7"), ("gw1", ["0"], None)],
+)
+def test_worker_i_gets_gpu_i_mod_n(worker: str, gpus: list[str], expected: str | None) -> None:
+    assert worker_gpu(worker, gpus) == expected
+
+
+def test_a_worker_is_pinned_to_its_gpu() -> None:
+    environ = {"CUDA_VISIBLE_DEVICES": "4,5,6"}
+    assert pin_worker_gpu("gw1", environ) == "5"
+    assert environ["CUDA_VISIBLE_DEVICES"] == "5"
+    one = {"CUDA_VISIBLE_DEVICES": "3"}
+    assert pin_worker_gpu("gw1", one) is None
+    assert one["CUDA_VISIBLE_DEVICES"] == "3"
+
+
+def test_real_xdist_workers_each_see_one_gpu(
+    pytester: pytest.Pytester,
+    upskill_args: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7,8")
+    pytester.makepyfile(
+        """
+        import json, os
+
+        def test_a(worker_id): json.dump(os.environ["CUDA_VISIBLE_DEVICES"], open(f"{worker_id}.json", "w"))
+        def test_b(worker_id): json.dump(os.environ["CUDA_VISIBLE_DEVICES"], open(f"{worker_id}.json", "w"))
+        """
+    )
+    pytester.runpytest(
+        "-n", "2", "--dist=each", "--upskill-model=oracle", *upskill_args
+    ).assert_outcomes(passed=4)
+    seen = {path.stem: json.loads(path.read_text()) for path in pytester.path.glob("gw*.json")}
+    assert seen == {"gw0": "7", "gw1": "8"}
+
+
+def test_a_second_holder_of_a_gpu_waits_then_gives_up_with_a_clear_error() -> None:
+    device = f"test-{uuid.uuid4()}"
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with device_lock(device, timeout_s=5):
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(5)
+    try:
+        with (
+            pytest.raises(
+                SampleError, match=f"waited 0.2 s for GPU {device}, held by another test"
+            ),
+            device_lock(device, timeout_s=0.2),
+        ):
+            pass
+    finally:
+        release.set()
+        holder.join()
+    with device_lock(device, timeout_s=0.2):  # free again once released
+        pass
