@@ -16,6 +16,8 @@ from pytest_upskill.build import gencode_flags, sm_targets
 BUILD_TOML = """
 [general]
 name = "relu"
+version = 1
+edition = 5
 backends = ["cuda"]
 
 [torch]
@@ -165,3 +167,144 @@ def test_cuda_source_in_a_cpu_task_fails_at_build(
 def test_gencode_flags(capabilities: list[str], flags: list[str], targets: tuple[str, ...]) -> None:
     assert gencode_flags(capabilities) == flags
     assert sm_targets(capabilities) == targets
+
+
+# Shaped like kernel-builder's examples/kernels/relu: one project, kernels for several backends
+# (only the task's is built), an out-argument op, a `layers` subpackage.
+MULTI_BACKEND_TOML = """
+[general]
+name = "relu"
+version = 1
+edition = 5
+license = "Apache-2.0"
+backends = ["cpu", "cuda", "metal", "xpu"]
+
+[general.hub]
+repo-id = "kernels-test/relu"
+
+[torch]
+src = ["torch-ext/torch_binding.cpp", "torch-ext/torch_binding.h"]
+
+[kernel.relu_xpu]
+backend = "xpu"
+depends = ["torch"]
+src = ["relu_xpu/relu.cpp"]
+
+[kernel.relu_metal]
+backend = "metal"
+depends = ["torch"]
+src = ["relu_metal/relu.mm", "relu_metal/relu.metal"]
+
+[kernel.relu_cpu]
+backend = "cpu"
+depends = ["torch"]
+src = ["relu_cpu/relu_cpu.cpp"]
+
+[kernel.relu]
+backend = "cuda"
+depends = ["torch"]
+src = ["relu_cuda/relu.cu"]
+"""
+
+MULTI_BACKEND = {
+    "build.toml": MULTI_BACKEND_TOML,
+    "relu_xpu/relu.cpp": "#error never built: not the task's backend\n",
+    "relu_metal/relu.mm": "#error never built\n",
+    "relu_metal/relu.metal": "#error never built\n",
+    "relu_cpu/relu_cpu.cpp": """
+#include <ATen/core/Tensor.h>
+
+void relu(at::Tensor& out, const at::Tensor& input) {
+  const float* in = input.const_data_ptr<float>();
+  float* o = out.mutable_data_ptr<float>();
+  for (int64_t i = 0; i < input.numel(); ++i) o[i] = in[i] > 0.f ? in[i] : 0.f;
+}
+""",
+    "relu_cuda/relu.cu": """
+#include <ATen/core/Tensor.h>
+
+__global__ void relu_kernel(float* out, const float* in, int64_t n) {
+  const int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+  if (i < n) out[i] = in[i] > 0.f ? in[i] : 0.f;
+}
+
+void relu(at::Tensor& out, const at::Tensor& input) {
+  const int64_t n = input.numel();
+  relu_kernel<<<(n + 255) / 256, 256>>>(out.mutable_data_ptr<float>(), input.const_data_ptr<float>(), n);
+}
+""",
+    "torch-ext/torch_binding.h": "#pragma once\n#include <ATen/core/Tensor.h>\n"
+    "void relu(at::Tensor& out, const at::Tensor& input);\n",
+    "torch-ext/torch_binding.cpp": """
+#include <torch/library.h>
+#include "registration.h"
+#include "torch_binding.h"
+
+TORCH_LIBRARY_EXPAND(TORCH_EXTENSION_NAME, ops) {
+  ops.def("relu(Tensor! out, Tensor input) -> ()");
+#if defined(CPU_KERNEL)
+  ops.impl("relu", c10::kCPU, &relu);
+#elif defined(CUDA_KERNEL)
+  ops.impl("relu", c10::kCUDA, &relu);
+#endif
+}
+
+REGISTER_EXTENSION(TORCH_EXTENSION_NAME)
+""",
+    "torch-ext/relu/__init__.py": """
+import torch
+
+from ._ops import ops
+from . import layers
+
+
+def relu(x, out=None):
+    out = torch.empty_like(x) if out is None else out
+    ops.relu(out, x)
+    return out
+""",
+    "torch-ext/relu/layers/__init__.py": """
+import torch
+
+
+class ReLU(torch.nn.Module):
+    def forward(self, x):
+        from .. import relu
+
+        return relu(x)
+""",
+}
+
+MULTI_BACKEND_TESTS = """
+import pytest
+import torch
+
+@pytest.mark.upskill("ReLU.", name="relu", backend="cpu", reference="relu_project")
+def test_relu_cpu(kernel):
+    x = torch.randn(64, 100)
+    torch.testing.assert_close(kernel.relu(x), torch.relu(x))
+    torch.testing.assert_close(kernel.layers.ReLU()(x), torch.relu(x))
+
+@pytest.mark.upskill("ReLU.", name="relu", backend="cuda", reference="relu_project")
+def test_relu_cuda(kernel):
+    x = torch.randn(64, 100, device="cuda")
+    torch.testing.assert_close(kernel.relu(x), torch.relu(x))
+"""
+
+
+def test_one_project_builds_the_kernel_of_each_task_backend_only(
+    pytester: pytest.Pytester, upskill_args: list[str]
+) -> None:
+    for relative, text in MULTI_BACKEND.items():
+        path = pytester.path / "relu_project" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    pytester.makepyfile(MULTI_BACKEND_TESTS)
+    result = pytester.runpytest(
+        "-rs", "--upskill-model=oracle", "--upskill-report=r.json", *upskill_args
+    )
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED * built for sm_90a*; no CUDA device here"])
+    cpu, cuda = json.loads((pytester.path / "r.json").read_text())["samples"]
+    assert (cpu["outcome"], cpu["built"], cpu["warnings"]) == ("passed", True, [])
+    assert (cuda["outcome"], cuda["built"]) == ("skipped", True)
