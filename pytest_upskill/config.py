@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, cast
 
@@ -84,6 +85,26 @@ def _ini_bool(value: object) -> bool:
     raise pytest.UsageError(f"upskill_baseline: expected true or false, got {value!r}")
 
 
+def _number(
+    config: pytest.Config,
+    name: str,
+    default: str,
+    parse: Callable[[str], float],
+    valid: Callable[[float], bool],
+    expected: str,
+) -> float:
+    """Option `--upskill-NAME` (or its ini twin) as a number; anything else is a UsageError."""
+    text = getattr(config.option, f"upskill_{name}") or config.getini(f"upskill_{name}") or default
+    try:
+        value = parse(text)
+    except ValueError:
+        pass
+    else:
+        if valid(value):
+            return value
+    raise pytest.UsageError(f"--upskill-{name}: expected {expected}, got {text!r}")
+
+
 def load_settings(config: pytest.Config) -> Settings:
     """Merge command line over ini; every bad value is a UsageError naming it."""
     option = config.option
@@ -104,25 +125,10 @@ def load_settings(config: pytest.Config) -> Settings:
             "--upskill-no-baseline leaves no condition to run: add --upskill-skill=DIR"
         )
 
-    samples_text = option.upskill_samples or config.getini("upskill_samples") or "1"
-    try:
-        samples = int(samples_text)
-        if samples < 1:
-            raise ValueError
-    except ValueError:
-        raise pytest.UsageError(
-            f"--upskill-samples: expected a whole number of at least 1, got {samples_text!r}"
-        ) from None
-
-    timeout_text = option.upskill_timeout or config.getini("upskill_timeout") or "900"
-    try:
-        timeout_s = float(timeout_text)
-        if not timeout_s > 0:
-            raise ValueError
-    except ValueError:
-        raise pytest.UsageError(
-            f"--upskill-timeout: expected a number of seconds above 0, got {timeout_text!r}"
-        ) from None
+    whole = "a whole number of at least 1"
+    samples = int(_number(config, "samples", "1", int, lambda n: n >= 1, whole))
+    seconds = "a number of seconds above 0"
+    timeout_s = _number(config, "timeout", "900", float, lambda s: s > 0, seconds)
 
     binding = option.upskill_binding or config.getini("upskill_binding") or "kernel-builder"
     if binding not in ("kernel-builder", "any"):

@@ -160,12 +160,22 @@ def _cxx_binding_problems(content: str) -> Iterator[tuple[int, str]]:
             yield _line(code, found.start()), problem
     for match in _LIBRARY_MACRO.finditer(code):
         macro, namespace = match.groups()
-        if not macro.endswith("_EXPAND") or namespace != "TORCH_EXTENSION_NAME":
+        line = _line(code, match.start())
+        if namespace != "TORCH_EXTENSION_NAME":
             yield (
-                _line(code, match.start()),
+                line,
                 (
                     f"{macro}({namespace}, ...) hard-codes the op namespace; write "
-                    "TORCH_LIBRARY_EXPAND(TORCH_EXTENSION_NAME, ops), so each build has its own"
+                    f"{macro.removesuffix('_EXPAND')}_EXPAND(TORCH_EXTENSION_NAME, ...), so each "
+                    "build has its own"
+                ),
+            )
+        elif not macro.endswith("_EXPAND"):
+            yield (
+                line,
+                (
+                    f"{macro}(TORCH_EXTENSION_NAME, ...) registers the literal namespace "
+                    f"'TORCH_EXTENSION_NAME'; write {macro}_EXPAND(TORCH_EXTENSION_NAME, ...)"
                 ),
             )
 

@@ -129,6 +129,12 @@ def test_a_kernel_builder_project_keeps_the_rules(tmp_path: Path) -> None:
             "torch_binding.cpp:13: TORCH_LIBRARY_IMPL_EXPAND(relu, ...) hard-codes",
         ),
         (
+            "torch-ext/torch_binding.cpp",
+            BINDING.replace("TORCH_LIBRARY_IMPL_EXPAND(", "TORCH_LIBRARY_IMPL("),
+            "torch_binding.cpp:13: TORCH_LIBRARY_IMPL(TORCH_EXTENSION_NAME, ...) registers the "
+            "literal namespace 'TORCH_EXTENSION_NAME'; write TORCH_LIBRARY_IMPL_EXPAND(",
+        ),
+        (
             "torch-ext/relu/__init__.py",
             "# fine: cpp_extension in a comment\nfrom torch.utils.cpp_extension import load\n",
             "torch-ext/relu/__init__.py:2: uses cpp_extension to compile at import time",
