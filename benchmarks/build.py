@@ -16,6 +16,7 @@ Usage: python benchmarks/build.py [--rounds 3] [--cuda]
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -133,12 +134,26 @@ def warm(kernel: Kernel, root: Path, cache: Path) -> float:
     return float(output.strip().splitlines()[-1])
 
 
+def cuda_home() -> str:
+    """The toolkit nvcc belongs to, from the folder nvcc links libcudart from."""
+    from pytest_upskill.toolchain import detect_cuda
+
+    for library_dir in detect_cuda().library_dirs:
+        for parent in Path(library_dir).parents:
+            if (parent / "bin" / "nvcc").exists():
+                return str(parent)
+    raise SystemExit("set CUDA_HOME: cannot tell which toolkit nvcc belongs to")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--cuda", action="store_true", help="the H100 RMSNorm instead")
     arguments = parser.parse_args()
     kernel = RMS_NORM if arguments.cuda else ROW_SOFTMAX
+    if arguments.cuda and "CUDA_HOME" not in os.environ:
+        # load_inline finds the toolkit only through CUDA_HOME (or guesses from nvcc's folder).
+        os.environ["CUDA_HOME"] = cuda_home()
     ours: list[float] = []
     theirs: list[float] = []
     warms: list[float] = []
