@@ -11,11 +11,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .paths import configured_path, default_build_dir
 
-__all__ = ["BASELINE", "Binding", "ModelSpec", "Settings", "load_settings"]
+__all__ = ["BASELINE", "Binding", "ModelSpec", "RecordMode", "Settings", "load_settings"]
 
 BASELINE = "baseline"
 
 Binding = Literal["kernel-builder", "any"]
+RecordMode = Literal["none", "new", "all", "off"]
 
 
 class ModelSpec(BaseModel):
@@ -57,6 +58,11 @@ class ModelSpec(BaseModel):
     def __str__(self) -> str:
         return self.label if self.base_url is None else f"{self.label}@{self.base_url}"
 
+    @property
+    def takes_temperature(self) -> bool:
+        """Anthropic's API (2026-10-21) refuses sampling parameters; the oracle has none."""
+        return self.provider == "openai"
+
 
 class Settings(BaseModel):
     """Everything the plugin was told, validated once at start-up."""
@@ -72,6 +78,13 @@ class Settings(BaseModel):
     # Bounds a build (and any wait for another process's build of the same kernel).
     timeout_s: float = Field(default=900.0, gt=0)
     binding: Binding = "kernel-builder"
+    record: RecordMode = "new"
+    cassette_dir: Path = Path(".upskill/cassettes")
+    concurrency: int = Field(default=8, ge=1)
+    temperature: float | None = None  # None: the provider's default
+    max_tokens: int = Field(default=16384, ge=1)
+    # USD per million input and output tokens, by model label.
+    prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
 
 def _ini_bool(value: object) -> bool:
@@ -102,7 +115,36 @@ def _number(
     else:
         if valid(value):
             return value
-    raise pytest.UsageError(f"--upskill-{name}: expected {expected}, got {text!r}")
+    option = "--upskill-" + name.replace("_", "-")
+    raise pytest.UsageError(f"{option}: expected {expected}, got {text!r}")
+
+
+def _choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
+    """Option `--upskill-NAME` (or its ini twin), one of `choices`; the first is the default."""
+    value = str(getattr(config.option, f"upskill_{name}") or config.getini(f"upskill_{name}"))
+    if not value:
+        return choices[0]
+    if value not in choices:
+        raise pytest.UsageError(
+            f"--upskill-{name}: expected one of {', '.join(choices)}, got {value!r}"
+        )
+    return value
+
+
+def _prices(lines: list[str]) -> dict[str, tuple[float, float]]:
+    """`upskill_prices` lines: `MODEL = INPUT OUTPUT`, USD per million tokens."""
+    prices = {}
+    for line in lines:
+        model, _, numbers = line.rpartition("=")
+        try:
+            input_price, output_price = (float(n) for n in numbers.split())
+        except ValueError:
+            raise pytest.UsageError(
+                f"upskill_prices: expected 'MODEL = INPUT OUTPUT' (USD per million tokens), "
+                f"got {line!r}"
+            ) from None
+        prices[model.strip()] = (input_price, output_price)
+    return prices
 
 
 def load_settings(config: pytest.Config) -> Settings:
@@ -130,11 +172,13 @@ def load_settings(config: pytest.Config) -> Settings:
     seconds = "a number of seconds above 0"
     timeout_s = _number(config, "timeout", "900", float, lambda s: s > 0, seconds)
 
-    binding = option.upskill_binding or config.getini("upskill_binding") or "kernel-builder"
-    if binding not in ("kernel-builder", "any"):
-        raise pytest.UsageError(
-            f"--upskill-binding: expected kernel-builder or any, got {binding!r}"
-        )
+    binding = _choice(config, "binding", ("kernel-builder", "any"))
+    record = _choice(config, "record", ("new", "none", "all", "off"))
+    concurrency = int(_number(config, "concurrency", "8", int, lambda n: n >= 1, whole))
+    max_tokens = int(_number(config, "max_tokens", "16384", int, lambda n: n >= 1, whole))
+    temperature = None
+    if option.upskill_temperature or config.getini("upskill_temperature"):
+        temperature = _number(config, "temperature", "", float, lambda t: 0 <= t <= 2, "0 to 2")
 
     try:
         return Settings(
@@ -147,6 +191,13 @@ def load_settings(config: pytest.Config) -> Settings:
             or default_build_dir(),
             timeout_s=timeout_s,
             binding=cast(Binding, binding),
+            record=cast(RecordMode, record),
+            cassette_dir=configured_path(config, "upskill_cassette_dir", "upskill_cassette_dir")
+            or config.rootpath / ".upskill" / "cassettes",
+            concurrency=concurrency,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            prices=_prices(config.getini("upskill_prices")),
         )
     except ValidationError as exc:  # pragma: no cover - each field is checked above
         raise pytest.UsageError(f"upskill settings: {exc}") from None

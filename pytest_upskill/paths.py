@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
-__all__ = ["configured_path", "default_build_dir"]
+__all__ = ["configured_path", "default_build_dir", "write_json_atomically"]
 
 
 def default_build_dir() -> Path:
@@ -25,3 +27,17 @@ def configured_path(config: pytest.Config, option: str, ini: str) -> Path | None
     value = str(config.getini(ini))
     ini_dir = config.inipath.parent if config.inipath else config.rootpath
     return ini_dir / value if value else None
+
+
+def write_json_atomically(path: Path, document: object) -> None:
+    """Write `document` as indented JSON; a reader sees the whole file or none of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            json.dump(document, stream, indent=2, ensure_ascii=False)
+            stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

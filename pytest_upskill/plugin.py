@@ -72,6 +72,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="longest a kernel build may take (default 900)",
     )
+    group.addoption(
+        "--upskill-record",
+        choices=("none", "new", "all", "off"),
+        help="cassettes: none = replay only, new = replay and record what is missing (default), "
+        "all = re-record, off = neither",
+    )
+    group.addoption(
+        "--upskill-cassette-dir",
+        metavar="DIR",
+        help="where replies are recorded (default: .upskill/cassettes under the rootdir)",
+    )
+    group.addoption(
+        "--upskill-concurrency",
+        metavar="N",
+        help="model requests in flight per process (default 8)",
+    )
+    group.addoption(
+        "--upskill-temperature",
+        metavar="T",
+        help="sampling temperature sent to the models (default: each provider's own)",
+    )
+    group.addoption(
+        "--upskill-max-tokens",
+        metavar="N",
+        help="longest reply a model may write, in tokens (default 16384)",
+    )
     parser.addini("upskill_models", "models to ask, one per line", type="linelist", default=[])
     parser.addini("upskill_skills", "Agent Skills directories", type="paths", default=[])
     parser.addini(
@@ -81,6 +107,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("upskill_report", "path of the JSON report", default="")
     parser.addini("upskill_build_dir", "where built kernels are cached", default="")
     parser.addini("upskill_binding", "kernel-builder (default) or any", default="")
+    parser.addini("upskill_record", "cassettes: none, new (default), all or off", default="")
+    parser.addini("upskill_cassette_dir", "where replies are recorded", default="")
+    parser.addini("upskill_concurrency", "model requests in flight per process", default="")
+    parser.addini("upskill_temperature", "sampling temperature sent to the models", default="")
+    parser.addini("upskill_max_tokens", "longest reply a model may write", default="")
+    parser.addini(
+        "upskill_prices",
+        "model prices, one per line: MODEL = INPUT OUTPUT (USD per million tokens)",
+        type="linelist",
+        default=[],
+    )
     parser.addini("upskill_timeout", "longest a kernel build may take, in seconds", default="")
 
 

@@ -34,6 +34,9 @@ class SampleRecord(BaseModel):
     usage: UsageRecord = UsageRecord()
     latency_s: float = 0.0
     cached: bool = False
+    cost_usd: float | None = None
+    temperature: float | None = None
+    max_tokens: int | None = None
     built: bool = False
     build_cached: bool = False
     compile_only: bool = False

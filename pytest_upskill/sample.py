@@ -13,13 +13,14 @@ from .config import ModelSpec, Settings
 from .errors import SampleFailed, SampleSkipped, Stage, UpskillIssue
 from .extract import extract_files
 from .load import NO_DEVICE, device_mismatch, load_kernel
-from .models import Provider, Request, Usage
+from .models import Request, Usage
 from .policy import check_project
 from .project import load_project, write_project
-from .prompt import Prompt, build_prompt
+from .prompt import Prompt
 from .results import Outcome, SampleRecord, UsageRecord
 
 if TYPE_CHECKING:
+    from .replies import Replies
     from .skill import Skill
     from .task import Task
 
@@ -49,11 +50,13 @@ class Sample:
     case: Case
     skill: Skill | None
     directory: Path
+    request: Request | None = None
     prompt: Prompt | None = None
     reply: str | None = None
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
     cached: bool = False
+    cost_usd: float | None = None
     files: dict[str, str] = field(default_factory=dict)
     build: Build | None = None
     stage: Stage = "generate"
@@ -76,15 +79,12 @@ class Sample:
     def build_log(self) -> str:
         return self.build.log if self.build else ""
 
-    def generate(self, provider: Provider) -> None:
-        """Ask the model; the reply is kept in the sample's directory."""
+    def generate(self, replies: Replies, request: Request) -> None:
+        """Get the model's reply; it is kept in the sample's directory."""
         self.stage = "generate"
-        self.prompt = build_prompt(self.case.task, self.skill)
-        reply = provider.generate(
-            Request(
-                spec=self.case.model, prompt=self.prompt, task=self.case.task, sample=self.index
-            )
-        )
+        self.request = request
+        self.prompt = request.prompt
+        reply = replies.reply(request)
         self.reply, self.usage, self.latency_s, self.cached = (
             reply.text,
             reply.usage,
@@ -138,6 +138,9 @@ class Sample:
             ),
             latency_s=round(self.latency_s, 4),
             cached=self.cached,
+            cost_usd=self.cost_usd,
+            temperature=self.request.temperature if self.request else None,
+            max_tokens=self.request.max_tokens if self.request else None,
             built=bool(self.build and self.build.ok),
             build_cached=bool(self.build and self.build.cached),
             compile_only=bool(self.build and self.build.compile_only),

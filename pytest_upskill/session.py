@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -9,10 +12,14 @@ from typing import Any
 
 import pytest
 
+from .cassettes import Cassettes
 from .config import BASELINE, Settings, load_settings
 from .errors import UpskillIssue
 from .gpu import pin_worker_gpu
-from .models import Provider, provider_for
+from .models import Request
+from .prices import cost_usd
+from .prompt import build_prompt
+from .replies import Replies
 from .report import summary_table, write_json_report
 from .results import SampleRecord
 from .sample import Case, Sample, directory_name
@@ -21,16 +28,42 @@ from .task import Task, TaskInvalid, task_from_marker
 
 __all__ = ["UpskillSession"]
 
+_RECORD_WORDS = {
+    "none": "replayed from cassettes only",
+    "new": "replayed from cassettes, the missing ones recorded",
+    "all": "asked again and recorded",
+    "off": "asked for, not recorded",
+}
+
 
 class UpskillSession:
     """Created at configure time when upskill is asked for; lives on `config.stash`."""
 
-    def __init__(self, settings: Settings, skills: list[Skill]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        skills: list[Skill],
+        workerinput: dict[str, Any] | None = None,
+    ) -> None:
         self.settings = settings
         self.conditions: dict[str, Skill | None] = {BASELINE: None} if settings.baseline else {}
         self.conditions.update((skill.name, skill) for skill in skills)
         self.records: list[SampleRecord] = []
-        self._providers: dict[str, Provider] = {}
+        self.workerinput = workerinput
+        # The controller (or a plain run) owns the session's start time and, for
+        # --upskill-record=off, a scratch folder for replies that its xdist workers share.
+        if workerinput is None:
+            self.since = time.time()
+            off = settings.record == "off"
+            self.scratch = Path(tempfile.mkdtemp(prefix="pytest-upskill-replies-")) if off else None
+        else:
+            self.since = float(workerinput["upskill_since"])
+            scratch = workerinput["upskill_scratch"]
+            self.scratch = Path(scratch) if scratch else None
+        store_dir = self.scratch or settings.cassette_dir
+        self.replies = Replies(
+            Cassettes(store_dir, settings.record, self.since), settings.concurrency
+        )
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> UpskillSession:
@@ -51,7 +84,7 @@ class UpskillSession:
                     "each skill needs a name of its own"
                 )
             skills.append(skill)
-        return cls(settings, skills)
+        return cls(settings, skills, getattr(config, "workerinput", None))
 
     def task(self, marker: pytest.Mark, test_name: str, test_file: Path) -> Task:
         try:
@@ -90,10 +123,23 @@ class UpskillSession:
             directory=directory,
         )
         try:
-            sample.generate(self._provider(case))
+            sample.generate(self.replies, self.request(case))
         except UpskillIssue as issue:
             sample.issue = issue
+        model = case.model
+        sample.cost_usd = cost_usd(model.label, model.base_url, sample.usage, self.settings.prices)
         return sample
+
+    def request(self, case: Case) -> Request:
+        """What `case` asks its model: baseline and skill differ only by the skill block."""
+        return Request(
+            spec=case.model,
+            prompt=build_prompt(case.task, self.conditions[case.condition]),
+            task=case.task,
+            sample=case.index,
+            temperature=self.settings.temperature if case.model.takes_temperature else None,
+            max_tokens=self.settings.max_tokens,
+        )
 
     @contextmanager
     def hold_device(self, sample: Sample) -> Iterator[None]:
@@ -122,6 +168,61 @@ class UpskillSession:
 
     # Hooks: this object is registered as a plugin for the session.
 
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        settings = self.settings
+        lines = [
+            f"upskill: models {', '.join(str(m) for m in settings.models) or 'none'}; "
+            f"conditions {', '.join(self.conditions)}; {settings.samples} sample(s) each",
+            f"upskill: replies {_RECORD_WORDS[settings.record]}"
+            + ("" if settings.record == "off" else f" ({settings.cassette_dir})"),
+        ]
+        if settings.temperature is not None:
+            ignored = [m.label for m in settings.models if not m.takes_temperature]
+            if ignored:
+                lines.append(f"upskill: {', '.join(ignored)} take no temperature: none is sent")
+        if settings.record != "none":
+            for model in settings.models:
+                missing = self.replies.provider(model).missing_key()
+                if missing is not None:
+                    lines.append(
+                        f"upskill: {model.label}: {missing}; its samples without a recorded "
+                        "reply end as errors"
+                    )
+        return lines
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """xdist, on the controller: workers share the session's start and scratch folder."""
+        node.workerinput["upskill_since"] = self.since
+        node.workerinput["upskill_scratch"] = str(self.scratch) if self.scratch else ""
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """Start asking for the replies this process's items need, before the first test."""
+        if session.config.option.collectonly:
+            return
+        requests = []
+        for item in session.items:
+            callspec = getattr(item, "callspec", None)
+            case = callspec.params.get("_upskill_case") if callspec else None
+            if isinstance(case, Case) and item.get_closest_marker("skip") is None:
+                requests.append(self.request(case))
+        worker, workers = 0, 1
+        if self.workerinput is not None:
+            worker = int(str(self.workerinput["workerid"]).removeprefix("gw"))
+            workers = int(self.workerinput["workercount"])
+        pending = self.replies.prefetch(requests, worker, workers)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if pending and reporter is not None and self.workerinput is None:
+            reporter.write_line(
+                f"upskill: asking the models for {pending} replies, "
+                f"{self.settings.concurrency} at a time"
+            )
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.replies.close()
+        if self.scratch is not None and self.workerinput is None:
+            shutil.rmtree(self.scratch, ignore_errors=True)
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         data = getattr(report, "upskill_sample", None)
         if data is not None:
@@ -140,9 +241,3 @@ class UpskillSession:
             terminalreporter.write_line(line)
         if self.settings.report is not None:
             terminalreporter.write_line(f"upskill report: {self.settings.report}")
-
-    def _provider(self, case: Case) -> Provider:
-        key = str(case.model)
-        if key not in self._providers:
-            self._providers[key] = provider_for(case.model)
-        return self._providers[key]

@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+# Imported once, before any test: a `pytester` test drops from sys.modules what was imported
+# while it ran, and torch imported a second time in one process corrupts it (a segfault later).
+import torch  # noqa: F401
+
 from pytest_upskill.models.oracle import read_project
 
 REPO = Path(__file__).resolve().parents[1]

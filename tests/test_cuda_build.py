@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from pytest_upskill.build import gencode_flags, sm_targets
 
@@ -108,8 +109,6 @@ def test_a_cuda_kernel_is_built_for_sm_90a_then_skipped_without_a_hopper_gpu(
     result.stdout.fnmatch_lines(["SKIPPED * built for sm_90a*; no CUDA device here"])
     assert (sample["outcome"], sample["built"]) == ("skipped", True)
     result.stdout.fnmatch_lines(["oracle*baseline*0/0*-*-*1*1*0"])
-    import torch
-
     # A CPU build of torch has nothing to link against: the record says it compiled only.
     assert sample["compile_only"] is (torch.version.cuda is None)
 

@@ -278,22 +278,6 @@ def test_kernel_outside_an_upskill_test_fails_clearly(pytester: pytest.Pytester)
     result.stdout.fnmatch_lines(["*the kernel and upskill_sample fixtures are for tests marked*"])
 
 
-def test_a_provider_error_is_an_error_not_a_failure(
-    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
-) -> None:
-    pytester.makepyfile(ROW_SOFTMAX_TEST)
-    result = pytester.runpytest(
-        "--upskill-model=anthropic:claude-x", "--upskill-report=r.json", *upskill_args
-    )
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(
-        ["*upskill [[]generate[]] error: the anthropic provider is not available*"]
-    )
-    (sample,) = json.loads((pytester.path / "r.json").read_text())["samples"]
-    assert (sample["outcome"], sample["stage"]) == ("error", "generate")
-    result.stdout.fnmatch_lines(["anthropic:claude-x*baseline*0/0*-*-*0*0*1"])
-
-
 def test_xdist_workers_bring_their_records_to_the_controller(
     pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
 ) -> None:

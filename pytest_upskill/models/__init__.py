@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
-
-from ..errors import SampleError
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from ..config import ModelSpec
     from ..prompt import Prompt
     from ..task import Task
 
-__all__ = ["Provider", "Reply", "Request", "Usage", "provider_for"]
+__all__ = ["MAX_RETRIES", "Provider", "Reply", "Request", "Usage", "provider_for"]
+
+# Rate limits, overload and 5xx are retried this many times, with the SDKs' backoff (which
+# honours the server's retry-after).
+MAX_RETRIES = 4
 
 
 @dataclass(frozen=True)
@@ -23,12 +25,27 @@ class Usage:
 
 @dataclass(frozen=True)
 class Request:
-    """Everything that determines one reply."""
+    """One reply to ask for: the model, the messages, the sampling settings, the repeat."""
 
     spec: ModelSpec
     prompt: Prompt
     task: Task
     sample: int
+    temperature: float | None = None
+    max_tokens: int = 16384
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that determines the reply (the task only through its prompt)."""
+        return {
+            "provider": self.spec.provider,
+            "model": self.spec.model,
+            "base_url": self.spec.base_url,
+            "system": self.prompt.system,
+            "messages": [{"role": "user", "content": self.prompt.user}],
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "sample": self.sample,
+        }
 
 
 @dataclass(frozen=True)
@@ -36,22 +53,29 @@ class Reply:
     text: str
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
-    cached: bool = False
+    cached: bool = False  # replayed from a cassette
 
 
 class Provider(Protocol):
-    """Answers requests for one model; failures are `SampleError`s at stage `generate`."""
+    """Answers requests for one model, from any thread; failures are `SampleError`s at stage
+    `generate`."""
 
     def generate(self, request: Request) -> Reply: ...
 
+    def missing_key(self) -> str | None:
+        """Why this provider cannot send requests (no API key), in one line; None if it can."""
+        ...
+
 
 def provider_for(spec: ModelSpec) -> Provider:
-    if spec.provider == "oracle":
-        from .oracle import OracleProvider
+    if spec.provider == "anthropic":
+        from .anthropic import AnthropicProvider
 
-        return OracleProvider()
-    raise SampleError(
-        "generate",
-        f"the {spec.provider} provider is not available in this version of pytest-upskill; "
-        "use --upskill-model=oracle",
-    )
+        return AnthropicProvider(spec)
+    if spec.provider == "openai":
+        from .openai import OpenAIProvider
+
+        return OpenAIProvider(spec)
+    from .oracle import OracleProvider
+
+    return OracleProvider()

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
+from ..paths import write_json_atomically
 from ..results import SampleRecord, summarize
 
 __all__ = ["SCHEMA", "write_json_report"]
@@ -21,9 +19,4 @@ def write_json_report(path: Path, records: list[SampleRecord]) -> None:
         "samples": [record.model_dump(mode="json") for record in records],
         "summary": [row.model_dump(mode="json") for row in summarize(records)],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w", encoding="utf-8") as stream:
-        json.dump(document, stream, indent=2)
-        stream.write("\n")
-    os.replace(temporary, path)
+    write_json_atomically(path, document)

@@ -1,0 +1,107 @@
+"""Recorded replies: one human-readable JSON file per reply, named by a hash of its request.
+
+The hash covers everything that determines a reply (provider, model, base URL, system prompt,
+messages, temperature, max tokens and the sample index), so repeats are distinct samples and a
+changed prompt is a new recording. Files hold no API key and no header: only the request's
+content and the reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+
+from .config import RecordMode
+from .errors import SampleError
+from .models import Reply, Request, Usage
+from .paths import write_json_atomically
+
+__all__ = ["CASSETTE_SCHEMA", "Cassettes"]
+
+CASSETTE_SCHEMA = "pytest-upskill-cassette/1"
+
+
+class _RecordedUsage(BaseModel):
+    input_tokens: int
+    output_tokens: int
+
+
+class _RecordedReply(BaseModel):
+    text: str
+    usage: _RecordedUsage
+    latency_s: float
+
+
+class Cassette(BaseModel):
+    """One file: validated where it enters, since it may have been edited or damaged by hand."""
+
+    schema_: Literal["pytest-upskill-cassette/1"] = Field(alias="schema")
+    request: dict[str, Any]
+    reply: _RecordedReply
+
+
+class Cassettes:
+    """The replies of `directory`, read and written as `mode` says.
+
+    `none` and `new` replay any recording; `all` and `off` only those written since `since` (this
+    session's start), so `all` asks again and `off` (whose directory is a scratch folder shared by
+    the session's processes) never replays an older session."""
+
+    def __init__(self, directory: Path, mode: RecordMode, since: float) -> None:
+        self.directory = directory
+        self.mode = mode
+        self.since = since
+
+    def path(self, request: Request) -> Path:
+        fingerprint = request.fingerprint()
+        canonical = json.dumps(fingerprint, sort_keys=True, ensure_ascii=False)
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:20]
+        label = re.sub(r"[^\w.-]+", "_", request.spec.label)[:60]
+        return self.directory / f"{label}-{digest}.json"
+
+    def load(self, request: Request) -> Reply | None:
+        path = self.path(request)
+        try:
+            if self.mode in ("all", "off") and path.stat().st_mtime < self.since:
+                return None
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise SampleError("generate", f"cassette {path} cannot be read: {exc}") from None
+        try:
+            cassette = Cassette.model_validate(data)
+        except ValidationError as exc:
+            raise SampleError(
+                "generate",
+                f"cassette {path} is not valid ({exc.errors()[0]['msg']}): delete it to record "
+                "it again",
+            ) from None
+        recorded = cassette.reply
+        return Reply(
+            text=recorded.text,
+            usage=Usage(recorded.usage.input_tokens, recorded.usage.output_tokens),
+            latency_s=recorded.latency_s,
+            cached=True,
+        )
+
+    def save(self, request: Request, reply: Reply) -> None:
+        """Write atomically: a reader sees the whole file or none."""
+        document = {
+            "schema": CASSETTE_SCHEMA,
+            "request": request.fingerprint(),
+            "reply": {
+                "text": reply.text,
+                "usage": {
+                    "input_tokens": reply.usage.input_tokens,
+                    "output_tokens": reply.usage.output_tokens,
+                },
+                "latency_s": round(reply.latency_s, 3),
+            },
+        }
+        write_json_atomically(self.path(request), document)

@@ -1,0 +1,34 @@
+"""What a reply cost: token counts times a price table the user can extend in ini."""
+
+from __future__ import annotations
+
+from .models import Usage
+
+__all__ = ["PRICES", "cost_usd"]
+
+# USD per million input and output tokens, from the providers' published price lists.
+# A model that is not here (or in `upskill_prices`) has no cost: null, never a guess.
+PRICES: dict[str, tuple[float, float]] = {
+    "oracle": (0.0, 0.0),
+    "anthropic:claude-opus-4-1": (15.0, 75.0),
+    "anthropic:claude-sonnet-4-5": (3.0, 15.0),
+    "anthropic:claude-haiku-4-5": (1.0, 5.0),
+    "openai:gpt-5": (1.25, 10.0),
+    "openai:gpt-5-mini": (0.25, 2.0),
+    "openai:gpt-5-nano": (0.05, 0.4),
+    "openai:gpt-4.1": (2.0, 8.0),
+    "openai:gpt-4o": (2.5, 10.0),
+    "openai:gpt-4o-mini": (0.15, 0.6),
+}
+
+
+def cost_usd(
+    label: str, base_url: str | None, usage: Usage, extra: dict[str, tuple[float, float]]
+) -> float | None:
+    """The cost of `usage` for model `label`; a model behind its own base URL is priced only
+    by the user's table (a local server is not OpenAI's price list)."""
+    price = extra.get(label) or (None if base_url else PRICES.get(label))
+    if price is None:
+        return None
+    per_input, per_output = price
+    return round((usage.input_tokens * per_input + usage.output_tokens * per_output) / 1e6, 6)

@@ -1,0 +1,114 @@
+"""The replies a session needs: replayed from cassettes, or asked for concurrently.
+
+After collection each process starts asking for its share of the replies its items need, at most
+`concurrency` at a time; a test then waits only for its own reply. Under xdist every worker
+collects every item, so each takes every n-th reply; a test whose reply another worker is asking
+for waits on that reply's lock and then reads the recording, and one whose reply nobody has asked
+for yet asks for it itself. Either way a reply is asked for once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import threading
+from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+
+from .cassettes import Cassettes
+from .config import ModelSpec
+from .errors import SampleError, UpskillIssue
+from .models import Provider, Reply, Request, provider_for
+
+__all__ = ["Replies"]
+
+# The longest a test waits for another process asking for the same reply (retries included).
+_WAIT_S = 3600.0
+
+
+class Replies:
+    def __init__(self, store: Cassettes, concurrency: int) -> None:
+        self.store = store
+        self.asked = 0  # requests this process sent, for the summary
+        self._counting = threading.Lock()
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="upskill-model")
+        self._futures: dict[Path, Future[Reply]] = {}
+        self._providers: dict[str, Provider] = {}
+
+    def provider(self, spec: ModelSpec) -> Provider:
+        key = str(spec)
+        if key not in self._providers:
+            self._providers[key] = provider_for(spec)
+        return self._providers[key]
+
+    def prefetch(self, requests: Iterable[Request], worker: int = 0, workers: int = 1) -> int:
+        """Start asking for this process's share of `requests`; how many will need a model."""
+        unique: dict[Path, Request] = {}
+        for request in requests:
+            if request.spec.provider != "oracle":
+                unique.setdefault(self.store.path(request), request)
+        pending = 0
+        for position, (path, request) in enumerate(unique.items()):
+            if position % workers != worker or path in self._futures:
+                continue
+            pending += self.store.mode != "none" and not path.exists()
+            self._futures[path] = self._pool.submit(self._fetch, request)
+        return pending
+
+    def reply(self, request: Request) -> Reply:
+        """The reply to `request`: waits for it if it is on its way, else asks for it now."""
+        if request.spec.provider == "oracle":
+            return self.provider(request.spec).generate(request)
+        future = self._futures.get(self.store.path(request))
+        return future.result() if future is not None else self._fetch(request)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _fetch(self, request: Request) -> Reply:
+        # One asker per reply across the session's processes (and parallel sessions).
+        lock = FileLock(_lock_path(self.store.path(request)), timeout=_WAIT_S)
+        try:
+            with lock:
+                return self._replay_or_ask(request)
+        except Timeout:
+            raise SampleError(
+                "generate", f"waited {_WAIT_S:g} s for another process asking for this reply"
+            ) from None
+        except UpskillIssue:
+            raise
+        except Exception as exc:  # a provider's own bug: still one line, still not the model's
+            label = request.spec.label
+            raise SampleError("generate", f"{label}: {type(exc).__name__}: {exc}") from None
+
+    def _replay_or_ask(self, request: Request) -> Reply:
+        recorded = self.store.load(request)
+        if recorded is not None:
+            return recorded
+        label = request.spec.label
+        if self.store.mode == "none":
+            raise SampleError(
+                "generate",
+                f"{label}: no recorded reply ({self.store.path(request).name}) and "
+                "--upskill-record=none: record it with --upskill-record=new",
+            )
+        provider = self.provider(request.spec)
+        missing = provider.missing_key()
+        if missing is not None:
+            raise SampleError("generate", f"{label}: {missing}")
+        reply = provider.generate(request)
+        with self._counting:
+            self.asked += 1
+        self.store.save(request, reply)
+        return reply
+
+
+def _lock_path(cassette: Path) -> str:
+    # Beside no cassette: recordings are often committed, locks never should be.
+    digest = hashlib.sha256(str(cassette.resolve()).encode()).hexdigest()[:32]
+    folder = Path(tempfile.gettempdir()) / "pytest-upskill-replies"
+    folder.mkdir(exist_ok=True)
+    return str(folder / f"{digest}.lock")

@@ -1,0 +1,104 @@
+"""Cassettes: one file per reply, named by everything that determines it; prices."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from pytest_upskill.cassettes import Cassettes
+from pytest_upskill.config import ModelSpec
+from pytest_upskill.errors import SampleError
+from pytest_upskill.models import Reply, Request, Usage
+from pytest_upskill.prices import cost_usd
+from pytest_upskill.prompt import Prompt
+from pytest_upskill.task import Task
+
+REQUEST = Request(
+    spec=ModelSpec.parse("openai:qwen/qwen3:8b@http://127.0.0.1:8000/v1"),
+    prompt=Prompt(system="You write kernels.", user="Softmax of each row."),
+    task=Task(prompt="Softmax of each row.", name="row_softmax", backend="cpu"),
+    sample=0,
+    temperature=0.2,
+    max_tokens=4096,
+)
+REPLY = Reply(text="```cpp x.cpp\n```", usage=Usage(120, 40), latency_s=1.23456)
+
+
+def test_a_reply_round_trips_through_its_cassette(tmp_path: Path) -> None:
+    store = Cassettes(tmp_path, "new", since=time.time())
+    assert store.load(REQUEST) is None
+    store.save(REQUEST, REPLY)
+    assert store.load(REQUEST) == dataclasses.replace(REPLY, latency_s=1.235, cached=True)
+    (path,) = tmp_path.iterdir()  # nothing else left behind: the write was atomic
+    assert path.name.startswith("openai_qwen_qwen3_8b-")
+    document = json.loads(path.read_text())
+    assert document["request"]["base_url"] == "http://127.0.0.1:8000/v1"
+    assert document["request"]["messages"] == [{"role": "user", "content": "Softmax of each row."}]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"sample": 1},
+        {"temperature": 0.7},
+        {"max_tokens": 8192},
+        {"prompt": Prompt(system="You write kernels. <skill/>", user="Softmax of each row.")},
+        {"spec": ModelSpec.parse("openai:qwen/qwen3:8b@http://127.0.0.1:9000/v1")},
+    ],
+)
+def test_everything_that_determines_a_reply_names_its_cassette(
+    tmp_path: Path, change: dict[str, object]
+) -> None:
+    store = Cassettes(tmp_path, "new", since=0)
+    assert store.path(dataclasses.replace(REQUEST, **change)) != store.path(REQUEST)  # type: ignore[arg-type]
+
+
+def test_the_task_name_alone_does_not(tmp_path: Path) -> None:
+    store = Cassettes(tmp_path, "new", since=0)
+    renamed = Task(prompt="Softmax of each row.", name="other", backend="cpu")
+    assert store.path(dataclasses.replace(REQUEST, task=renamed)) == store.path(REQUEST)
+
+
+def test_all_and_off_replay_only_what_this_session_recorded(tmp_path: Path) -> None:
+    Cassettes(tmp_path, "new", since=0).save(REQUEST, REPLY)
+    (path,) = tmp_path.iterdir()
+    an_hour_ago = time.time() - 3600
+    os.utime(path, (an_hour_ago, an_hour_ago))
+    assert Cassettes(tmp_path, "none", since=time.time()).load(REQUEST) is not None
+    assert Cassettes(tmp_path, "all", since=time.time()).load(REQUEST) is None
+    assert Cassettes(tmp_path, "all", since=an_hour_ago - 1).load(REQUEST) is not None
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("{not json", "cannot be read"),
+        (
+            '{"schema": "pytest-upskill-cassette/1", "request": {}, "reply": {"text": 1}}',
+            "not valid",
+        ),
+        ('{"schema": "other/9", "request": {}, "reply": {}}', "is not valid"),
+    ],
+)
+def test_a_damaged_cassette_is_an_error_naming_it(
+    tmp_path: Path, content: str, reason: str
+) -> None:
+    store = Cassettes(tmp_path, "new", since=0)
+    store.path(REQUEST).write_text(content)
+    with pytest.raises(SampleError, match=f"cassette .*{store.path(REQUEST).name} {reason}"):
+        store.load(REQUEST)
+
+
+def test_cost_from_the_price_table_and_never_a_guess() -> None:
+    usage = Usage(input_tokens=1_000_000, output_tokens=200_000)
+    assert cost_usd("anthropic:claude-sonnet-4-5", None, usage, {}) == 6.0
+    assert cost_usd("openai:my-finetune", None, usage, {}) is None
+    # A model behind its own URL is not OpenAI's price list, unless the user says so.
+    assert cost_usd("openai:gpt-4o", "http://127.0.0.1:8080/v1", usage, {}) is None
+    assert cost_usd("openai:gpt-4o", "http://x/v1", usage, {"openai:gpt-4o": (1.0, 2.0)}) == 1.4
+    assert cost_usd("oracle", None, usage, {}) == 0.0

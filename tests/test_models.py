@@ -1,0 +1,223 @@
+"""Real models: the anthropic and openai SDK clients against a server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from model_server import ModelServer, Received, tokens
+
+from conftest import EXAMPLES, ROW_SOFTMAX_TEST
+from pytest_upskill.extract import render_reply
+from pytest_upskill.models.oracle import read_project
+
+SKILL = EXAMPLES / "skills" / "cpu-kernels"
+ANTHROPIC_KEY = "sk-ant-loopback-secret"
+OPENAI_KEY = "sk-openai-loopback-secret"
+
+
+def good_reply(request: Received) -> str:
+    """The known-good row softmax project, as a model would write it."""
+    return render_reply(read_project(EXAMPLES / "solutions" / "row_softmax"))
+
+
+@pytest.fixture
+def keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
+    monkeypatch.setenv("OPENAI_API_KEY", OPENAI_KEY)
+
+
+def run(pytester: pytest.Pytester, upskill_args: list[str], *args: str) -> pytest.RunResult:
+    return pytester.runpytest("--upskill-report=r.json", *upskill_args, *args)
+
+
+def samples(pytester: pytest.Pytester) -> list[dict]:
+    return json.loads((pytester.path / "r.json").read_text())["samples"]
+
+
+def test_each_provider_sends_the_task_and_its_replies_replay_without_a_server(
+    pytester: pytest.Pytester,
+    reference: Path,
+    upskill_args: list[str],
+    keys: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    models = ["anthropic:claude-loopback", "openai:gpt-loopback"]
+    with ModelServer(answer=good_reply) as server:
+        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        models.append(f"openai:org/local-gguf:Q4_0@{server.url}/v1")
+        args = [f"--upskill-model={model}" for model in models]
+        args += [f"--upskill-skill={SKILL}", "--upskill-temperature=0.3"]
+        args += ["--upskill-max-tokens=5000", "--upskill-cassette-dir=cassettes"]
+        recorded = run(pytester, upskill_args, *args)
+    recorded.assert_outcomes(passed=6)
+    first = samples(pytester)
+
+    # What each SDK sent: the model, the prompt with and without the skill, the settings.
+    by_model: dict[str, list[Received]] = {}
+    for request in server.received:
+        by_model.setdefault(request.body["model"], []).append(request)
+    assert sorted(by_model) == ["claude-loopback", "gpt-loopback", "org/local-gguf:Q4_0"]
+    skill_text = (SKILL / "SKILL.md").read_text().split("---")[2].strip()[:80]
+    for model, requests in by_model.items():
+        baseline, with_skill = sorted((r.system for r in requests), key=len)
+        assert skill_text not in baseline
+        assert with_skill.startswith(baseline)
+        assert skill_text in with_skill
+        for request in requests:
+            # Anthropic's API takes no sampling parameters since its 2026-10-21 version.
+            expected = None if model == "claude-loopback" else 0.3
+            assert request.body.get("temperature") == expected
+            assert request.body["max_tokens"] == 5000  # compatible servers know max_tokens
+            assert "Softmax of each row" in request.user
+    claude = by_model["claude-loopback"][0]
+    assert claude.path == "/v1/messages"
+    assert claude.body["stream"] is True
+    assert claude.headers["authorization"] == f"Bearer {ANTHROPIC_KEY}"
+    assert by_model["gpt-loopback"][0].headers["authorization"] == f"Bearer {OPENAI_KEY}"
+
+    # Usage as the server counted it, the settings, no price for unknown models.
+    for sample in first:
+        assert sample["usage"]["output_tokens"] == tokens(good_reply(claude))
+        assert sample["usage"]["input_tokens"] > 0
+        temperature = None if sample["model"].startswith("anthropic:") else 0.3
+        assert (sample["temperature"], sample["max_tokens"]) == (temperature, 5000)
+        assert (sample["cached"], sample["cost_usd"]) == (False, None)
+
+    # One readable file per reply, and not one secret in them.
+    cassettes = sorted((pytester.path / "cassettes").glob("*.json"))
+    assert len(cassettes) == 6
+    for cassette in cassettes:
+        text = cassette.read_text()
+        assert ANTHROPIC_KEY not in text
+        assert OPENAI_KEY not in text
+        assert "authorization" not in text.lower()
+        assert json.loads(text)["reply"]["text"] == good_reply(claude)
+
+    # Replay: the server is gone, and nothing asks for it.
+    replayed = run(pytester, upskill_args, *args, "--upskill-record=none")
+    replayed.assert_outcomes(passed=6)
+    second = samples(pytester)
+    assert [s["outcome"] for s in second] == [s["outcome"] for s in first]
+    assert all(s["cached"] for s in second)
+    assert [s["usage"] for s in second] == [s["usage"] for s in first]
+
+
+def test_rate_limits_are_retried_and_the_sample_passes(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str], keys: None
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    with ModelServer(answer=good_reply, faults=[429, 429]) as server:
+        result = run(pytester, upskill_args, f"--upskill-model=openai:m@{server.url}/v1")
+    result.assert_outcomes(passed=1)
+    assert len(server.received) == 3
+
+
+def test_a_server_that_stays_down_is_an_error_out_of_the_pass_rate(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str], keys: None
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    with ModelServer(always=500) as server:
+        result = run(pytester, upskill_args, f"--upskill-model=openai:m@{server.url}/v1")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"upskill [[]generate[]] error: openai:m: {server.url}/v1/ answered HTTP 500 after 4 "
+            "retries: *"
+        ]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    result.stdout.fnmatch_lines(["openai:m*baseline*0/0*-*-*0*0*1"])
+    (sample,) = samples(pytester)
+    assert (sample["outcome"], sample["stage"]) == ("error", "generate")
+    assert len(server.received) == 5  # the first try and 4 retries
+    assert not list((pytester.path / ".upskill" / "cassettes").glob("*.json"))
+
+
+def test_an_unreachable_server_is_an_error(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    with ModelServer() as server:
+        url = f"{server.url}/v1"  # a port that is closed once the server stops
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    result = run(pytester, upskill_args, f"--upskill-model=openai:m@{url}")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([f"upskill [[]generate[]] error: openai:m: cannot reach {url}/: *"])
+
+
+def test_a_missing_key_is_one_message_and_errors_not_tracebacks(
+    pytester: pytest.Pytester,
+    reference: Path,
+    upskill_args: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    result = run(
+        pytester, upskill_args, "--upskill-model=anthropic:claude-x", "--upskill-samples=3"
+    )
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(
+        [
+            "upskill: anthropic:claude-x: ANTHROPIC_API_KEY is not set: export it *; its samples "
+            "without a recorded reply end as errors",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        ["upskill [[]generate[]] error: anthropic:claude-x: ANTHROPIC_API_KEY is not set*"]
+    )
+    result.stdout.no_fnmatch_line("*Traceback*")
+    assert {s["outcome"] for s in samples(pytester)} == {"error"}
+
+
+def test_replay_only_without_a_recording_says_how_to_record(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str], keys: None
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    result = run(
+        pytester, upskill_args, "--upskill-model=anthropic:claude-x", "--upskill-record=none"
+    )
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "upskill [[]generate[]] error: anthropic:claude-x: no recorded reply (anthropic_claude-x-*.json) "
+            "and --upskill-record=none: record it with --upskill-record=new"
+        ]
+    )
+
+
+CONCURRENT_TEST = """
+import pytest
+
+@pytest.mark.upskill("Anything.", name="anything", backend="cpu")
+def test_reply(upskill_sample):
+    assert upskill_sample.reply == "a reply"
+"""
+
+
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]])
+def test_replies_are_asked_for_concurrently_and_each_once(
+    pytester: pytest.Pytester, upskill_args: list[str], workers: list[str]
+) -> None:
+    pytester.makepyfile(CONCURRENT_TEST)
+    with ModelServer(answer=lambda request: "a reply", latency_s=0.3) as server:
+        result = run(
+            pytester,
+            upskill_args,
+            f"--upskill-model=openai:m@{server.url}/v1",
+            "--upskill-samples=12",
+            "--upskill-concurrency=3",
+            "--upskill-record=off",
+            *workers,
+        )
+    result.assert_outcomes(passed=12)
+    assert len(server.received) == 12  # each reply asked for once, whoever runs its test
+    processes = 2 if workers else 1
+    assert 2 <= server.most_in_flight <= 3 * processes
+    assert not (pytester.path / ".upskill" / "cassettes").exists()  # off: nothing recorded
+    if not workers:
+        result.stdout.fnmatch_lines(["upskill: asking the models for 12 replies, 3 at a time"])
