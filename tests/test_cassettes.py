@@ -80,7 +80,7 @@ def test_all_and_off_replay_only_what_this_session_recorded(tmp_path: Path) -> N
         ("{not json", "cannot be read"),
         (
             '{"schema": "pytest-upskill-cassette/1", "request": {}, "reply": {"text": 1}}',
-            "not valid",
+            "is not valid",
         ),
         ('{"schema": "other/9", "request": {}, "reply": {}}', "is not valid"),
     ],
