@@ -44,6 +44,13 @@ class Replies:
             self._providers[key] = provider_for(spec)
         return self._providers[key]
 
+    def prepare(self, specs: Iterable[ModelSpec]) -> None:
+        """Import the SDKs and make the clients in the background while pytest collects."""
+        if self.store.mode != "none":
+            for spec in specs:
+                if spec.provider != "oracle":
+                    self._pool.submit(self.provider(spec).prepare)
+
     def prefetch(self, requests: Iterable[Request], worker: int = 0, workers: int = 1) -> int:
         """Start asking for this process's share of `requests`; how many will need a model."""
         unique: dict[Path, Request] = {}

@@ -64,6 +64,7 @@ class UpskillSession:
         self.replies = Replies(
             Cassettes(store_dir, settings.record, self.since), settings.concurrency
         )
+        self.replies.prepare(settings.models)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> UpskillSession:

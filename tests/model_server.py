@@ -31,11 +31,11 @@ class Received:
     def system(self) -> str:
         if self.path.endswith("/messages"):
             return str(self.body.get("system", ""))
-        return next(m["content"] for m in self.body["messages"] if m["role"] == "system")
+        return str(next(m["content"] for m in self.body["messages"] if m["role"] == "system"))
 
     @property
     def user(self) -> str:
-        return next(m["content"] for m in self.body["messages"] if m["role"] == "user")
+        return str(next(m["content"] for m in self.body["messages"] if m["role"] == "user"))
 
 
 def tokens(text: str) -> int:

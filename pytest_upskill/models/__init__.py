@@ -66,6 +66,10 @@ class Provider(Protocol):
         """Why this provider cannot send requests (no API key), in one line; None if it can."""
         ...
 
+    def prepare(self) -> None:
+        """Import the SDK and make the client now, so the first request need not wait for it."""
+        ...
+
 
 def provider_for(spec: ModelSpec) -> Provider:
     if spec.provider == "anthropic":

@@ -38,6 +38,9 @@ class AnthropicProvider:
             "or replay recorded replies with --upskill-record=none"
         )
 
+    def prepare(self) -> None:
+        self._connect()
+
     def generate(self, request: Request) -> Reply:
         import anthropic
 

@@ -36,6 +36,9 @@ class OpenAIProvider:
             "or replay recorded replies with --upskill-record=none"
         )
 
+    def prepare(self) -> None:
+        self._connect()
+
     def generate(self, request: Request) -> Reply:
         import openai
 
