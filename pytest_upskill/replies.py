@@ -10,11 +10,14 @@ for yet asks for it itself. Either way a reply is asked for once.
 from __future__ import annotations
 
 import hashlib
+import queue
 import tempfile
 import threading
-from collections.abc import Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 from filelock import FileLock, Timeout
 
@@ -25,6 +28,8 @@ from .models import Provider, Reply, Request, provider_for
 
 __all__ = ["Replies"]
 
+T = TypeVar("T")
+
 # The longest a test waits for another process asking for the same reply (retries included).
 _WAIT_S = 3600.0
 
@@ -34,7 +39,7 @@ class Replies:
         self.store = store
         self.asked = 0  # requests this process sent, for the summary
         self._counting = threading.Lock()
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="upskill-model")
+        self._pool = _DaemonPool(concurrency)
         self._futures: dict[Path, Future[Reply]] = {}
         self._providers: dict[str, Provider] = {}
 
@@ -62,7 +67,7 @@ class Replies:
             if position % workers != worker or path in self._futures:
                 continue
             pending += self.store.mode != "none" and not path.exists()
-            self._futures[path] = self._pool.submit(self._fetch, request)
+            self._futures[path] = self._pool.submit(partial(self._fetch, request))
         return pending
 
     def reply(self, request: Request) -> Reply:
@@ -73,7 +78,10 @@ class Replies:
         return future.result() if future is not None else self._fetch(request)
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """At the session's end (Ctrl-C included): drop what is queued, cut what is in flight."""
+        self._pool.shutdown()
+        for provider in self._providers.values():
+            provider.close()
 
     def _fetch(self, request: Request) -> Reply:
         # One asker per reply across the session's processes (and parallel sessions).
@@ -111,6 +119,50 @@ class Replies:
             self.asked += 1
         self.store.save(request, reply)
         return reply
+
+
+class _DaemonPool:
+    """A thread pool whose threads are daemons. concurrent.futures joins its threads at exit, so
+    a session ended by Ctrl-C would wait minutes for a model still writing a reply."""
+
+    def __init__(self, workers: int) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None]
+        self._jobs = queue.SimpleQueue()
+        self._workers = workers
+        self._threads: list[threading.Thread] = []
+
+    def submit(self, job: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._jobs.put((future, job))
+        if not self._threads:  # started on first use: a session may need no model at all
+            for index in range(self._workers):
+                name = f"upskill-model-{index}"
+                thread = threading.Thread(target=self._work, name=name, daemon=True)
+                thread.start()
+                self._threads.append(thread)
+        return future
+
+    def shutdown(self) -> None:
+        """Cancel what has not started; threads end after their current job."""
+        while True:
+            try:
+                item = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if item is not None:
+                item[0].cancel()
+        for _ in self._threads:
+            self._jobs.put(None)
+
+    def _work(self) -> None:
+        while (item := self._jobs.get()) is not None:
+            future, job = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as exc:
+                future.set_exception(exc)
 
 
 def _lock_path(cassette: Path) -> str:

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -221,3 +225,55 @@ def test_replies_are_asked_for_concurrently_and_each_once(
     assert not (pytester.path / ".upskill" / "cassettes").exists()  # off: nothing recorded
     if not workers:
         result.stdout.fnmatch_lines(["upskill: asking the models for 12 replies, 3 at a time"])
+
+
+def test_ctrl_c_while_a_reply_is_on_its_way_ends_the_session_at_once(
+    pytester: pytest.Pytester, upskill_args: list[str]
+) -> None:
+    pytester.makepyfile(CONCURRENT_TEST)
+    with ModelServer(answer=lambda request: "a reply", latency_s=60) as server:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                f"--upskill-model=openai:m@{server.url}/v1",
+                *upskill_args,
+            ],
+            cwd=pytester.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        while not server.received and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.received, "the session never asked for its reply"
+        interrupted = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=50)  # not the 60 s the reply would take
+    assert time.monotonic() - interrupted < 30
+    assert "KeyboardInterrupt" in output
+
+
+def test_prices_from_ini_cost_each_sample(
+    pytester: pytest.Pytester, upskill_args: list[str]
+) -> None:
+    pytester.makepyfile(CONCURRENT_TEST)
+    pytester.makeini("[pytest]\nupskill_prices =\n    openai:m = 2.0 8.0\n")
+    with ModelServer(answer=lambda request: "a reply") as server:
+        result = run(pytester, upskill_args, f"--upskill-model=openai:m@{server.url}/v1")
+    result.assert_outcomes(passed=1)
+    (sample,) = samples(pytester)
+    usage = sample["usage"]
+    expected = (usage["input_tokens"] * 2.0 + usage["output_tokens"] * 8.0) / 1e6
+    assert sample["cost_usd"] == pytest.approx(expected)
+    assert sample["cost_usd"] > 0
+
+
+def test_a_bad_price_line_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    pytester.makeini("[pytest]\nupskill_prices =\n    openai:m = cheap\n")
+    result = pytester.runpytest("--upskill-model=oracle")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: upskill_prices: expected 'MODEL = INPUT OUTPUT'*"])

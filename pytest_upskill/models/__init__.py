@@ -70,6 +70,10 @@ class Provider(Protocol):
         """Import the SDK and make the client now, so the first request need not wait for it."""
         ...
 
+    def close(self) -> None:
+        """Drop the connections: a request still in flight ends now, not when the model is done."""
+        ...
+
 
 def provider_for(spec: ModelSpec) -> Provider:
     if spec.provider == "anthropic":

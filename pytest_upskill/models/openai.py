@@ -39,6 +39,11 @@ class OpenAIProvider:
     def prepare(self) -> None:
         self._connect()
 
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+
     def generate(self, request: Request) -> Reply:
         import openai
 

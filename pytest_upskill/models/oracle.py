@@ -40,6 +40,9 @@ class OracleProvider:
     def prepare(self) -> None:
         pass
 
+    def close(self) -> None:
+        pass
+
     def generate(self, request: Request) -> Reply:
         reference = request.task.reference
         if reference is None:  # the plugin skips such tests before they get here
