@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import tempfile
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
-from pathlib import Path
 
 from filelock import FileLock, Timeout
 
 from .errors import SampleError
+from .paths import lock_dir
 
 __all__ = ["current_device", "device_lock", "pin_worker_gpu", "visible_gpus", "worker_gpu"]
 
@@ -56,7 +55,7 @@ def current_device() -> str:
 def device_lock(device: str, timeout_s: float) -> Iterator[None]:
     """Hold `device` for this process, so tests sharing one GPU (xdist workers, parallel
     sessions) do not run their kernels at the same time and disturb each other's timings."""
-    path = Path(tempfile.gettempdir()) / f"pytest-upskill-gpu-{device}.lock"
+    path = lock_dir() / f"gpu-{device}.lock"
     lock = FileLock(str(path), timeout=timeout_s)
     try:
         lock.acquire()

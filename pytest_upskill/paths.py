@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import tempfile
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["configured_path", "default_build_dir", "write_json_atomically"]
+__all__ = ["configured_path", "default_build_dir", "lock_dir", "write_json_atomically"]
 
 
 def default_build_dir() -> Path:
@@ -41,3 +42,15 @@ def write_json_atomically(path: Path, document: object) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def lock_dir() -> Path:
+    """This user's folder for lock files, on this machine: never beside files users commit, and
+    never a folder another user made (its locks would be theirs to open)."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a container)
+        user = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    folder = Path(tempfile.gettempdir()) / f"pytest-upskill-{user}"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    return folder

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import queue
-import tempfile
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -25,6 +24,7 @@ from .cassettes import Cassettes
 from .config import ModelSpec
 from .errors import SampleError, UpskillIssue
 from .models import Provider, Reply, Request, provider_for
+from .paths import lock_dir
 
 __all__ = ["Replies"]
 
@@ -168,6 +168,4 @@ class _DaemonPool:
 def _lock_path(cassette: Path) -> str:
     # Beside no cassette: recordings are often committed, locks never should be.
     digest = hashlib.sha256(str(cassette.resolve()).encode()).hexdigest()[:32]
-    folder = Path(tempfile.gettempdir()) / "pytest-upskill-replies"
-    folder.mkdir(exist_ok=True)
-    return str(folder / f"{digest}.lock")
+    return str(lock_dir() / f"reply-{digest}.lock")
