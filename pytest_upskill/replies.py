@@ -9,7 +9,6 @@ for yet asks for it itself. Either way a reply is asked for once.
 
 from __future__ import annotations
 
-import hashlib
 import queue
 import threading
 from collections.abc import Callable, Iterable
@@ -24,7 +23,6 @@ from .cassettes import Cassettes
 from .config import ModelSpec
 from .errors import SampleError, UpskillIssue
 from .models import Provider, Reply, Request, provider_for
-from .paths import lock_dir
 
 __all__ = ["Replies"]
 
@@ -35,8 +33,9 @@ _WAIT_S = 3600.0
 
 
 class Replies:
-    def __init__(self, store: Cassettes, concurrency: int) -> None:
+    def __init__(self, store: Cassettes, concurrency: int, locks: Path) -> None:
         self.store = store
+        self.locks = locks  # the session's own folder: gone with the session, locks and all
         self.asked = 0  # requests this process sent, for the summary
         self._counting = threading.Lock()
         self._pool = _DaemonPool(concurrency)
@@ -84,8 +83,9 @@ class Replies:
             provider.close()
 
     def _fetch(self, request: Request) -> Reply:
-        # One asker per reply across the session's processes (and parallel sessions).
-        lock = FileLock(_lock_path(self.store.path(request)), timeout=_WAIT_S)
+        # One asker per reply across the session's processes.
+        self.locks.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(self.locks / self.store.path(request).name), timeout=_WAIT_S)
         try:
             with lock:
                 return self._replay_or_ask(request)
@@ -163,9 +163,3 @@ class _DaemonPool:
                 future.set_result(job())
             except BaseException as exc:
                 future.set_exception(exc)
-
-
-def _lock_path(cassette: Path) -> str:
-    # Beside no cassette: recordings are often committed, locks never should be.
-    digest = hashlib.sha256(str(cassette.resolve()).encode()).hexdigest()[:32]
-    return str(lock_dir() / f"reply-{digest}.lock")

@@ -50,20 +50,19 @@ class UpskillSession:
         self.conditions.update((skill.name, skill) for skill in skills)
         self.records: list[SampleRecord] = []
         self.workerinput = workerinput
-        # The controller (or a plain run) owns the session's start time and, for
-        # --upskill-record=off, a scratch folder for replies that its xdist workers share.
+        # The controller (or a plain run) owns the session's start time and a scratch folder its
+        # xdist workers share: locks on replies, and the replies themselves under record=off.
         if workerinput is None:
             self.since = time.time()
-            off = settings.record == "off"
-            self.scratch = Path(tempfile.mkdtemp(prefix="pytest-upskill-replies-")) if off else None
+            self.scratch = Path(tempfile.mkdtemp(prefix="pytest-upskill-"))
         else:
             self.since = float(workerinput["upskill_since"])
-            scratch = workerinput["upskill_scratch"]
-            self.scratch = Path(scratch) if scratch else None
-        store_dir = self.scratch or settings.cassette_dir
-        self.replies = Replies(
-            Cassettes(store_dir, settings.record, self.since), settings.concurrency
+            self.scratch = Path(workerinput["upskill_scratch"])
+        off = settings.record == "off"
+        store = Cassettes(
+            self.scratch / "replies" if off else settings.cassette_dir, settings.record, self.since
         )
+        self.replies = Replies(store, settings.concurrency, locks=self.scratch / "locks")
         self.replies.prepare(settings.models)
 
     @classmethod
@@ -195,7 +194,7 @@ class UpskillSession:
     def pytest_configure_node(self, node: Any) -> None:
         """xdist, on the controller: workers share the session's start and scratch folder."""
         node.workerinput["upskill_since"] = self.since
-        node.workerinput["upskill_scratch"] = str(self.scratch) if self.scratch else ""
+        node.workerinput["upskill_scratch"] = str(self.scratch)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Start asking for the replies this process's items need, before the first test."""
@@ -221,7 +220,7 @@ class UpskillSession:
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.replies.close()
-        if self.scratch is not None and self.workerinput is None:
+        if self.workerinput is None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from pytest_upskill.errors import SampleError
 from pytest_upskill.gpu import device_lock, pin_worker_gpu, visible_gpus, worker_gpu
+from pytest_upskill.paths import lock_dir
 
 
 def test_visible_gpus_follow_cuda_visible_devices() -> None:
@@ -86,3 +87,4 @@ def test_a_second_holder_of_a_gpu_waits_then_gives_up_with_a_clear_error() -> No
         holder.join()
     with device_lock(device, timeout_s=0.2):  # free again once released
         pass
+    (lock_dir() / f"gpu-{device}.lock").unlink()
