@@ -14,7 +14,22 @@ from pathlib import PurePosixPath
 
 from .errors import SampleFailed
 
-__all__ = ["check_path", "extract_files", "render_reply"]
+__all__ = [
+    "MAX_FILES",
+    "MAX_FILE_BYTES",
+    "MAX_REPLY_BYTES",
+    "check_path",
+    "extract_files",
+    "render_reply",
+]
+
+# A kernel project is tens of kilobytes in a handful of files; far more is a runaway or an attack.
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+MAX_FILES = 256
+MAX_FILE_BYTES = 1024 * 1024
+# Names Windows reserves for devices, in any case and with any extension: a checkout of the
+# project there would open the device.
+_DEVICE = re.compile(r"(CON|PRN|AUX|NUL|COM[0-9¹²³]|LPT[0-9¹²³])(\..*)?", re.I)
 
 _OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 _PATH_LIKE = re.compile(r"[\w.\-/\\:~]+")
@@ -103,14 +118,52 @@ def check_path(path: str) -> str:
     parts = path.split("/")
     if ".." in parts:
         raise refuse("leaves the project with '..'")
+    for part in parts:
+        if _DEVICE.fullmatch(part):
+            raise refuse(f"names the device {part!r}")
+        if part != part.rstrip(". ") and part not in (".", ""):
+            raise refuse("has a name ending in a dot or a space")
     normalized = posixpath.normpath(path)
     if normalized in (".", ""):
         raise refuse("names no file")
     return normalized
 
 
+def _new_path(path: str, files: dict[str, str]) -> str:
+    """`path`, unless it would clash with a file already there on a case-insensitive disk (the
+    same file again is fine: the last copy wins), or make one file too many."""
+    for other in files:
+        if other != path and other.lower() == path.lower():
+            raise SampleFailed(
+                "extract", f"paths {other!r} and {path!r} in the reply differ only by case"
+            )
+    if path not in files and len(files) >= MAX_FILES:
+        raise SampleFailed(
+            "extract", f"the reply holds more than {MAX_FILES} files; a project needs a few"
+        )
+    return path
+
+
+def _content(path: str, body: list[str]) -> str:
+    content = "".join(body)
+    size = len(content.encode("utf-8", "surrogatepass"))
+    if size > MAX_FILE_BYTES:
+        raise SampleFailed(
+            "extract",
+            f"{path} is {size / 1e6:.1f} MB; files over {MAX_FILE_BYTES / 1e6:.0f} MB are refused",
+        )
+    return content
+
+
 def extract_files(reply: str) -> dict[str, str]:
     """The project files in `reply`, by normalized relative path; the last copy of a file wins."""
+    size = len(reply.encode("utf-8", "surrogatepass"))
+    if size > MAX_REPLY_BYTES:
+        raise SampleFailed(
+            "extract",
+            f"the reply is {size / 1e6:.1f} MB; replies over {MAX_REPLY_BYTES / 1e6:.0f} MB are "
+            "refused",
+        )
     lines = reply.splitlines(keepends=True)
     files: dict[str, str] = {}
     previous = ""  # the last non-blank line of prose before the current line
@@ -137,7 +190,7 @@ def extract_files(reply: str) -> dict[str, str]:
         )
         previous = ""
         if path is not None:
-            files[check_path(path)] = "".join(body)
+            files[_new_path(check_path(path), files)] = _content(path, body)
     if not files:
         raise SampleFailed(
             "extract",

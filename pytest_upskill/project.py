@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,8 +176,15 @@ def write_project(files: dict[str, str], root: Path) -> dict[str, str]:
         target = (root / relative).resolve()
         if not target.is_relative_to(resolved_root):  # extract already refused such paths
             raise SampleFailed("extract", f"path {relative!r} leaves the project")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content, encoding="utf-8")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # A new regular file, never through a link and never over anything already there.
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+            with os.fdopen(os.open(target, flags, 0o644), "w", encoding="utf-8") as stream:
+                stream.write(content)
+        except (OSError, UnicodeEncodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise SampleFailed("extract", f"{relative} cannot be written: {reason}") from None
     return files
 
 

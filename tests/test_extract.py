@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from pytest_upskill.errors import SampleFailed
-from pytest_upskill.extract import extract_files, render_reply
+from pytest_upskill.extract import (
+    MAX_FILE_BYTES,
+    MAX_FILES,
+    MAX_REPLY_BYTES,
+    extract_files,
+    render_reply,
+)
+from pytest_upskill.project import write_project
 
 
 def test_info_string_form() -> None:
@@ -99,6 +108,9 @@ def test_render_and_extract_round_trip() -> None:
         ("kernel_src/../../outside.cu", "leaves the project"),
         ("C:\\Windows\\x.cu", "Windows path"),
         ("kernel_src\\x.cu", "Windows path"),
+        ("kernel_src/CON.cu", "names the device 'CON.cu'"),
+        ("nul/x.cu", "names the device 'nul'"),
+        ("kernel_src./x.cu", "ending in a dot or a space"),
     ],
 )
 def test_paths_outside_the_project_fail_at_extract(path: str, why: str) -> None:
@@ -112,3 +124,34 @@ def test_a_reply_without_files_fails_at_extract() -> None:
     with pytest.raises(SampleFailed, match="the reply holds no files") as excinfo:
         extract_files("I cannot help with that.")
     assert excinfo.value.stage == "extract"
+
+
+def test_paths_that_differ_only_by_case_fail_at_extract() -> None:
+    reply = "```cuda kernel_src/add.cu\nint x;\n```\n```cuda kernel_src/Add.cu\nint y;\n```\n"
+    with pytest.raises(SampleFailed, match=r"'kernel_src/add\.cu' and 'kernel_src/Add\.cu'"):
+        extract_files(reply)
+
+
+@pytest.mark.parametrize(
+    ("reply", "reason"),
+    [
+        ("x" * (MAX_REPLY_BYTES + 1), "the reply is 4.2 MB; replies over 4 MB are refused"),
+        (
+            "".join(f"```cpp f{i}.cpp\n\n```\n" for i in range(MAX_FILES + 1)),
+            f"the reply holds more than {MAX_FILES} files",
+        ),
+        (
+            "```cpp big.cpp\n" + "x" * (MAX_FILE_BYTES + 1) + "\n```\n",
+            "big.cpp is 1.0 MB; files over 1 MB are refused",
+        ),
+    ],
+)
+def test_runaway_replies_fail_at_extract(reply: str, reason: str) -> None:
+    with pytest.raises(SampleFailed, match=reason):
+        extract_files(reply)
+
+
+def test_a_file_where_a_folder_must_go_fails_at_extract(tmp_path: Path) -> None:
+    files = extract_files("```cpp kernel.cpp\nint x;\n```\n```cpp kernel.cpp/x.cpp\nint y;\n```\n")
+    with pytest.raises(SampleFailed, match=r"kernel\.cpp/x\.cpp cannot be written: File exists"):
+        write_project(files, tmp_path / "p")

@@ -1,0 +1,112 @@
+"""Malformed replies, generated: each is a project or one clear `extract` failure, and no file
+lands outside the sample's directory. `benchmarks/fuzz.py` runs the same property for longer."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pytest_upskill.errors import SampleFailed
+from pytest_upskill.extract import extract_files
+from pytest_upskill.project import load_project, write_project
+
+# Pieces of paths, hostile ones included: traversal, absolute, home, drive letters, devices,
+# case twins, trailing dots, control characters, link-like and nested names.
+_PIECES = [
+    "kernel_src",
+    "torch-ext",
+    "x",
+    "X",
+    "build.toml",
+    "add.cu",
+    "ADD.cu",
+    "__init__.py",
+    "/",
+    "//",
+    ".",
+    "..",
+    "~",
+    "\\",
+    "C:",
+    "CON",
+    "nul.txt",
+    "com1",
+    " ",
+    ".",
+    "\x00",
+    "\n",
+    "\t",
+    "-",
+    "$HOME",
+    "%APPDATA%",
+    ".git",
+    "hooks",
+    "é",
+    "\u202e",
+    "…",
+]
+_paths = st.one_of(
+    st.lists(st.sampled_from(_PIECES), min_size=1, max_size=6).map("".join),
+    st.text(max_size=30),
+)
+_TOML = [
+    '[general]\nname = "x"\n',
+    '[general]\nname = "x"\nedition = 5\n[torch]\nsrc = ["a.cpp"]\n[kernel.x]\nsrc = ["k.cpp"]\n',
+    "[general\n",
+    "general = 3\n",
+    '[general]\nname = "x"\n[kernel.x]\nsrc = 5\n',
+    '[general]\nname = ""\nbogus = true\n',
+    '[general]\nname = "x"\n[kernel.x]\nbackend = "cpu"\nsrc = ["../../etc/passwd"]\n',
+    "\x00\x01\x02",
+]
+_bodies = st.one_of(st.text(max_size=200), st.sampled_from(_TOML))
+_fences = st.sampled_from(["```", "````", "~~~", "``", "```cuda", ""])
+_blocks = st.builds(
+    lambda fence, language, path, body, close: f"{fence}{language} {path}\n{body}\n{close}\n",
+    _fences,
+    st.sampled_from(["cuda", "cpp", "toml", "python", "", "text title="]),
+    _paths,
+    _bodies,
+    _fences,
+)
+_labelled = st.builds(lambda path, body: f"**{path}**\n```\n{body}\n```\n", _paths, _bodies)
+_commented = st.builds(lambda path, body: f"```\n// {path}\n{body}\n```\n", _paths, _bodies)
+_many_files = st.integers(0, 600).map(
+    lambda n: "".join(f"```cpp kernel_src/f{i}.cpp\nint f{i};\n```\n" for i in range(n))
+)
+replies = st.one_of(
+    st.lists(st.one_of(_blocks, _labelled, _commented, st.text(max_size=80)), max_size=8).map(
+        "\n".join
+    ),
+    st.binary(max_size=400).map(lambda data: data.decode("latin-1")),
+    _many_files,
+    st.integers(0, 6).map(lambda mb: "```cpp big.cpp\n" + "x" * (mb * 1024 * 1024) + "\n```\n"),
+)
+
+
+def check_reply(reply: str, base: Path) -> str | None:
+    """Extract, write and validate `reply` in `base/sample`; the failure's reason, or None."""
+    root = base / "sample" / "project"
+    failure: SampleFailed | None = None
+    try:
+        files = write_project(extract_files(reply), root)
+        load_project(root, files, "x")
+    except SampleFailed as exc:
+        failure = exc
+    strays = [p for p in base.rglob("*") if not p.is_relative_to(base / "sample")]
+    assert strays == [], f"files outside the sample directory: {strays}"
+    if failure is None:
+        return None
+    assert failure.stage == "extract"
+    assert "\n" not in str(failure), "a reason is one line"
+    return failure.reason
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(reply=replies)
+def test_any_reply_is_a_project_or_a_clear_extract_failure(reply: str) -> None:
+    with tempfile.TemporaryDirectory() as base:
+        check_reply(reply, Path(base))
