@@ -3,11 +3,14 @@ lands outside the sample's directory. `benchmarks/fuzz.py` runs the same propert
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from model_server import ModelServer, Received
 
 from pytest_upskill.errors import SampleFailed
 from pytest_upskill.extract import extract_files
@@ -110,3 +113,49 @@ def check_reply(reply: str, base: Path) -> str | None:
 def test_any_reply_is_a_project_or_a_clear_extract_failure(reply: str) -> None:
     with tempfile.TemporaryDirectory() as base:
         check_reply(reply, Path(base))
+
+
+ATTACKS = ["traversal", "absolute", "home", "huge", "many", "device"]
+HOSTILE_TEST = """
+@pytest.mark.upskill("Attack: {attack}.", name="victim", backend="cpu")
+def test_{attack}(kernel):
+    pass
+"""
+
+
+def hostile_reply(request: Received) -> str:
+    attack = request.user.split("Attack: ")[1].split(".")[0]
+    fence = "```cpp {path}\nint pwned;\n```\n"
+    return {
+        "traversal": fence.format(path="../../../pwned.cpp"),
+        "absolute": fence.format(path="/tmp/pwned.cpp"),
+        "home": fence.format(path="~/.bashrc"),
+        "huge": "```cpp big.cpp\n" + "x" * (50 * 1024 * 1024) + "\n```\n",
+        "many": "".join(fence.format(path=f"kernel_src/f{i}.cpp") for i in range(10_000)),
+        "device": fence.format(path="kernel_src/CON.cpp"),
+    }[attack]
+
+
+def test_hostile_replies_each_fail_one_sample_and_the_report_is_complete(
+    pytester: pytest.Pytester, upskill_args: list[str]
+) -> None:
+    pytester.makepyfile("import pytest\n" + "".join(HOSTILE_TEST.format(attack=a) for a in ATTACKS))
+    with ModelServer(answer=hostile_reply) as server:
+        result = pytester.runpytest(
+            f"--upskill-model=openai:m@{server.url}/v1", "--upskill-report=r.json", *upskill_args
+        )
+    result.assert_outcomes(failed=len(ATTACKS))
+    reasons = {
+        sample["test"].removeprefix("test_"): (sample["stage"], sample["reason"])
+        for sample in json.loads((pytester.path / "r.json").read_text())["samples"]
+    }
+    assert set(reasons) == set(ATTACKS)
+    assert {stage for stage, _ in reasons.values()} == {"extract"}
+    assert "leaves the project" in reasons["traversal"][1]
+    assert "is absolute" in reasons["absolute"][1]
+    assert "is absolute" in reasons["home"][1]
+    assert "replies over 4 MB are refused" in reasons["huge"][1]
+    assert "more than 256 files" in reasons["many"][1]
+    assert "names the device" in reasons["device"][1]
+    assert not list(pytester.path.parent.rglob("pwned.cpp"))
+    assert not Path("/tmp/pwned.cpp").exists()
