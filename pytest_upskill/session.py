@@ -196,6 +196,31 @@ class UpskillSession:
         node.workerinput["upskill_since"] = self.since
         node.workerinput["upskill_scratch"] = str(self.scratch)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_handlecrashitem(self, crashitem: str, report: pytest.TestReport, sched: Any) -> None:
+        """xdist, on the controller: a sample whose test took its worker down (generated code
+        can segfault) still gets a record, so the report stays complete."""
+        test, _, params = crashitem.rpartition("::")[2].partition("[")
+        pieces = f"-{params.removesuffix(']')}-"
+        for model in self.settings.models:
+            for condition in self.conditions:
+                for index in range(self.settings.samples):
+                    if f"-{model.label}-{condition}-{index}-" not in pieces:
+                        continue
+                    record = SampleRecord(
+                        nodeid=crashitem,
+                        test=test,
+                        model=model.label,
+                        condition=condition,
+                        sample=index,
+                        outcome="failed",
+                        stage="check",
+                        reason="the xdist worker died while running this sample (a crash in "
+                        "the kernel or the test)",
+                    )
+                    report.upskill_sample = record.model_dump(mode="json")  # type: ignore[attr-defined]
+                    return
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Start asking for the replies this process's items need, before the first test."""
         if session.config.option.collectonly:

@@ -307,3 +307,28 @@ def test_the_build_directory_is_never_collected(pytester: pytest.Pytester) -> No
     pytester.runpytest("--upskill-build-dir=builds").assert_outcomes(passed=1)
     pytester.makeini("[pytest]\nupskill_build_dir = builds\n")
     pytester.runpytest().assert_outcomes(passed=1)  # no model asked for: still not collected
+
+
+def test_a_sample_that_kills_its_xdist_worker_still_has_a_record(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    crash = ROW_SOFTMAX_TEST.replace(
+        "def test_row_softmax(kernel):",
+        "def test_crash(kernel):\n    import os, signal; os.kill(os.getpid(), signal.SIGSEGV)",
+    )
+    pytester.makepyfile(crash + ROW_SOFTMAX_TEST)
+    result = pytester.runpytest(
+        "-n", "2", "--upskill-model=oracle", "--upskill-report=r.json", *upskill_args
+    )
+    result.assert_outcomes(failed=1, passed=1)
+    samples = {s["test"]: s for s in json.loads((pytester.path / "r.json").read_text())["samples"]}
+    crashed = samples["test_crash"]
+    assert (crashed["outcome"], crashed["stage"], crashed["model"], crashed["condition"]) == (
+        "failed",
+        "check",
+        "oracle",
+        "baseline",
+    )
+    assert "worker died" in crashed["reason"]
+    assert samples["test_row_softmax"]["outcome"] == "passed"
+    result.stdout.fnmatch_lines(["oracle*baseline*1/2*"])
