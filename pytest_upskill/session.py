@@ -173,9 +173,10 @@ class UpskillSession:
         lines = [
             f"upskill: models {', '.join(str(m) for m in settings.models) or 'none'}; "
             f"conditions {', '.join(self.conditions)}; {settings.samples} sample(s) each",
-            f"upskill: replies {_RECORD_WORDS[settings.record]}"
-            + ("" if settings.record == "off" else f" ({settings.cassette_dir})"),
         ]
+        if any(model.provider != "oracle" for model in settings.models):  # the oracle records none
+            where = "" if settings.record == "off" else f" ({settings.cassette_dir})"
+            lines.append(f"upskill: replies {_RECORD_WORDS[settings.record]}{where}")
         if settings.temperature is not None:
             ignored = [m.label for m in settings.models if not m.takes_temperature]
             if ignored:

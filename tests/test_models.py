@@ -58,6 +58,9 @@ def test_each_provider_sends_the_task_and_its_replies_replay_without_a_server(
         args += ["--upskill-max-tokens=5000", "--upskill-cassette-dir=cassettes"]
         recorded = run(pytester, upskill_args, *args)
     recorded.assert_outcomes(passed=6)
+    recorded.stdout.fnmatch_lines(
+        ["upskill: replies replayed from cassettes, the missing ones recorded (*cassettes)"]
+    )
     first = samples(pytester)
 
     # What each SDK sent: the model, the prompt with and without the skill, the settings.
@@ -104,6 +107,7 @@ def test_each_provider_sends_the_task_and_its_replies_replay_without_a_server(
     # Replay: the server is gone, and nothing asks for it.
     replayed = run(pytester, upskill_args, *args, "--upskill-record=none")
     replayed.assert_outcomes(passed=6)
+    replayed.stdout.fnmatch_lines(["upskill: replies replayed from cassettes only (*cassettes)"])
     second = samples(pytester)
     assert [s["outcome"] for s in second] == [s["outcome"] for s in first]
     assert all(s["cached"] for s in second)
