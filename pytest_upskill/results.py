@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import BaseModel
 
 from .errors import Stage
+from .stats import newcombe_interval, pass_at_k, wilson_interval
 
-__all__ = ["SampleRecord", "SummaryRow", "summarize", "wilson_interval"]
+__all__ = [
+    "LiftRow",
+    "SampleRecord",
+    "SummaryRow",
+    "lift",
+    "summarize",
+    "summarize_by_test",
+]
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
 
@@ -45,53 +52,128 @@ class SampleRecord(BaseModel):
 
 
 class SummaryRow(BaseModel):
-    """Pass rate of one (model, condition); errors and skips stay out of n."""
+    """One (model, condition), or one (test, model, condition): errors and skips stay out of n."""
 
     model: str
     condition: str
+    test: str | None = None  # set in the per-test rows
     n: int
     passed: int
     pass_rate: float
     ci_low: float
     ci_high: float
     built: int
+    built_rate: float  # of the samples that were not errors
     skipped: int
     errors: int
+    pass_at_k: dict[str, float]  # k -> unbiased pass@k, averaged over tests
+    mean_input_tokens: float
+    mean_output_tokens: float
+    mean_latency_s: float
+    mean_cost_usd: float | None  # over the samples whose price is known; None if none is
 
 
-def wilson_interval(passed: int, n: int, z: float = 1.959964) -> tuple[float, float]:
-    """The 95% Wilson score interval of a pass rate; (0, 1) when there is no sample."""
-    if n == 0:
-        return 0.0, 1.0
-    rate = passed / n
-    denominator = 1 + z * z / n
-    centre = (rate + z * z / (2 * n)) / denominator
-    half = z * math.sqrt(rate * (1 - rate) / n + z * z / (4 * n * n)) / denominator
-    return max(0.0, centre - half), min(1.0, centre + half)
+class LiftRow(BaseModel):
+    """What a skill does to one model's pass rate: the difference with its 95% interval."""
+
+    model: str
+    skill: str
+    baseline_rate: float
+    skill_rate: float
+    lift: float
+    ci_low: float
+    ci_high: float
+    evidence: bool  # the interval leaves 0 out
+
+
+def _row(
+    model: str, condition: str, group: list[SampleRecord], test: str | None = None
+) -> SummaryRow:
+    counted = [r for r in group if r.outcome in ("passed", "failed")]
+    passed = sum(r.outcome == "passed" for r in counted)
+    low, high = wilson_interval(passed, len(counted))
+    not_errors = [r for r in group if r.outcome != "error"]
+    built = sum(r.built for r in group)
+    costs = [r.cost_usd for r in group if r.cost_usd is not None]
+    return SummaryRow(
+        model=model,
+        condition=condition,
+        test=test,
+        n=len(counted),
+        passed=passed,
+        pass_rate=round(passed / len(counted), 6) if counted else 0.0,
+        ci_low=round(low, 4),
+        ci_high=round(high, 4),
+        built=built,
+        built_rate=round(built / len(not_errors), 6) if not_errors else 0.0,
+        skipped=sum(r.outcome == "skipped" for r in group),
+        errors=sum(r.outcome == "error" for r in group),
+        pass_at_k=_pass_at_k(counted),
+        mean_input_tokens=_mean([r.usage.input_tokens for r in group]),
+        mean_output_tokens=_mean([r.usage.output_tokens for r in group]),
+        mean_latency_s=_mean([r.latency_s for r in group]),
+        mean_cost_usd=_mean(costs) if costs else None,
+    )
+
+
+def _mean(values: list[float] | list[int]) -> float:
+    return round(sum(values) / len(values), 6) if values else 0.0
+
+
+def _pass_at_k(counted: list[SampleRecord]) -> dict[str, float]:
+    """pass@k for k up to the fewest samples any test has, averaged over the tests."""
+    by_test: dict[str, list[bool]] = {}
+    for record in counted:
+        by_test.setdefault(record.test, []).append(record.outcome == "passed")
+    if not by_test:
+        return {}
+    fewest = min(len(outcomes) for outcomes in by_test.values())
+    return {
+        str(k): round(sum(pass_at_k(len(o), sum(o), k) for o in by_test.values()) / len(by_test), 6)
+        for k in range(1, fewest + 1)
+    }
+
+
+def _groups(
+    records: Iterable[SampleRecord], by_test: bool
+) -> dict[tuple[str, str, str | None], list[SampleRecord]]:
+    groups: dict[tuple[str, str, str | None], list[SampleRecord]] = {}
+    for record in records:
+        key = (record.model, record.condition, record.test if by_test else None)
+        groups.setdefault(key, []).append(record)
+    return groups
 
 
 def summarize(records: Iterable[SampleRecord]) -> list[SummaryRow]:
     """One row per (model, condition), in the order they first appear."""
-    groups: dict[tuple[str, str], list[SampleRecord]] = {}
-    for record in records:
-        groups.setdefault((record.model, record.condition), []).append(record)
+    return [_row(m, c, group) for (m, c, _), group in _groups(records, by_test=False).items()]
+
+
+def summarize_by_test(records: Iterable[SampleRecord]) -> list[SummaryRow]:
+    """One row per (test, model, condition), sorted by test."""
+    rows = [_row(m, c, group, t) for (m, c, t), group in _groups(records, by_test=True).items()]
+    return sorted(rows, key=lambda row: row.test or "")
+
+
+def lift(summary: list[SummaryRow], baseline: str = "baseline") -> list[LiftRow]:
+    """Each skill against the baseline of the same model (Newcombe's interval)."""
+    baselines = {row.model: row for row in summary if row.condition == baseline}
     rows = []
-    for (model, condition), group in groups.items():
-        counted = [r for r in group if r.outcome in ("passed", "failed")]
-        passed = sum(r.outcome == "passed" for r in counted)
-        low, high = wilson_interval(passed, len(counted))
+    for row in summary:
+        base = baselines.get(row.model)
+        if row.condition == baseline or base is None:
+            continue
+        low, high = newcombe_interval(row.passed, row.n, base.passed, base.n)
         rows.append(
-            SummaryRow(
-                model=model,
-                condition=condition,
-                n=len(counted),
-                passed=passed,
-                pass_rate=passed / len(counted) if counted else 0.0,
+            LiftRow(
+                model=row.model,
+                skill=row.condition,
+                baseline_rate=base.pass_rate,
+                skill_rate=row.pass_rate,
+                lift=round(row.pass_rate - base.pass_rate, 6),
                 ci_low=round(low, 4),
                 ci_high=round(high, 4),
-                built=sum(r.built for r in group),
-                skipped=sum(r.outcome == "skipped" for r in group),
-                errors=sum(r.outcome == "error" for r in group),
+                evidence=low > 0 or high < 0,
             )
         )
     return rows

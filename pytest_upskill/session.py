@@ -263,7 +263,8 @@ class UpskillSession:
         if not self.records:
             return
         terminalreporter.write_sep("=", "upskill summary")
-        for line in summary_table(self.records):
+        verbose = terminalreporter.config.get_verbosity() > 0
+        for line in summary_table(self.records, verbose=verbose):
             terminalreporter.write_line(line)
         if self.settings.report is not None:
             terminalreporter.write_line(f"upskill report: {self.settings.report}")

@@ -282,19 +282,31 @@ def test_xdist_workers_bring_their_records_to_the_controller(
     pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
 ) -> None:
     pytester.makepyfile(ROW_SOFTMAX_TEST)
-    args = ["--upskill-model=oracle", "--upskill-samples=3", *upskill_args]
-    serial = pytester.runpytest(*args, "--upskill-report=serial.json")
-    parallel = pytester.runpytest(*args, "-n", "2", "--upskill-report=parallel.json")
-    parallel.assert_outcomes(passed=3)
-    parallel.stdout.fnmatch_lines(["created: 2/2 workers", "oracle*baseline*3/3*100%*"])
+    skill = Path(__file__).resolve().parents[1] / "examples" / "skills" / "cpu-kernels"
+    args = ["--upskill-model=oracle", f"--upskill-skill={skill}", "--upskill-samples=3"]
+    serial = pytester.runpytest(*args, *upskill_args, "--upskill-report=serial.json")
+    parallel = pytester.runpytest(*args, *upskill_args, "-n", "2", "--upskill-report=parallel.json")
+    parallel.assert_outcomes(passed=6)
+    parallel.stdout.fnmatch_lines(
+        [
+            "created: 2/2 workers",
+            "oracle*baseline*3/3*100%*",
+            "lift oracle cpu-kernels vs baseline: +0% [[]-*, +*[]]  no evidence of lift",
+        ]
+    )
 
-    def outcomes(result: pytest.RunResult, name: str) -> tuple[list[tuple[str, str]], list[dict]]:
+    def outcomes(name: str) -> tuple[list[tuple[str, str]], list[dict], list[dict]]:
         report = json.loads((pytester.path / name).read_text())
         samples = sorted((s["nodeid"], s["outcome"]) for s in report["samples"])
-        return samples, report["summary"]
+        # Latency is measured, not aggregated: it differs between any two runs.
+        summary = [
+            {k: v for k, v in row.items() if k != "mean_latency_s"} for row in report["summary"]
+        ]
+        return samples, summary, report["lift"]
 
     assert serial.ret == parallel.ret == 0
-    assert outcomes(serial, "serial.json") == outcomes(parallel, "parallel.json")
+    assert outcomes("serial.json") == outcomes("parallel.json")
+    assert len(outcomes("serial.json")[2]) == 1
 
 
 def test_the_build_directory_is_never_collected(pytester: pytest.Pytester) -> None:

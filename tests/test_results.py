@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_upskill.results import SampleRecord, summarize, wilson_interval
+from pytest_upskill.results import SampleRecord, lift, summarize, summarize_by_test
+from pytest_upskill.stats import newcombe_interval, pass_at_k, wilson_interval
 
 
 @pytest.mark.parametrize(
@@ -39,3 +40,81 @@ def test_summary_leaves_errors_and_skips_out_of_the_rate() -> None:
     assert baseline.pass_rate == pytest.approx(2 / 3)
     assert baseline.built == 4
     assert (skill.condition, skill.n, skill.pass_rate) == ("cpu-kernels", 1, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("a", "n_a", "b", "n_b", "low", "high"),
+    [
+        # Newcombe (1998), Table II, example (a): 56/70 - 48/80, method 10.
+        (56, 70, 48, 80, 0.0524, 0.3339),
+        # By hand from the Wilson intervals (0.7225, 1) and (0, 0.2775): rates of 1 and 0.
+        (10, 10, 0, 10, 1 - 2**0.5 * 0.27753, 1.0),
+        (0, 10, 0, 10, -0.2775, 0.2775),
+    ],
+)
+def test_newcombe_interval(a: int, n_a: int, b: int, n_b: int, low: float, high: float) -> None:
+    assert newcombe_interval(a, n_a, b, n_b) == pytest.approx((low, high), abs=1e-4)
+
+
+def test_newcombe_interval_without_samples_is_the_widest() -> None:
+    assert newcombe_interval(0, 0, 0, 0) == (-1.0, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("n", "passed", "k", "expected"),
+    # 1 - C(n - c, k) / C(n, k), by hand: C(7, 5) / C(10, 5) = 21 / 252.
+    [(5, 1, 1, 0.2), (5, 1, 2, 0.4), (5, 0, 3, 0.0), (5, 5, 1, 1.0), (10, 3, 5, 1 - 21 / 252)],
+)
+def test_pass_at_k(n: int, passed: int, k: int, expected: float) -> None:
+    assert pass_at_k(n, passed, k) == pytest.approx(expected)
+
+
+def test_pass_at_k_needs_k_within_the_samples() -> None:
+    with pytest.raises(ValueError, match="pass@3 needs 1 <= k <= n = 2"):
+        pass_at_k(2, 1, 3)
+
+
+def _sample(test: str, condition: str, outcome: str, index: int, **fields: object) -> SampleRecord:
+    return SampleRecord.model_validate(
+        {
+            "nodeid": f"t.py::{test}[{condition}-{index}]",
+            "test": test,
+            "model": "m",
+            "condition": condition,
+            "sample": index,
+            "outcome": outcome,
+            "stage": "check",
+            **fields,
+        }
+    )
+
+
+def test_pass_at_k_is_averaged_over_tests_and_lift_says_when_there_is_no_evidence() -> None:
+    records = [
+        # test a: baseline 1 of 2, skill 2 of 2; test b: baseline 0 of 3, skill 3 of 3.
+        _sample("a", "baseline", "passed", 0, usage={"input_tokens": 10, "output_tokens": 4}),
+        _sample("a", "baseline", "failed", 1, usage={"input_tokens": 20, "output_tokens": 8}),
+        *(_sample("b", "baseline", "failed", i) for i in range(3)),
+        *(_sample("a", "skill", "passed", i, cost_usd=0.5) for i in range(2)),
+        *(_sample("b", "skill", "passed", i) for i in range(3)),
+        _sample("b", "skill", "error", 3),
+    ]
+    baseline, skill = summarize(records)
+    # k goes up to the fewest samples a test has (2); test a: pass@1 = 1/2, pass@2 = 1; b: 0, 0.
+    assert baseline.pass_at_k == {"1": 0.25, "2": 0.5}
+    assert skill.pass_at_k == {"1": 1.0, "2": 1.0}
+    assert (baseline.mean_input_tokens, baseline.mean_output_tokens) == (6.0, 2.4)
+    assert (baseline.mean_cost_usd, skill.mean_cost_usd) == (None, 0.5)
+    (row,) = lift([baseline, skill])
+    assert (row.skill, row.baseline_rate, row.skill_rate, row.lift) == ("skill", 0.2, 1.0, 0.8)
+    assert row.ci_low > 0
+    assert row.evidence
+    (same,) = lift([baseline, baseline.model_copy(update={"condition": "other"})])
+    assert (same.lift, same.evidence) == (0.0, False)
+    by_test = summarize_by_test(records)
+    assert [(r.test, r.condition, r.passed, r.n) for r in by_test] == [
+        ("a", "baseline", 1, 2),
+        ("a", "skill", 2, 2),
+        ("b", "baseline", 0, 3),
+        ("b", "skill", 3, 3),
+    ]
