@@ -83,6 +83,11 @@ class Settings(BaseModel):
     concurrency: int = Field(default=8, ge=1)
     temperature: float | None = None  # None: the provider's default
     max_tokens: int = Field(default=16384, ge=1)
+    # Gates for CI: a skill condition's pass rate under `fail_under`, or a lift under
+    # `min_lift`, fails the session.
+    fail_under: float | None = None
+    min_lift: float | None = None
+    markdown: Path | None = None
     # USD per million input and output tokens, by model label.
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
@@ -117,6 +122,15 @@ def _number(
             return value
     option = "--upskill-" + name.replace("_", "-")
     raise pytest.UsageError(f"{option}: expected {expected}, got {text!r}")
+
+
+def _optional(
+    config: pytest.Config, name: str, valid: Callable[[float], bool], expected: str
+) -> float | None:
+    """An optional number option: None when neither the option nor its ini twin is given."""
+    if not (getattr(config.option, f"upskill_{name}") or config.getini(f"upskill_{name}")):
+        return None
+    return _number(config, name, "", float, valid, expected)
 
 
 def _choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
@@ -176,9 +190,10 @@ def load_settings(config: pytest.Config) -> Settings:
     record = _choice(config, "record", ("new", "none", "all", "off"))
     concurrency = int(_number(config, "concurrency", "8", int, lambda n: n >= 1, whole))
     max_tokens = int(_number(config, "max_tokens", "16384", int, lambda n: n >= 1, whole))
-    temperature = None
-    if option.upskill_temperature or config.getini("upskill_temperature"):
-        temperature = _number(config, "temperature", "", float, lambda t: 0 <= t <= 2, "0 to 2")
+    temperature = _optional(config, "temperature", lambda t: 0 <= t <= 2, "a number from 0 to 2")
+    rate = "a pass rate from 0 to 1"
+    fail_under = _optional(config, "fail_under", lambda r: 0 <= r <= 1, rate)
+    min_lift = _optional(config, "min_lift", lambda d: -1 <= d <= 1, "a difference from -1 to 1")
 
     try:
         return Settings(
@@ -196,6 +211,9 @@ def load_settings(config: pytest.Config) -> Settings:
             or config.rootpath / ".upskill" / "cassettes",
             concurrency=concurrency,
             temperature=temperature,
+            fail_under=fail_under,
+            min_lift=min_lift,
+            markdown=configured_path(config, "upskill_markdown", "upskill_markdown"),
             max_tokens=max_tokens,
             prices=_prices(config.getini("upskill_prices")),
         )

@@ -98,6 +98,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="N",
         help="longest reply a model may write, in tokens (default 16384)",
     )
+    group.addoption(
+        "--upskill-markdown",
+        metavar="PATH",
+        help="write the summary as Markdown (for $GITHUB_STEP_SUMMARY) to PATH",
+    )
+    group.addoption(
+        "--upskill-fail-under",
+        metavar="RATE",
+        help="fail the session if a skill condition's pass rate is under RATE (0 to 1)",
+    )
+    group.addoption(
+        "--upskill-min-lift",
+        metavar="DELTA",
+        help="fail the session if a skill lifts a model's pass rate by less than DELTA",
+    )
     parser.addini("upskill_models", "models to ask, one per line", type="linelist", default=[])
     parser.addini("upskill_skills", "Agent Skills directories", type="paths", default=[])
     parser.addini(
@@ -118,6 +133,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         type="linelist",
         default=[],
     )
+    parser.addini("upskill_markdown", "path of the Markdown summary", default="")
+    parser.addini("upskill_fail_under", "lowest pass rate a skill condition may have", default="")
+    parser.addini("upskill_min_lift", "smallest lift a skill may have", default="")
     parser.addini("upskill_timeout", "longest a kernel build may take, in seconds", default="")
 
 
@@ -127,6 +145,7 @@ def _wanted(config: pytest.Config) -> bool:
         option.upskill_model
         or option.upskill_skill
         or option.upskill_report
+        or option.upskill_markdown
         or config.getini("upskill_models")
     )
 
@@ -246,6 +265,16 @@ def pytest_runtest_makereport(
     # Records travel on the report, so xdist brings them to the controller like any report.
     record = sample.record(outcome, reason.strip().partition("\n")[0])
     report.upskill_sample = record.model_dump(mode="json")  # type: ignore[attr-defined]
+    # JUnit XML properties: junitxml reads them from the teardown report, which copies these.
+    item.user_properties += [
+        ("upskill_model", record.model),
+        ("upskill_condition", record.condition),
+        ("upskill_sample", record.sample),
+        ("upskill_outcome", record.outcome),
+        ("upskill_stage", record.stage),
+        ("upskill_input_tokens", record.usage.input_tokens),
+        ("upskill_output_tokens", record.usage.output_tokens),
+    ]
     return report
 
 

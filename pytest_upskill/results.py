@@ -14,6 +14,7 @@ __all__ = [
     "LiftRow",
     "SampleRecord",
     "SummaryRow",
+    "gate_failures",
     "lift",
     "summarize",
     "summarize_by_test",
@@ -177,3 +178,28 @@ def lift(summary: list[SummaryRow], baseline: str = "baseline") -> list[LiftRow]
             )
         )
     return rows
+
+
+def gate_failures(
+    summary: list[SummaryRow],
+    fail_under: float | None,
+    min_lift: float | None,
+    baseline: str = "baseline",
+) -> list[str]:
+    """Which (model, condition) missed a CI gate, one line each."""
+    failures = []
+    if fail_under is not None:
+        for row in summary:
+            if row.condition != baseline and row.n and row.pass_rate < fail_under:
+                failures.append(
+                    f"{row.model} {row.condition}: pass rate {row.pass_rate:.0%} is under "
+                    f"--upskill-fail-under={fail_under:g}"
+                )
+    if min_lift is not None:
+        for lifted in lift(summary, baseline):
+            if lifted.lift < min_lift:
+                failures.append(
+                    f"{lifted.model} {lifted.skill}: lift {lifted.lift:+.0%} is under "
+                    f"--upskill-min-lift={min_lift:g}"
+                )
+    return failures

@@ -20,8 +20,8 @@ from .models import Request
 from .prices import cost_usd
 from .prompt import build_prompt
 from .replies import Replies
-from .report import summary_table, write_json_report
-from .results import SampleRecord
+from .report import summary_table, write_json_report, write_markdown_report
+from .results import SampleRecord, gate_failures, summarize
 from .sample import Case, Sample, directory_name
 from .skill import Skill, SkillInvalid, load_skill
 from .task import Task, TaskInvalid, task_from_marker
@@ -49,6 +49,7 @@ class UpskillSession:
         self.conditions: dict[str, Skill | None] = {BASELINE: None} if settings.baseline else {}
         self.conditions.update((skill.name, skill) for skill in skills)
         self.records: list[SampleRecord] = []
+        self.gates: list[str] = []  # the CI gates the session missed
         self.workerinput = workerinput
         # The controller (or a plain run) owns the session's start time and a scratch folder its
         # xdist workers share: locks on replies, and the replies themselves under record=off.
@@ -255,9 +256,16 @@ class UpskillSession:
             self.records.append(SampleRecord.model_validate(data))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        is_worker = hasattr(session.config, "workerinput")
-        if self.settings.report is not None and not is_worker:
-            write_json_report(self.settings.report, self.records)
+        if hasattr(session.config, "workerinput"):
+            return  # the controller has every record: it reports once
+        settings = self.settings
+        self.gates = gate_failures(summarize(self.records), settings.fail_under, settings.min_lift)
+        if self.gates and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if settings.report is not None:
+            write_json_report(settings.report, self.records)
+        if settings.markdown is not None:
+            write_markdown_report(settings.markdown, self.records, self.gates)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.records:
@@ -268,3 +276,7 @@ class UpskillSession:
             terminalreporter.write_line(line)
         if self.settings.report is not None:
             terminalreporter.write_line(f"upskill report: {self.settings.report}")
+        if self.settings.markdown is not None:
+            terminalreporter.write_line(f"upskill markdown: {self.settings.markdown}")
+        for gate in self.gates:
+            terminalreporter.write_line(f"upskill gate failed: {gate}", red=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -344,3 +345,45 @@ def test_a_sample_that_kills_its_xdist_worker_still_has_a_record(
     assert "worker died" in crashed["reason"]
     assert samples["test_row_softmax"]["outcome"] == "passed"
     result.stdout.fnmatch_lines(["oracle*baseline*1/2*"])
+
+
+def test_markdown_junit_properties_and_gates(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    skill = Path(__file__).resolve().parents[1] / "examples" / "skills" / "cpu-kernels"
+    result = pytester.runpytest(
+        "-n",
+        "2",
+        "--upskill-model=oracle",
+        f"--upskill-skill={skill}",
+        "--upskill-samples=2",
+        "--upskill-markdown=summary.md",
+        "--junitxml=junit.xml",
+        "--upskill-min-lift=0.1",
+        *upskill_args,
+    )
+    result.assert_outcomes(passed=4)
+    # Every test passed, but the skill does not lift the pass rate by 10 points.
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        ["upskill gate failed: oracle cpu-kernels: lift +0% is under --upskill-min-lift=0.1"]
+    )
+    markdown = (pytester.path / "summary.md").read_text()
+    assert "| oracle | cpu-kernels | 2/2 | 100% |" in markdown
+    assert "- lift oracle cpu-kernels vs baseline: +0% [" in markdown
+    assert "**gate failed**: oracle cpu-kernels: lift +0%" in markdown
+    junit = ElementTree.parse(pytester.path / "junit.xml").getroot()
+    properties = [
+        {p.get("name"): p.get("value") for p in case.iter("property")}
+        for case in junit.iter("testcase")
+    ]
+    assert sorted((p["upskill_condition"], p["upskill_sample"]) for p in properties) == [
+        ("baseline", "0"),
+        ("baseline", "1"),
+        ("cpu-kernels", "0"),
+        ("cpu-kernels", "1"),
+    ]
+    assert {(p["upskill_model"], p["upskill_outcome"], p["upskill_stage"]) for p in properties} == {
+        ("oracle", "passed", "check")
+    }

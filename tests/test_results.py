@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_upskill.results import SampleRecord, lift, summarize, summarize_by_test
+from pytest_upskill.results import (
+    SampleRecord,
+    gate_failures,
+    lift,
+    summarize,
+    summarize_by_test,
+)
 from pytest_upskill.stats import newcombe_interval, pass_at_k, wilson_interval
 
 
@@ -118,3 +124,15 @@ def test_pass_at_k_is_averaged_over_tests_and_lift_says_when_there_is_no_evidenc
         ("b", "baseline", 0, 3),
         ("b", "skill", 3, 3),
     ]
+
+
+def test_gates_name_what_missed() -> None:
+    records = [_sample("a", "baseline", "passed", 0), _sample("a", "skill", "failed", 0)]
+    summary = summarize(records)
+    assert gate_failures(summary, fail_under=0.5, min_lift=None) == [
+        "m skill: pass rate 0% is under --upskill-fail-under=0.5"
+    ]
+    assert gate_failures(summary, fail_under=None, min_lift=0.0) == [
+        "m skill: lift -100% is under --upskill-min-lift=0"
+    ]
+    assert gate_failures(summary, fail_under=0.0, min_lift=-1.0) == []

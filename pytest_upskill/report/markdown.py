@@ -1,0 +1,31 @@
+"""The Markdown summary (`--upskill-markdown`), ready for $GITHUB_STEP_SUMMARY."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..results import SampleRecord, lift, summarize, summarize_by_test
+from .tables import lift_line, summary_cells
+
+__all__ = ["write_markdown_report"]
+
+
+def write_markdown_report(path: Path, records: list[SampleRecord], gates: list[str]) -> None:
+    summary = summarize(records)
+    lines = ["## pytest-upskill", "", *_table(summary_cells(summary, per_test=False))]
+    lifts = lift(summary)
+    if lifts:
+        lines += ["", *(f"- {lift_line(row)}" for row in lifts)]
+    if gates:
+        lines += ["", *(f"- **gate failed**: {gate}" for gate in gates)]
+    lines += ["", "<details><summary>Per test</summary>", ""]
+    lines += [*_table(summary_cells(summarize_by_test(records), per_test=True)), "", "</details>"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _table(table: list[tuple[str, ...]]) -> list[str]:
+    header, *rows = table
+    escaped = [[cell.replace("|", "\\|") for cell in line] for line in (header, *rows)]
+    lines = ["| " + " | ".join(escaped[0]) + " |", "|" + " --- |" * len(header)]
+    return lines + ["| " + " | ".join(line) + " |" for line in escaped[1:]]
