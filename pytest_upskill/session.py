@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +38,10 @@ _RECORD_WORDS = {
 }
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+
 class UpskillSession:
     """Created at configure time when upskill is asked for; lives on `config.stash`."""
 
@@ -65,6 +71,12 @@ class UpskillSession:
         )
         self.replies = Replies(store, settings.concurrency, locks=self.scratch / "locks")
         self.replies.prepare(settings.models)
+        self._sigterm: Any = None
+        # SIGTERM (a CI runner's cancel) ends the session as Ctrl-C does: the samples that
+        # finished still reach the reports.
+        main = threading.current_thread() is threading.main_thread()
+        if workerinput is None and main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            self._sigterm = signal.signal(signal.SIGTERM, _interrupt)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> UpskillSession:
@@ -246,6 +258,8 @@ class UpskillSession:
             )
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self._sigterm is not None:
+            signal.signal(signal.SIGTERM, self._sigterm)
         self.replies.close()
         if self.workerinput is None:
             shutil.rmtree(self.scratch, ignore_errors=True)

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -387,3 +391,46 @@ def test_markdown_junit_properties_and_gates(
     assert {(p["upskill_model"], p["upskill_outcome"], p["upskill_stage"]) for p in properties} == {
         ("oracle", "passed", "check")
     }
+
+
+INTERRUPTED_SUITE = (
+    ROW_SOFTMAX_TEST
+    + """
+
+def test_z_slow(tmp_path_factory):
+    import pathlib, time
+    pathlib.Path("started").write_text("")
+    time.sleep(60)
+"""
+)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_session_still_writes_its_reports(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str], signum: int
+) -> None:
+    pytester.makepyfile(INTERRUPTED_SUITE)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--upskill-model=oracle",
+            "--upskill-report=r.json",
+            "--upskill-markdown=r.md",
+            *upskill_args,
+        ],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (pytester.path / "started").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signum)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    (sample,) = json.loads((pytester.path / "r.json").read_text())["samples"]
+    assert (sample["test"], sample["outcome"]) == ("test_row_softmax", "passed")
+    assert "| oracle | baseline | 1/1 |" in (pytester.path / "r.md").read_text()
