@@ -88,6 +88,7 @@ class Settings(BaseModel):
     fail_under: float | None = None
     min_lift: float | None = None
     markdown: Path | None = None
+    html: Path | None = None
     # USD per million input and output tokens, by model label.
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
 
@@ -214,6 +215,7 @@ def load_settings(config: pytest.Config) -> Settings:
             fail_under=fail_under,
             min_lift=min_lift,
             markdown=configured_path(config, "upskill_markdown", "upskill_markdown"),
+            html=configured_path(config, "upskill_html", "upskill_html"),
             max_tokens=max_tokens,
             prices=_prices(config.getini("upskill_prices")),
         )

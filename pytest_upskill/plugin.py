@@ -104,6 +104,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write the summary as Markdown (for $GITHUB_STEP_SUMMARY) to PATH",
     )
     group.addoption(
+        "--upskill-html",
+        metavar="PATH",
+        help="write a self-contained HTML report (chart, tables, every sample) to PATH",
+    )
+    group.addoption(
         "--upskill-fail-under",
         metavar="RATE",
         help="fail the session if a skill condition's pass rate is under RATE (0 to 1)",
@@ -134,6 +139,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=[],
     )
     parser.addini("upskill_markdown", "path of the Markdown summary", default="")
+    parser.addini("upskill_html", "path of the HTML report", default="")
     parser.addini("upskill_fail_under", "lowest pass rate a skill condition may have", default="")
     parser.addini("upskill_min_lift", "smallest lift a skill may have", default="")
     parser.addini("upskill_timeout", "longest a kernel build may take, in seconds", default="")
@@ -146,6 +152,7 @@ def _wanted(config: pytest.Config) -> bool:
         or option.upskill_skill
         or option.upskill_report
         or option.upskill_markdown
+        or option.upskill_html
         or config.getini("upskill_models")
     )
 

@@ -84,6 +84,8 @@ class Sample:
         self.stage = "generate"
         self.request = request
         self.prompt = request.prompt
+        prompt = f"# System\n\n{request.prompt.system}\n\n# User\n\n{request.prompt.user}\n"
+        (self.directory / "prompt.md").write_text(prompt, encoding="utf-8")
         reply = replies.reply(request)
         self.reply, self.usage, self.latency_s, self.cached = (
             reply.text,
@@ -106,6 +108,7 @@ class Sample:
         check_project(project, task.backend, binding)
         self.stage = "build"
         self.build = build_project(project, task, settings.build_dir, settings.timeout_s, binding)
+        (self.directory / "build.log").write_text(self.build.log, encoding="utf-8")
         if not self.build.ok:
             raise SampleFailed("build", self.build.reason)
         targets = ", ".join(self.build.targets)

@@ -22,7 +22,12 @@ from .models import Request
 from .prices import cost_usd
 from .prompt import build_prompt
 from .replies import Replies
-from .report import summary_table, write_json_report, write_markdown_report
+from .report import (
+    summary_table,
+    write_html_report,
+    write_json_report,
+    write_markdown_report,
+)
 from .results import SampleRecord, gate_failures, summarize
 from .sample import Case, Sample, directory_name
 from .skill import Skill, SkillInvalid, load_skill
@@ -280,6 +285,8 @@ class UpskillSession:
             write_json_report(settings.report, self.records)
         if settings.markdown is not None:
             write_markdown_report(settings.markdown, self.records, self.gates)
+        if settings.html is not None:
+            write_html_report(settings.html, self.records, self.gates)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.records:
@@ -292,5 +299,7 @@ class UpskillSession:
             terminalreporter.write_line(f"upskill report: {self.settings.report}")
         if self.settings.markdown is not None:
             terminalreporter.write_line(f"upskill markdown: {self.settings.markdown}")
+        if self.settings.html is not None:
+            terminalreporter.write_line(f"upskill html: {self.settings.html}")
         for gate in self.gates:
             terminalreporter.write_line(f"upskill gate failed: {gate}", red=True)

@@ -1,0 +1,142 @@
+"""The HTML report (`--upskill-html`): one self-contained file, no script.
+
+A bar chart of pass rate per model, the baseline and each skill side by side with their 95%
+intervals as whiskers; the tables; and a drill-down per sample (prompt, reply, extracted files,
+build log, failure), read from the sample's directory. Everything a model wrote is escaped, and
+the page's content security policy forbids scripts, so a hostile reply cannot run in the reader's
+browser.
+"""
+
+from __future__ import annotations
+
+from html import escape
+from pathlib import Path
+
+from ..results import SampleRecord, SummaryRow, lift, summarize, summarize_by_test
+from .tables import lift_line, summary_cells
+
+__all__ = ["write_html_report"]
+
+_MAX_TEXT = 200_000  # characters of one file shown in a drill-down
+_COLOURS = ["#7f8c8d", "#2e86de", "#e67e22", "#27ae60", "#8e44ad", "#c0392b"]
+_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; }
+td, th { border: 1px solid #ccc; padding: 2px 8px; text-align: left; }
+pre { background: #f6f6f6; padding: 8px; overflow: auto; max-height: 30em; }
+details.sample { margin: 4px 0; } .passed { color: #27ae60; } .failed { color: #c0392b; }
+.error { color: #8e44ad; } .skipped { color: #7f8c8d; }
+"""
+
+
+def write_html_report(path: Path, records: list[SampleRecord], gates: list[str]) -> None:
+    summary = summarize(records)
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
+        "style-src 'unsafe-inline'\">",
+        f"<title>pytest-upskill</title><style>{_STYLE}</style></head><body>",
+        "<h1>pytest-upskill</h1>",
+        _chart(summary),
+        "<h2>Summary</h2>",
+        _table(summary_cells(summary, per_test=False)),
+    ]
+    lifts = lift(summary)
+    if lifts:
+        parts += ["<h2>Lift</h2><ul>", *(f"<li>{escape(lift_line(r))}</li>" for r in lifts)]
+        parts.append("</ul>")
+    if gates:
+        parts += ["<h2>Gates failed</h2><ul>", *(f"<li>{escape(g)}</li>" for g in gates), "</ul>"]
+    parts += ["<h2>Per test</h2>", _table(summary_cells(summarize_by_test(records), True))]
+    parts += ["<h2>Samples</h2>", *(_drill_down(record) for record in records)]
+    parts.append("</body></html>")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(parts) + "\n", encoding="utf-8")
+
+
+def _chart(summary: list[SummaryRow]) -> str:
+    """Grouped bars, one group per model, one bar per condition, whiskers for the interval."""
+    models = list(dict.fromkeys(row.model for row in summary))
+    conditions = list(dict.fromkeys(row.condition for row in summary))
+    bar, gap, height, top, left = 28, 24, 200, 20, 40
+    group = bar * len(conditions) + gap
+    width = left + group * max(len(models), 1) + 160
+    shapes = [
+        f'<svg id="pass-rates" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height + top + 60}" role="img" aria-label="pass rate per model and condition">',
+        f'<line x1="{left}" y1="{top + height}" x2="{width - 160}" y2="{top + height}" '
+        'stroke="#444"/>',
+    ]
+    for tick in (0, 0.5, 1):
+        y = top + height * (1 - tick)
+        shapes.append(f'<text x="4" y="{y + 4:.0f}" font-size="11">{tick:.0%}</text>')
+    rows = {(row.model, row.condition): row for row in summary}
+    for m, model in enumerate(models):
+        x0 = left + gap / 2 + m * group
+        shapes.append(
+            f'<text x="{x0:.0f}" y="{top + height + 18}" font-size="12">{escape(model)}</text>'
+        )
+        for c, condition in enumerate(conditions):
+            row = rows.get((model, condition))
+            if row is None or row.n == 0:
+                continue
+            x = x0 + c * bar
+            colour = _COLOURS[c % len(_COLOURS)]
+            y = top + height * (1 - row.pass_rate)
+            low, high = (top + height * (1 - v) for v in (row.ci_low, row.ci_high))
+            label = f"{model} {condition}: {row.passed}/{row.n}"
+            shapes += [
+                f'<rect class="bar" x="{x + 2:.0f}" y="{y:.1f}" width="{bar - 4}" '
+                f'height="{top + height - y:.1f}" fill="{colour}"><title>{escape(label)}'
+                "</title></rect>",
+                f'<line class="whisker" x1="{x + bar / 2:.0f}" y1="{low:.1f}" '
+                f'x2="{x + bar / 2:.0f}" y2="{high:.1f}" stroke="#111"/>',
+            ]
+    for c, condition in enumerate(conditions):
+        y = top + 14 * c
+        colour = _COLOURS[c % len(_COLOURS)]
+        shapes += [
+            f'<rect class="legend" x="{width - 150}" y="{y}" width="10" height="10" '
+            f'fill="{colour}"/>',
+            f'<text x="{width - 135}" y="{y + 9}" font-size="11">{escape(condition)}</text>',
+        ]
+    shapes.append("</svg>")
+    return "\n".join(shapes)
+
+
+def _table(cells: list[tuple[str, ...]]) -> str:
+    header, *rows = cells
+    lines = ["<table><tr>", *(f"<th>{escape(cell)}</th>" for cell in header), "</tr>"]
+    for row in rows:
+        lines += ["<tr>", *(f"<td>{escape(cell)}</td>" for cell in row), "</tr>"]
+    return "".join(lines) + "</table>"
+
+
+def _drill_down(record: SampleRecord) -> str:
+    title = f"{record.nodeid}: {record.outcome} at {record.stage}"
+    if record.reason:
+        title += f": {record.reason}"
+    parts = [
+        f'<details class="sample"><summary class="{escape(record.outcome)}">{escape(title)}'
+        "</summary>"
+    ]
+    directory = Path(record.directory) if record.directory else None
+    if directory is not None:
+        for name in ("prompt.md", "reply.md", "build.log"):
+            parts.append(_file_block(name, directory / name))
+        project = directory / "project"
+        if project.is_dir():
+            for file in sorted(p for p in project.rglob("*") if p.is_file()):
+                parts.append(_file_block(f"project/{file.relative_to(project)}", file))
+    parts.append("</details>")
+    return "\n".join(parts)
+
+
+def _file_block(label: str, path: Path) -> str:
+    if not path.is_file() or path.is_symlink():
+        return ""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if len(text) > _MAX_TEXT:
+        text = text[:_MAX_TEXT] + f"\n… ({len(text) - _MAX_TEXT} more characters)"
+    return f"<h4>{escape(label)}</h4><pre>{escape(text)}</pre>"
