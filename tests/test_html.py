@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -87,3 +88,53 @@ def test_the_html_report_shows_the_chart_and_every_sample_in_chromium(
     screenshot = render(chromium, page, f"--screenshot={shot}", "--window-size=1280,1600")
     assert screenshot.returncode == 0, screenshot.stderr[-2000:]
     assert shot.stat().st_size > 10_000
+
+
+def test_two_models_three_conditions_five_samples_serial_and_parallel_agree(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str], chromium: str
+) -> None:
+    second = pytester.path / "skills" / "terse"
+    second.mkdir(parents=True)
+    (second / "SKILL.md").write_text(
+        "---\nname: terse\ndescription: Answer with the files only.\n---\n\nNo prose.\n"
+    )
+    reply = render_reply(read_project(reference))
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    with ModelServer(answer=lambda request: reply) as server:
+        args = [
+            f"--upskill-model=openai:small@{server.url}/v1",
+            f"--upskill-model=openai:large@{server.url}/v1",
+            f"--upskill-skill={SKILL}",
+            f"--upskill-skill={second}",
+            "--upskill-samples=5",
+            *upskill_args,
+        ]
+        reports = ["--upskill-report=r.json", "--upskill-markdown=r.md", "--upskill-html=r.html"]
+        serial = pytester.runpytest(*args, *reports)
+        parallel = pytester.runpytest(*args, "-n", "2", "--upskill-report=p.json")
+    serial.assert_outcomes(passed=30)
+    parallel.assert_outcomes(passed=30)
+    serial.stdout.fnmatch_lines(
+        [
+            "model*condition*passed*rate*95% CI*built*skipped*errors*tokens out*cost",
+            "openai:small*baseline*5/5*100%*",
+            "openai:large*terse*5/5*100%*",
+            "",
+            "lift openai:small cpu-kernels vs baseline: +0% [[]*]  no evidence of lift",
+        ]
+    )
+    assert len(server.received) == 30  # every sample asked once; the parallel run replayed
+
+    def numbers(name: str) -> tuple[list[dict], list[dict]]:
+        report = json.loads((pytester.path / name).read_text())
+        summary = [{k: v for k, v in r.items() if k != "mean_latency_s"} for r in report["summary"]]
+        return summary, report["lift"]
+
+    summary, lifts = numbers("r.json")
+    assert (summary, lifts) == numbers("p.json")
+    assert len(summary) == 6
+    assert len(lifts) == 4
+    assert "| openai:large | terse | 5/5 |" in (pytester.path / "r.md").read_text()
+    dom = render(chromium, pytester.path / "r.html", "--dump-dom").stdout
+    assert dom.count('class="bar"') == 6
+    assert dom.count('<details class="sample">') == 30

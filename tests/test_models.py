@@ -138,7 +138,13 @@ def test_a_server_that_stays_down_is_an_error_out_of_the_pass_rate(
         ]
     )
     result.stdout.no_fnmatch_line("*Traceback*")
-    result.stdout.fnmatch_lines(["openai:m*baseline*0/0*-*-*0*0*1*0*-"])
+    result.stdout.fnmatch_lines(
+        [
+            "openai:m*baseline*0/0*-*-*0*0*1*0*-",
+            "1 sample(s) ended as errors (the harness's or the provider's, not the model's): "
+            "left out of every rate",
+        ]
+    )
     (sample,) = samples(pytester)
     assert (sample["outcome"], sample["stage"]) == ("error", "generate")
     assert len(server.received) == 5  # the first try and 4 retries

@@ -14,8 +14,14 @@ from pytest_upskill.stats import newcombe_interval, pass_at_k, wilson_interval
 
 @pytest.mark.parametrize(
     ("passed", "n", "low", "high"),
-    # Reference values from the Wilson score formula with z = 1.96.
-    [(1, 1, 0.2065, 1.0), (0, 10, 0.0, 0.2775), (5, 10, 0.2366, 0.7634), (81, 100, 0.7222, 0.8749)],
+    # Reference values from the Wilson score formula with z = 1.96; no sample: the whole range.
+    [
+        (0, 0, 0.0, 1.0),
+        (1, 1, 0.2065, 1.0),
+        (0, 10, 0.0, 0.2775),
+        (5, 10, 0.2366, 0.7634),
+        (81, 100, 0.7222, 0.8749),
+    ],
 )
 def test_wilson_interval(passed: int, n: int, low: float, high: float) -> None:
     assert wilson_interval(passed, n) == pytest.approx((low, high), abs=1e-4)

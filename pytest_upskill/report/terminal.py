@@ -13,6 +13,12 @@ def summary_table(records: list[SampleRecord], verbose: bool = False) -> list[st
     cost; then the lift of each skill; with `verbose`, the same table per test."""
     summary = summarize(records)
     lines = _aligned(summary_cells(summary, per_test=False))
+    errors = sum(row.errors for row in summary)
+    if errors:
+        lines.append(
+            f"{errors} sample(s) ended as errors (the harness's or the provider's, not the "
+            "model's): left out of every rate"
+        )
     lifts = lift(summary)
     if lifts:
         lines += ["", *(lift_line(row) for row in lifts)]
