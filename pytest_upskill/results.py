@@ -16,6 +16,7 @@ __all__ = [
     "SummaryRow",
     "gate_failures",
     "lift",
+    "merge_parameter_sets",
     "summarize",
     "summarize_by_test",
 ]
@@ -135,11 +136,31 @@ def _pass_at_k(counted: list[SampleRecord]) -> dict[str, float]:
     }
 
 
+# How one sample ends when its test is parametrized over other arguments too: the kernel failed
+# if any parameter set failed; else an error hides what it would have done; else it passed if
+# anything ran.
+_PRECEDENCE: tuple[Outcome, ...] = ("failed", "error", "passed", "skipped")
+
+
+def merge_parameter_sets(records: Iterable[SampleRecord]) -> list[SampleRecord]:
+    """One record per sample: a test parametrized over shapes (say) runs each sample's one reply
+    and one build once per parameter set, but it is still one sample of the model."""
+    samples: dict[tuple[str, str, str, int], list[SampleRecord]] = {}
+    for record in records:
+        key = (record.nodeid.partition("[")[0], record.model, record.condition, record.sample)
+        samples.setdefault(key, []).append(record)
+    merged = []
+    for group in samples.values():
+        deciding = min(group, key=lambda r: _PRECEDENCE.index(r.outcome))
+        merged.append(deciding.model_copy(update={"built": any(r.built for r in group)}))
+    return merged
+
+
 def _groups(
     records: Iterable[SampleRecord], by_test: bool
 ) -> dict[tuple[str, str, str | None], list[SampleRecord]]:
     groups: dict[tuple[str, str, str | None], list[SampleRecord]] = {}
-    for record in records:
+    for record in merge_parameter_sets(records):
         key = (record.model, record.condition, record.test if by_test else None)
         groups.setdefault(key, []).append(record)
     return groups

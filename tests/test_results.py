@@ -6,6 +6,7 @@ from pytest_upskill.results import (
     SampleRecord,
     gate_failures,
     lift,
+    merge_parameter_sets,
     summarize,
     summarize_by_test,
 )
@@ -142,3 +143,23 @@ def test_gates_name_what_missed() -> None:
         "m skill: lift -100% is under --upskill-min-lift=0"
     ]
     assert gate_failures(summary, fail_under=0.0, min_lift=-1.0) == []
+
+
+def test_a_sample_run_over_several_parameter_sets_counts_once() -> None:
+    def item(params: str, outcome: str, index: int = 0) -> SampleRecord:
+        record = _sample("t", "baseline", outcome, index, built=True)
+        return record.model_copy(update={"nodeid": f"t.py::t[m-baseline-{index}-{params}]"})
+
+    records = [
+        item("shape0", "passed"),
+        item("shape1", "failed"),  # sample 0 fails on one shape: the sample failed
+        item("shape2", "error"),
+        item("shape0", "passed", 1),
+        item("shape1", "skipped", 1),  # sample 1 passed what ran
+        item("shape0", "error", 2),
+        item("shape1", "skipped", 2),  # sample 2: nothing ran for sure
+    ]
+    merged = merge_parameter_sets(records)
+    assert [(r.sample, r.outcome) for r in merged] == [(0, "failed"), (1, "passed"), (2, "error")]
+    (row,) = summarize(records)
+    assert (row.n, row.passed, row.errors, row.built) == (2, 1, 1, 3)
