@@ -36,17 +36,17 @@ class Replies:
     def __init__(self, store: Cassettes, concurrency: int, locks: Path) -> None:
         self.store = store
         self.locks = locks  # the session's own folder: gone with the session, locks and all
-        self.asked = 0  # requests this process sent, for the summary
-        self._counting = threading.Lock()
+        self._making = threading.Lock()  # providers are made from any thread
         self._pool = _DaemonPool(concurrency)
         self._futures: dict[Path, Future[Reply]] = {}
         self._providers: dict[str, Provider] = {}
 
     def provider(self, spec: ModelSpec) -> Provider:
-        key = str(spec)
-        if key not in self._providers:
-            self._providers[key] = provider_for(spec)
-        return self._providers[key]
+        with self._making:
+            key = str(spec)
+            if key not in self._providers:
+                self._providers[key] = provider_for(spec)
+            return self._providers[key]
 
     def prepare(self, specs: Iterable[ModelSpec]) -> None:
         """Import the SDKs and make the clients in the background while pytest collects."""
@@ -65,7 +65,9 @@ class Replies:
         for position, (path, request) in enumerate(unique.items()):
             if position % workers != worker or path in self._futures:
                 continue
-            pending += self.store.mode != "none" and not path.exists()
+            # `all` and `off` ask again whatever is on disk; `new` asks for what is missing.
+            mode = self.store.mode
+            pending += mode in ("all", "off") or (mode == "new" and not path.exists())
             self._futures[path] = self._pool.submit(partial(self._fetch, request))
         return pending
 
@@ -115,8 +117,6 @@ class Replies:
         if missing is not None:
             raise SampleError("generate", f"{label}: {missing}")
         reply = provider.generate(request)
-        with self._counting:
-            self.asked += 1
         self.store.save(request, reply)
         return reply
 
