@@ -24,6 +24,7 @@ from filelock import FileLock, Timeout
 from .config import Binding
 from .environ import scrubbed_environ
 from .errors import SampleError, SampleFailed, SampleSkipped
+from .paths import write_json_atomically
 from .policy import cuda_flags, cxx_flags
 from .project import Project
 from .task import Task
@@ -133,9 +134,31 @@ def gencode_flags(capabilities: list[str]) -> list[str]:
     return flags
 
 
-def _capabilities(project: Project, task: Task) -> list[str]:
-    """`cuda-capabilities` from build.toml when it sets them, else the marker's."""
-    return project.cuda_capabilities() or [task.capability]
+@dataclass(frozen=True)
+class _Recipe:
+    """What one build is made from, and what follows from it."""
+
+    project: Project
+    task: Task
+    binding: Binding
+    toolchain: Toolchain
+    cuda: CudaToolchain | None
+    key: str
+
+    @property
+    def ext(self) -> str:
+        """The extension's module name and op namespace: one per build."""
+        return f"_{self.project.name}_{self.key[:10]}"
+
+    @property
+    def capabilities(self) -> list[str]:
+        """`cuda-capabilities` from build.toml when it sets them, else the marker's."""
+        return self.project.cuda_capabilities() or [self.task.capability]
+
+    @property
+    def compile_only(self) -> bool:
+        """Without a CUDA build of torch there is nothing to link CUDA code against."""
+        return self.cuda is not None and self.toolchain.torch_cuda is None
 
 
 def _build_key(
@@ -159,9 +182,9 @@ def _system_includes(*directories: str) -> list[str]:
     return [flag for directory in directories for flag in ("-isystem", directory)]
 
 
-def _ninja_file(
-    project: Project, task: Task, toolchain: Toolchain, cuda: CudaToolchain | None, ext: str
-) -> str:
+def _ninja_file(recipe: _Recipe) -> str:
+    project, task, toolchain, cuda = recipe.project, recipe.task, recipe.toolchain, recipe.cuda
+    ext = recipe.ext
     torch_include = Path(toolchain.torch_dir) / "include"
     includes = ["src", "src/torch-ext", "gen"]
     torch_table = project.config.torch
@@ -200,7 +223,7 @@ def _ninja_file(
     if cuda is not None:
         cudaflags = [
             *common,
-            *gencode_flags(_capabilities(project, task)),
+            *gencode_flags(recipe.capabilities),
             "--expt-relaxed-constexpr",
             "-O3",
             "-Xcompiler=-fPIC",
@@ -247,9 +270,7 @@ def _ninja_file(
                 lines.append(f"  extra = {shlex.join(extra[src])}")
     library = _ninja_path(f"pkg/{project.name}/{ext}.so")
     lines.append(f"build {library}: link {' '.join(objects)}")
-    # Without a CUDA build of torch there is nothing to link against: compile only.
-    compile_only = cuda is not None and toolchain.torch_cuda is None
-    lines.append(f"default {' '.join(objects) if compile_only else library}")
+    lines.append(f"default {' '.join(objects) if recipe.compile_only else library}")
     return "\n".join(lines) + "\n"
 
 
@@ -290,25 +311,18 @@ def _run_ninja(directory: Path, toolchain: Toolchain, timeout_s: float) -> tuple
     return process.returncode, output
 
 
-def _prepare(
-    directory: Path,
-    project: Project,
-    task: Task,
-    binding: Binding,
-    toolchain: Toolchain,
-    cuda: CudaToolchain | None,
-    ext: str,
-) -> None:
+def _prepare(directory: Path, recipe: _Recipe) -> None:
     if directory.exists():  # left by a build that was killed; its result was never written
         shutil.rmtree(directory)
+    project = recipe.project
     shutil.copytree(project.root, directory / "src")
     (directory / "gen").mkdir()
     (directory / "gen" / "registration.h").write_text(_REGISTRATION_H)
     package = directory / "pkg" / project.name
     shutil.copytree(project.root / "torch-ext" / project.name, package)
-    ops_py = _OPS_PY if binding == "kernel-builder" else _OPS_ANY_PY
-    (package / "_ops.py").write_text(ops_py.format(ext=ext))
-    (directory / "build.ninja").write_text(_ninja_file(project, task, toolchain, cuda, ext))
+    ops_py = _OPS_PY if recipe.binding == "kernel-builder" else _OPS_ANY_PY
+    (package / "_ops.py").write_text(ops_py.format(ext=recipe.ext))
+    (directory / "build.ninja").write_text(_ninja_file(recipe))
 
 
 def build_project(
@@ -333,6 +347,7 @@ def build_project(
     toolchain = detect_toolchain()
     cuda = detect_cuda() if task.backend == "cuda" else None
     key = _build_key(project, task, binding, toolchain, cuda.fingerprint if cuda else "")
+    recipe = _Recipe(project, task, binding, toolchain, cuda, key)
     directory = cache_dir / f"{project.name}-{key}"
     result_file = directory / "result.json"
     if not result_file.is_file():  # written last and atomically: no lock needed to read it
@@ -344,9 +359,7 @@ def build_project(
         try:
             with lock:
                 if not result_file.is_file():
-                    build = _build(
-                        directory, project, task, binding, toolchain, cuda, key, timeout_s
-                    )
+                    build = _build(directory, recipe, timeout_s)
                     return _check_toolchain(build, toolchain)
         except Timeout:
             raise SampleError(
@@ -358,35 +371,24 @@ def build_project(
     return _check_toolchain(cached, toolchain)
 
 
-def _build(
-    directory: Path,
-    project: Project,
-    task: Task,
-    binding: Binding,
-    toolchain: Toolchain,
-    cuda: CudaToolchain | None,
-    key: str,
-    timeout_s: float,
-) -> Build:
-    ext = f"_{project.name}_{key[:10]}"
+def _build(directory: Path, recipe: _Recipe, timeout_s: float) -> Build:
     start = time.perf_counter()
-    _prepare(directory, project, task, binding, toolchain, cuda, ext)
-    returncode, log = _run_ninja(directory, toolchain, timeout_s)
+    _prepare(directory, recipe)
+    returncode, log = _run_ninja(directory, recipe.toolchain, timeout_s)
     build = Build(
         ok=returncode == 0,
-        key=key,
+        key=recipe.key,
         directory=str(directory),
-        ext_name=ext,
+        ext_name=recipe.ext,
         reason="" if returncode == 0 else _first_error(log),
         log=log,
         seconds=round(time.perf_counter() - start, 3),
-        targets=sm_targets(_capabilities(project, task)) if cuda else (),
-        compile_only=cuda is not None and toolchain.torch_cuda is None,
+        targets=sm_targets(recipe.capabilities) if recipe.cuda else (),
+        compile_only=recipe.compile_only,
     )
     (directory / "build.log").write_text(log)
-    temporary = directory / "result.json.tmp"
-    temporary.write_text(json.dumps(asdict(build)))
-    temporary.replace(directory / "result.json")  # written last: its presence means it finished
+    # Written last and atomically: its presence means the build finished.
+    write_json_atomically(directory / "result.json", asdict(build))
     return build
 
 

@@ -51,8 +51,8 @@ def load_kernel(build: Build, name: str, *, require_ops: bool = True) -> ModuleT
             "load", f"importing the package raised {type(exc).__name__}: {message}{where}"
         ) from None
     prefix = f"{build.ext_name}::"
-    registered = any(op.startswith(prefix) for op in torch._C._dispatch_get_all_op_names())
-    if require_ops and not registered:
+    names = torch._C._dispatch_get_all_op_names
+    if require_ops and not any(op.startswith(prefix) for op in names()):
         raise SampleFailed(
             "load",
             "the extension registered no ops: torch_binding.cpp must define them in "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel
@@ -13,10 +14,12 @@ from .stats import newcombe_interval, pass_at_k, wilson_interval
 __all__ = [
     "LiftRow",
     "SampleRecord",
+    "Statistics",
     "SummaryRow",
     "gate_failures",
     "lift",
     "merge_parameter_sets",
+    "statistics",
     "summarize",
     "summarize_by_test",
 ]
@@ -50,6 +53,7 @@ class SampleRecord(BaseModel):
     build_cached: bool = False
     compile_only: bool = False
     directory: str = ""
+    build_directory: str = ""  # the cached build, whose build.log the HTML report shows
     warnings: list[str] = []
 
 
@@ -224,3 +228,18 @@ def gate_failures(
                     f"--upskill-min-lift={min_lift:g}"
                 )
     return failures
+
+
+@dataclass(frozen=True)
+class Statistics:
+    """Every table of a session, computed once from its records for all the reports."""
+
+    records: list[SampleRecord]
+    summary: list[SummaryRow]
+    lift: list[LiftRow]
+    by_test: list[SummaryRow]
+
+
+def statistics(records: list[SampleRecord]) -> Statistics:
+    summary = summarize(records)
+    return Statistics(records, summary, lift(summary), summarize_by_test(records))

@@ -51,7 +51,6 @@ class Sample:
     skill: Skill | None
     directory: Path
     request: Request | None = None
-    prompt: Prompt | None = None
     reply: str | None = None
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
@@ -76,6 +75,10 @@ class Sample:
         return self.case.index
 
     @property
+    def prompt(self) -> Prompt | None:
+        return self.request.prompt if self.request else None
+
+    @property
     def build_log(self) -> str:
         return self.build.log if self.build else ""
 
@@ -83,7 +86,6 @@ class Sample:
         """Get the model's reply; it is kept in the sample's directory."""
         self.stage = "generate"
         self.request = request
-        self.prompt = request.prompt
         prompt = f"# System\n\n{request.prompt.system}\n\n# User\n\n{request.prompt.user}\n"
         (self.directory / "prompt.md").write_text(prompt, encoding="utf-8")
         reply = replies.reply(request)
@@ -108,7 +110,6 @@ class Sample:
         check_project(project, task.backend, binding)
         self.stage = "build"
         self.build = build_project(project, task, settings.build_dir, settings.timeout_s, binding)
-        (self.directory / "build.log").write_text(self.build.log, encoding="utf-8")
         if not self.build.ok:
             raise SampleFailed("build", self.build.reason)
         targets = ", ".join(self.build.targets)
@@ -148,6 +149,7 @@ class Sample:
             build_cached=bool(self.build and self.build.cached),
             compile_only=bool(self.build and self.build.compile_only),
             directory=str(self.directory),
+            build_directory=self.build.directory if self.build else "",
             warnings=self.warnings,
         )
 

@@ -28,7 +28,7 @@ from .report import (
     write_json_report,
     write_markdown_report,
 )
-from .results import SampleRecord, gate_failures, summarize
+from .results import SampleRecord, Statistics, gate_failures, statistics
 from .sample import Case, Sample, directory_name
 from .skill import Skill, SkillInvalid, load_skill
 from .task import Task, TaskInvalid, task_from_marker
@@ -60,6 +60,7 @@ class UpskillSession:
         self.conditions: dict[str, Skill | None] = {BASELINE: None} if settings.baseline else {}
         self.conditions.update((skill.name, skill) for skill in skills)
         self.records: list[SampleRecord] = []
+        self.stats: Statistics | None = None  # computed once, at the session's end
         self.gates: list[str] = []  # the CI gates the session missed
         self.workerinput = workerinput
         # The controller (or a plain run) owns the session's start time and a scratch folder its
@@ -75,7 +76,8 @@ class UpskillSession:
             self.scratch / "replies" if off else settings.cassette_dir, settings.record, self.since
         )
         self.replies = Replies(store, settings.concurrency, locks=self.scratch / "locks")
-        self.replies.prepare(settings.models)
+        self._prepared = False
+        self._requests: dict[Case, Request] = {}
         self._sigterm: Any = None
         # SIGTERM (a CI runner's cancel) ends the session as Ctrl-C does: the samples that
         # finished still reach the reports.
@@ -149,15 +151,18 @@ class UpskillSession:
         return sample
 
     def request(self, case: Case) -> Request:
-        """What `case` asks its model: baseline and skill differ only by the skill block."""
-        return Request(
-            spec=case.model,
-            prompt=build_prompt(case.task, self.conditions[case.condition]),
-            task=case.task,
-            sample=case.index,
-            temperature=self.settings.temperature if case.model.takes_temperature else None,
-            max_tokens=self.settings.max_tokens,
-        )
+        """What `case` asks its model: baseline and skill differ only by the skill block. Made
+        once per case: at collection's end to prefetch, then when its test starts."""
+        if case not in self._requests:
+            self._requests[case] = Request(
+                spec=case.model,
+                prompt=build_prompt(case.task, self.conditions[case.condition]),
+                task=case.task,
+                sample=case.index,
+                temperature=self.settings.temperature if case.model.takes_temperature else None,
+                max_tokens=self.settings.max_tokens,
+            )
+        return self._requests[case]
 
     @contextmanager
     def hold_device(self, sample: Sample) -> Iterator[None]:
@@ -240,6 +245,13 @@ class UpskillSession:
                     report.upskill_sample = record.model_dump(mode="json")  # type: ignore[attr-defined]
                     return
 
+    def pytest_collectstart(self, collector: pytest.Collector) -> None:
+        """Make the SDK clients while pytest collects, in the processes that will ask models:
+        a plain run or an xdist worker, never an xdist controller (it collects nothing)."""
+        if not self._prepared and not collector.config.option.collectonly:
+            self._prepared = True
+            self.replies.prepare(self.settings.models)
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Start asking for the replies this process's items need, before the first test."""
         if session.config.option.collectonly:
@@ -275,25 +287,26 @@ class UpskillSession:
             self.records.append(SampleRecord.model_validate(data))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if hasattr(session.config, "workerinput"):
+        if self.workerinput is not None:
             return  # the controller has every record: it reports once
         settings = self.settings
-        self.gates = gate_failures(summarize(self.records), settings.fail_under, settings.min_lift)
+        stats = self.stats = statistics(self.records)
+        self.gates = gate_failures(stats.summary, settings.fail_under, settings.min_lift)
         if self.gates and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if settings.report is not None:
-            write_json_report(settings.report, self.records)
+            write_json_report(settings.report, stats)
         if settings.markdown is not None:
-            write_markdown_report(settings.markdown, self.records, self.gates)
+            write_markdown_report(settings.markdown, stats, self.gates)
         if settings.html is not None:
-            write_html_report(settings.html, self.records, self.gates)
+            write_html_report(settings.html, stats, self.gates)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        if not self.records:
+        if self.stats is None or not self.stats.records:
             return
         terminalreporter.write_sep("=", "upskill summary")
         verbose = terminalreporter.config.get_verbosity() > 0
-        for line in summary_table(self.records, verbose=verbose):
+        for line in summary_table(self.stats, verbose=verbose):
             terminalreporter.write_line(line)
         if self.settings.report is not None:
             terminalreporter.write_line(f"upskill report: {self.settings.report}")

@@ -2,9 +2,9 @@
 
 A bar chart of pass rate per model, the baseline and each skill side by side with their 95%
 intervals as whiskers; the tables; and a drill-down per sample (prompt, reply, extracted files,
-build log, failure), read from the sample's directory. Everything a model wrote is escaped, and
-the page's content security policy forbids scripts, so a hostile reply cannot run in the reader's
-browser.
+build log, failure), read from the sample's directory and its cached build. Everything a model
+wrote is escaped, and the page's content security policy forbids scripts, so a hostile reply
+cannot run in the reader's browser.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from ..results import SampleRecord, SummaryRow, lift, summarize, summarize_by_test
+from ..results import SampleRecord, Statistics, SummaryRow
 from .tables import lift_line, summary_cells
 
 __all__ = ["write_html_report"]
@@ -29,8 +29,7 @@ details.sample { margin: 4px 0; } .passed { color: #27ae60; } .failed { color: #
 """
 
 
-def write_html_report(path: Path, records: list[SampleRecord], gates: list[str]) -> None:
-    summary = summarize(records)
+def write_html_report(path: Path, stats: Statistics, gates: list[str]) -> None:
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -38,18 +37,17 @@ def write_html_report(path: Path, records: list[SampleRecord], gates: list[str])
         "style-src 'unsafe-inline'\">",
         f"<title>pytest-upskill</title><style>{_STYLE}</style></head><body>",
         "<h1>pytest-upskill</h1>",
-        _chart(summary),
+        _chart(stats.summary),
         "<h2>Summary</h2>",
-        _table(summary_cells(summary, per_test=False)),
+        _table(summary_cells(stats.summary, per_test=False)),
     ]
-    lifts = lift(summary)
-    if lifts:
-        parts += ["<h2>Lift</h2><ul>", *(f"<li>{escape(lift_line(r))}</li>" for r in lifts)]
+    if stats.lift:
+        parts += ["<h2>Lift</h2><ul>", *(f"<li>{escape(lift_line(r))}</li>" for r in stats.lift)]
         parts.append("</ul>")
     if gates:
         parts += ["<h2>Gates failed</h2><ul>", *(f"<li>{escape(g)}</li>" for g in gates), "</ul>"]
-    parts += ["<h2>Per test</h2>", _table(summary_cells(summarize_by_test(records), True))]
-    parts += ["<h2>Samples</h2>", *(_drill_down(record) for record in records)]
+    parts += ["<h2>Per test</h2>", _table(summary_cells(stats.by_test, per_test=True))]
+    parts += ["<h2>Samples</h2>", *(_drill_down(record) for record in stats.records)]
     parts.append("</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
@@ -123,8 +121,10 @@ def _drill_down(record: SampleRecord) -> str:
     ]
     directory = Path(record.directory) if record.directory else None
     if directory is not None:
-        for name in ("prompt.md", "reply.md", "build.log"):
+        for name in ("prompt.md", "reply.md"):
             parts.append(_file_block(name, directory / name))
+        if record.build_directory:
+            parts.append(_file_block("build.log", Path(record.build_directory) / "build.log"))
         project = directory / "project"
         if project.is_dir():
             for file in sorted(p for p in project.rglob("*") if p.is_file()):

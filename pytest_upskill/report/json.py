@@ -5,21 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..paths import write_json_atomically
-from ..results import SampleRecord, lift, summarize, summarize_by_test
+from ..results import Statistics
 
 __all__ = ["SCHEMA", "write_json_report"]
 
 SCHEMA = "pytest-upskill/1"
 
 
-def write_json_report(path: Path, records: list[SampleRecord]) -> None:
+def write_json_report(path: Path, stats: Statistics) -> None:
     """Write the report atomically, so a reader never sees half of it."""
-    summary = summarize(records)
     document = {
         "schema": SCHEMA,
-        "samples": [record.model_dump(mode="json") for record in records],
-        "summary": [row.model_dump(mode="json", exclude={"test"}) for row in summary],
-        "lift": [row.model_dump(mode="json") for row in lift(summary)],
-        "tests": [row.model_dump(mode="json") for row in summarize_by_test(records)],
+        "samples": [record.model_dump(mode="json") for record in stats.records],
+        "summary": [row.model_dump(mode="json", exclude={"test"}) for row in stats.summary],
+        "lift": [row.model_dump(mode="json") for row in stats.lift],
+        "tests": [row.model_dump(mode="json") for row in stats.by_test],
     }
     write_json_atomically(path, document)

@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..results import SampleRecord, lift, summarize, summarize_by_test
+from ..results import Statistics
 from .tables import lift_line, summary_cells
 
 __all__ = ["write_markdown_report"]
 
 
-def write_markdown_report(path: Path, records: list[SampleRecord], gates: list[str]) -> None:
-    summary = summarize(records)
-    lines = ["## pytest-upskill", "", *_table(summary_cells(summary, per_test=False))]
-    lifts = lift(summary)
-    if lifts:
-        lines += ["", *(f"- {lift_line(row)}" for row in lifts)]
+def write_markdown_report(path: Path, stats: Statistics, gates: list[str]) -> None:
+    lines = ["## pytest-upskill", "", *_table(summary_cells(stats.summary, per_test=False))]
+    if stats.lift:
+        lines += ["", *(f"- {lift_line(row)}" for row in stats.lift)]
     if gates:
         lines += ["", *(f"- **gate failed**: {gate}" for gate in gates)]
     lines += ["", "<details><summary>Per test</summary>", ""]
-    lines += [*_table(summary_cells(summarize_by_test(records), per_test=True)), "", "</details>"]
+    lines += [*_table(summary_cells(stats.by_test, per_test=True)), "", "</details>"]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from ..results import SampleRecord, lift, summarize, summarize_by_test
+from ..results import Statistics
 from .tables import lift_line, summary_cells
 
 __all__ = ["summary_table"]
 
 
-def summary_table(records: list[SampleRecord], verbose: bool = False) -> list[str]:
+def summary_table(stats: Statistics, verbose: bool = False) -> list[str]:
     """Aligned lines: per (model, condition) pass rate with its 95% interval, builds, tokens and
     cost; then the lift of each skill; with `verbose`, the same table per test."""
-    summary = summarize(records)
-    lines = _aligned(summary_cells(summary, per_test=False))
-    errors = sum(row.errors for row in summary)
+    lines = _aligned(summary_cells(stats.summary, per_test=False))
+    errors = sum(row.errors for row in stats.summary)
     if errors:
         lines.append(
             f"{errors} sample(s) ended as errors (the harness's or the provider's, not the "
             "model's): left out of every rate"
         )
-    lifts = lift(summary)
-    if lifts:
-        lines += ["", *(lift_line(row) for row in lifts)]
+    if stats.lift:
+        lines += ["", *(lift_line(row) for row in stats.lift)]
     if verbose:
-        lines += ["", *_aligned(summary_cells(summarize_by_test(records), per_test=True))]
+        lines += ["", *_aligned(summary_cells(stats.by_test, per_test=True))]
     return lines
 
 
