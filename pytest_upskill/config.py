@@ -11,12 +11,23 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .paths import configured_path, default_build_dir
 
-__all__ = ["BASELINE", "Binding", "ModelSpec", "RecordMode", "Settings", "load_settings"]
+__all__ = [
+    "BASELINE",
+    "Binding",
+    "Isolation",
+    "ModelSpec",
+    "RecordMode",
+    "Settings",
+    "load_settings",
+]
 
 BASELINE = "baseline"
 
 Binding = Literal["kernel-builder", "any"]
 RecordMode = Literal["none", "new", "all", "off"]
+# Where generated code is loaded and tested: a child process with writes confined by Landlock,
+# a child process, or the pytest process itself (for --pdb).
+Isolation = Literal["sandbox", "process", "off"]
 
 
 class ModelSpec(BaseModel):
@@ -75,8 +86,12 @@ class Settings(BaseModel):
     samples: int = Field(default=1, ge=1)
     report: Path | None = None
     build_dir: Path = Field(default_factory=lambda: default_build_dir())
-    # Bounds a build (and any wait for another process's build of the same kernel).
+    # Bounds each stage of a sample that runs generated code: build (and any wait for another
+    # process's build of the same kernel), load, and the test body.
     timeout_s: float = Field(default=900.0, gt=0)
+    isolation: Isolation = "sandbox"
+    # The most memory the process testing a kernel may use; None: half of this machine's.
+    memory_limit_gb: float | None = None
     binding: Binding = "kernel-builder"
     record: RecordMode = "new"
     cassette_dir: Path = Path(".upskill/cassettes")
@@ -188,6 +203,8 @@ def load_settings(config: pytest.Config) -> Settings:
     timeout_s = _number(config, "timeout", "900", float, lambda s: s > 0, seconds)
 
     binding = _choice(config, "binding", ("kernel-builder", "any"))
+    isolation = _choice(config, "isolation", ("sandbox", "process", "off"))
+    memory_limit_gb = _optional(config, "memory_limit", lambda g: g > 0, "a number of GiB above 0")
     record = _choice(config, "record", ("new", "none", "all", "off"))
     concurrency = int(_number(config, "concurrency", "8", int, lambda n: n >= 1, whole))
     max_tokens = int(_number(config, "max_tokens", "16384", int, lambda n: n >= 1, whole))
@@ -207,6 +224,8 @@ def load_settings(config: pytest.Config) -> Settings:
             or default_build_dir(),
             timeout_s=timeout_s,
             binding=cast(Binding, binding),
+            isolation=cast(Isolation, isolation),
+            memory_limit_gb=memory_limit_gb,
             record=cast(RecordMode, record),
             cassette_dir=configured_path(config, "upskill_cassette_dir", "upskill_cassette_dir")
             or config.rootpath / ".upskill" / "cassettes",

@@ -15,6 +15,7 @@ from .paths import configured_path, default_build_dir
 if TYPE_CHECKING:
     from collections.abc import Generator
 
+    from .child import ChildServer
     from .results import Outcome
     from .sample import Case, Sample
     from .session import UpskillSession
@@ -31,6 +32,7 @@ MARKER_HELP = (
 session_key: pytest.StashKey[UpskillSession] = pytest.StashKey()
 sample_key: pytest.StashKey[Sample] = pytest.StashKey()
 build_dir_key: pytest.StashKey[Path] = pytest.StashKey()
+child_key: pytest.StashKey[ChildServer] = pytest.StashKey()  # set in a kernel-testing child
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -70,7 +72,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--upskill-timeout",
         metavar="SECONDS",
-        help="longest a kernel build may take (default 900)",
+        help="longest a kernel's build, its load and its test may each take (default 900)",
+    )
+    group.addoption(
+        "--upskill-isolation",
+        choices=("sandbox", "process", "off"),
+        help="where kernels are loaded and tested: sandbox (default) = a child process without "
+        "secrets that may write only in pytest's temporary folders (Landlock); process = the "
+        "same without Landlock; off = in the pytest process (for --pdb; a crash ends the session)",
+    )
+    group.addoption(
+        "--upskill-memory-limit",
+        metavar="GIB",
+        help="most memory the process testing a kernel may use (default: half of this machine's)",
     )
     group.addoption(
         "--upskill-record",
@@ -142,7 +156,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("upskill_html", "path of the HTML report", default="")
     parser.addini("upskill_fail_under", "lowest pass rate a skill condition may have", default="")
     parser.addini("upskill_min_lift", "smallest lift a skill may have", default="")
-    parser.addini("upskill_timeout", "longest a kernel build may take, in seconds", default="")
+    parser.addini(
+        "upskill_timeout", "longest a build, load or test of a kernel may take", default=""
+    )
+    parser.addini("upskill_isolation", "sandbox (default), process or off", default="")
+    parser.addini("upskill_memory_limit", "most memory a kernel's test may use, GiB", default="")
 
 
 def _wanted(config: pytest.Config) -> bool:
@@ -220,8 +238,11 @@ def upskill_sample(
 ) -> Sample:
     """What happened to this sample: model, condition, index, reply, usage, files, build log."""
     session = request.config.stash[session_key]
-    sample = session.start(request.node, _upskill_case, tmp_path_factory)
-    request.node.stash[sample_key] = sample
+    # Prepared before the test when its kernel runs in a child process (and in that child).
+    sample: Sample | None = request.node.stash.get(sample_key, None)
+    if sample is None:
+        sample = session.start(request.node, _upskill_case, tmp_path_factory)
+        request.node.stash[sample_key] = sample
     _raise_errors(sample)
     return sample
 
@@ -264,24 +285,14 @@ def pytest_runtest_makereport(
     if sample is None or not ends_sample:
         return report
     from .errors import UpskillIssue
+    from .session import attach_record
 
     error = call.excinfo.value if call.excinfo else None
     if isinstance(error, UpskillIssue):
         report.longrepr = str(error)  # one line, never a traceback into the plugin
     outcome, reason = _outcome(report, call, sample)
-    # Records travel on the report, so xdist brings them to the controller like any report.
-    record = sample.record(outcome, reason.strip().partition("\n")[0])
-    report.upskill_sample = record.model_dump(mode="json")  # type: ignore[attr-defined]
     # JUnit XML properties: junitxml reads them from the teardown report, which copies these.
-    item.user_properties += [
-        ("upskill_model", record.model),
-        ("upskill_condition", record.condition),
-        ("upskill_sample", record.sample),
-        ("upskill_outcome", record.outcome),
-        ("upskill_stage", record.stage),
-        ("upskill_input_tokens", record.usage.input_tokens),
-        ("upskill_output_tokens", record.usage.output_tokens),
-    ]
+    attach_record(item, report, sample.record(outcome, reason.strip().partition("\n")[0]))
     return report
 
 

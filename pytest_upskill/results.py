@@ -55,6 +55,7 @@ class SampleRecord(BaseModel):
     directory: str = ""
     build_directory: str = ""  # the cached build, whose build.log the HTML report shows
     warnings: list[str] = []
+    isolation: str = ""  # sandbox (child process, Landlock), process (child process) or off
 
 
 class SummaryRow(BaseModel):

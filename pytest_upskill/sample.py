@@ -61,6 +61,7 @@ class Sample:
     stage: Stage = "generate"
     issue: UpskillIssue | None = None
     warnings: list[str] = field(default_factory=list)
+    isolation: str = "off"  # where its kernel loads and runs: sandbox, process or off
 
     @property
     def model(self) -> str:
@@ -97,8 +98,8 @@ class Sample:
         )
         (self.directory / "reply.md").write_text(reply.text, encoding="utf-8")
 
-    def make_kernel(self, settings: Settings) -> ModuleType:
-        """Extract the project from the reply, check it, build it and import it."""
+    def make_project(self, settings: Settings) -> None:
+        """Extract the project from the reply, check it and build it; no generated code runs."""
         assert self.reply is not None, "generate() comes first"
         task = self.case.task
         self.stage = "extract"
@@ -112,17 +113,24 @@ class Sample:
         self.build = build_project(project, task, settings.build_dir, settings.timeout_s, binding)
         if not self.build.ok:
             raise SampleFailed("build", self.build.reason)
-        targets = ", ".join(self.build.targets)
         if self.build.compile_only:
+            targets = ", ".join(self.build.targets)
             raise SampleSkipped(
                 "build",
                 f"built for {targets} (compile only: this torch is a CPU build); {NO_DEVICE}",
             )
+
+    def load(self, settings: Settings) -> ModuleType:
+        """Import the built package: the model's code runs from here on."""
+        assert self.build is not None, "make_project() comes first"
+        task = self.case.task
         self.stage = "load"
+        binding = task.binding or settings.binding
         module = load_kernel(self.build, task.name, require_ops=binding == "kernel-builder")
         if task.backend == "cuda":
             unrunnable = device_mismatch(self.build.targets)
             if unrunnable:
+                targets = ", ".join(self.build.targets)
                 raise SampleSkipped("load", f"built for {targets}; {unrunnable}")
         self.stage = "check"
         return module
@@ -151,6 +159,7 @@ class Sample:
             directory=str(self.directory),
             build_directory=self.build.directory if self.build else "",
             warnings=self.warnings,
+            isolation=self.isolation,
         )
 
 

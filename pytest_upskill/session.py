@@ -10,13 +10,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
 from .cassettes import Cassettes
 from .config import BASELINE, Settings, load_settings
-from .errors import UpskillIssue
+from .errors import SampleError, SampleFailed, UpskillIssue
 from .gpu import pin_worker_gpu
 from .models import Request
 from .prices import cost_usd
@@ -33,6 +33,9 @@ from .sample import Case, Sample, directory_name
 from .skill import Skill, SkillInvalid, load_skill
 from .task import Task, TaskInvalid, task_from_marker
 
+if TYPE_CHECKING:
+    from .isolate import KernelProcess, Verdict
+
 __all__ = ["UpskillSession"]
 
 _RECORD_WORDS = {
@@ -41,6 +44,53 @@ _RECORD_WORDS = {
     "all": "asked again and recorded",
     "off": "asked for, not recorded",
 }
+
+
+_ISOLATION_WORDS = {
+    "sandbox": "kernels load and run in a child process without secrets, writing only in "
+    "pytest's temporary folders (Landlock)",
+    "process": "kernels load and run in a child process without secrets; sandbox off: they may "
+    "write wherever you can",
+    "off": "kernels load and run in this pytest process (--upskill-isolation=off): a crash in "
+    "one ends the session",
+}
+_NO_LANDLOCK = " (this kernel offers no Landlock)"
+
+
+def crash_reports(item: pytest.Item, sample: Sample, verdict: Verdict) -> list[pytest.TestReport]:
+    """The reports of an item whose kernel process died or was stopped, so the report stays
+    complete: the call failed, or (the process did not start) the setup ended in error."""
+    sample.stage = verdict.stage
+    issue = (SampleError if verdict.harness else SampleFailed)(verdict.stage, verdict.reason)
+    longrepr = f"{issue}\n\n{verdict.detail}" if verdict.detail else str(issue)
+    keywords: dict[str, Any] = {name: 1 for name in item.keywords}
+
+    def report(
+        outcome: Literal["passed", "failed"], when: Literal["setup", "call", "teardown"]
+    ) -> pytest.TestReport:
+        text = longrepr if outcome == "failed" else None
+        return pytest.TestReport(item.nodeid, item.location, keywords, outcome, text, when)
+
+    ending = report("failed", "setup") if verdict.harness else report("failed", "call")
+    attach_record(item, ending, sample.record(issue.outcome, issue.reason))
+    reports = [ending] if verdict.harness else [report("passed", "setup"), ending]
+    return [*reports, report("passed", "teardown")]
+
+
+def attach_record(item: pytest.Item, report: pytest.TestReport, record: SampleRecord) -> None:
+    """Put a sample's record on its report (xdist carries it to the controller like any report)
+    and on the JUnit XML properties."""
+    report.upskill_sample = record.model_dump(mode="json")  # type: ignore[attr-defined]
+    item.user_properties += [
+        ("upskill_model", record.model),
+        ("upskill_condition", record.condition),
+        ("upskill_sample", record.sample),
+        ("upskill_outcome", record.outcome),
+        ("upskill_stage", record.stage),
+        ("upskill_input_tokens", record.usage.input_tokens),
+        ("upskill_output_tokens", record.usage.output_tokens),
+    ]
+    report.user_properties = list(item.user_properties)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -55,6 +105,8 @@ class UpskillSession:
         settings: Settings,
         skills: list[Skill],
         workerinput: dict[str, Any] | None = None,
+        *,
+        child: bool = False,
     ) -> None:
         self.settings = settings
         self.conditions: dict[str, Skill | None] = {BASELINE: None} if settings.baseline else {}
@@ -63,6 +115,16 @@ class UpskillSession:
         self.stats: Statistics | None = None  # computed once, at the session's end
         self.gates: list[str] = []  # the CI gates the session missed
         self.workerinput = workerinput
+        # A child session tests kernels its parent prepared: it asks no model and reports nothing.
+        self.child = child
+        # Where kernels run: Landlock needs a kernel that offers it.
+        self.isolation = settings.isolation
+        if self.isolation == "sandbox" and not child:
+            from .landlock import abi_version
+
+            if abi_version() < 1:
+                self.isolation = "process"
+        self.kernels: KernelProcess | None = None
         # The controller (or a plain run) owns the session's start time and a scratch folder its
         # xdist workers share: locks on replies, and the replies themselves under record=off.
         if workerinput is None:
@@ -82,29 +144,27 @@ class UpskillSession:
         # SIGTERM (a CI runner's cancel) ends the session as Ctrl-C does: the samples that
         # finished still reach the reports.
         main = threading.current_thread() is threading.main_thread()
-        if workerinput is None and main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        if self.owner and main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             self._sigterm = signal.signal(signal.SIGTERM, _interrupt)
+
+    @property
+    def owner(self) -> bool:
+        """A plain run or an xdist controller: it owns the scratch folder and writes reports."""
+        return self.workerinput is None and not self.child
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> UpskillSession:
         """Validate options and skills before any test runs; problems are UsageErrors."""
+        from .plugin import child_key
+
         settings = load_settings(config)
+        child = config.stash.get(child_key, None)
+        if child is not None:  # shares its parent's session as an xdist worker does
+            return cls(settings, _load_skills(settings), child.upskill_input, child=True)
         worker = getattr(config, "workerinput", {}).get("workerid")
         if worker is not None:  # before collection: test modules may touch CUDA when imported
             pin_worker_gpu(worker)
-        skills: list[Skill] = []
-        for path in settings.skills:
-            try:
-                skill = load_skill(path)
-            except SkillInvalid as exc:
-                raise pytest.UsageError(f"--upskill-skill: {exc}") from None
-            if skill.name == BASELINE or any(s.name == skill.name for s in skills):
-                raise pytest.UsageError(
-                    f"--upskill-skill: {path}: the condition name {skill.name!r} is taken; "
-                    "each skill needs a name of its own"
-                )
-            skills.append(skill)
-        return cls(settings, skills, getattr(config, "workerinput", None))
+        return cls(settings, _load_skills(settings), getattr(config, "workerinput", None))
 
     def task(self, marker: pytest.Mark, test_name: str, test_file: Path) -> Task:
         try:
@@ -141,6 +201,7 @@ class UpskillSession:
             case=case,
             skill=self.conditions[case.condition],
             directory=directory,
+            isolation=self.isolation,
         )
         try:
             sample.generate(self.replies, self.request(case))
@@ -179,23 +240,91 @@ class UpskillSession:
             sample.issue = issue
             raise
 
+    def prepare(self, item: pytest.Item, case: Case) -> Sample:
+        """A new sample for `item`, generated and built: all that runs no generated code."""
+        sample = self.start(item, case, item.config._tmp_path_factory)  # type: ignore[attr-defined]
+        if sample.issue is None:
+            try:
+                sample.make_project(self.settings)
+            except UpskillIssue as issue:
+                sample.issue = issue
+        return sample
+
     def kernel(self, sample: Sample) -> Any:
         """The sample's loaded kernel package, or None when a stage failed (kept on the sample)."""
         if sample.issue is not None:
             return None
         try:
-            return sample.make_kernel(self.settings)
+            if sample.build is None:
+                sample.make_project(self.settings)
+            return sample.load(self.settings)
         except UpskillIssue as issue:
             sample.issue = issue
             return None
+
+    def _isolated_case(self, item: pytest.Item) -> Case | None:
+        """The case of an item whose kernel must load and run in the child, else None."""
+        if self.isolation == "off" or self.child:
+            return None
+        callspec = getattr(item, "callspec", None)
+        case = callspec.params.get("_upskill_case") if callspec else None
+        if not isinstance(case, Case) or "kernel" not in getattr(item, "fixturenames", ()):
+            return None
+        from _pytest.skipping import evaluate_skip_marks
+
+        if evaluate_skip_marks(item) is not None:  # skipped before any fixture: nothing to run
+            return None
+        return case
+
+    def _kernel_process(self, config: pytest.Config) -> KernelProcess:
+        if self.kernels is None:
+            from .isolate import KernelProcess, memory_total_gib
+
+            self.kernels = KernelProcess(
+                config,
+                timeout_s=self.settings.timeout_s,
+                memory_limit_gib=self.settings.memory_limit_gb or memory_total_gib() / 2 or 64,
+                sandbox=self.isolation == "sandbox",
+                upskill_input={"upskill_since": self.since, "upskill_scratch": str(self.scratch)},
+            )
+        return self.kernels
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_protocol(
+        self, item: pytest.Item, nextitem: pytest.Item | None
+    ) -> bool | None:
+        """Prepare an upskill sample here, then load and test its kernel in the child process."""
+        case = self._isolated_case(item)
+        if case is None:
+            return None
+        from .plugin import sample_key
+
+        sample = item.stash[sample_key] = self.prepare(item, case)
+        if sample.issue is not None:
+            return None  # no generated code will run: the test fails here at once
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+        # This process runs none of the item's fixtures; keep its setup state right for the next.
+        item.session._setupstate.teardown_exact(nextitem)
+        following = nextitem.nodeid if nextitem and self._isolated_case(nextitem) else None
+        outcome = self._kernel_process(item.config).run(item, following, sample)
+        reports = outcome if isinstance(outcome, list) else crash_reports(item, sample, outcome)
+        for report in reports:
+            ihook.pytest_runtest_logreport(report=report)
+        ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+        return True
 
     # Hooks: this object is registered as a plugin for the session.
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         settings = self.settings
+        if self.child:
+            return []
         lines = [
             f"upskill: models {', '.join(str(m) for m in settings.models) or 'none'}; "
             f"conditions {', '.join(self.conditions)}; {settings.samples} sample(s) each",
+            f"upskill: {_ISOLATION_WORDS[self.isolation]}"
+            + (_NO_LANDLOCK if settings.isolation == "sandbox" != self.isolation else ""),
         ]
         if any(model.provider != "oracle" for model in settings.models):  # the oracle records none
             where = "" if settings.record == "off" else f" ({settings.cassette_dir})"
@@ -248,13 +377,13 @@ class UpskillSession:
     def pytest_collectstart(self, collector: pytest.Collector) -> None:
         """Make the SDK clients while pytest collects, in the processes that will ask models:
         a plain run or an xdist worker, never an xdist controller (it collects nothing)."""
-        if not self._prepared and not collector.config.option.collectonly:
+        if not self._prepared and not self.child and not collector.config.option.collectonly:
             self._prepared = True
             self.replies.prepare(self.settings.models)
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Start asking for the replies this process's items need, before the first test."""
-        if session.config.option.collectonly:
+        if session.config.option.collectonly or self.child:
             return
         requests = []
         for item in session.items:
@@ -262,6 +391,8 @@ class UpskillSession:
             case = callspec.params.get("_upskill_case") if callspec else None
             if isinstance(case, Case) and item.get_closest_marker("skip") is None:
                 requests.append(self.request(case))
+        if any(self._isolated_case(item) for item in session.items):
+            self._kernel_process(session.config).start()  # it collects while models answer
         worker, workers = 0, 1
         if self.workerinput is not None:
             worker = int(str(self.workerinput["workerid"]).removeprefix("gw"))
@@ -278,6 +409,8 @@ class UpskillSession:
         if self._sigterm is not None:
             signal.signal(signal.SIGTERM, self._sigterm)
         self.replies.close()
+        if self.kernels is not None:
+            self.kernels.close()
         if self.workerinput is None:
             shutil.rmtree(self.scratch, ignore_errors=True)
 
@@ -316,3 +449,19 @@ class UpskillSession:
             terminalreporter.write_line(f"upskill html: {self.settings.html}")
         for gate in self.gates:
             terminalreporter.write_line(f"upskill gate failed: {gate}", red=True)
+
+
+def _load_skills(settings: Settings) -> list[Skill]:
+    skills: list[Skill] = []
+    for path in settings.skills:
+        try:
+            skill = load_skill(path)
+        except SkillInvalid as exc:
+            raise pytest.UsageError(f"--upskill-skill: {exc}") from None
+        if skill.name == BASELINE or any(s.name == skill.name for s in skills):
+            raise pytest.UsageError(
+                f"--upskill-skill: {path}: the condition name {skill.name!r} is taken; "
+                "each skill needs a name of its own"
+            )
+        skills.append(skill)
+    return skills

@@ -335,7 +335,12 @@ def test_a_sample_that_kills_its_xdist_worker_still_has_a_record(
     )
     pytester.makepyfile(crash + ROW_SOFTMAX_TEST)
     result = pytester.runpytest(
-        "-n", "2", "--upskill-model=oracle", "--upskill-report=r.json", *upskill_args
+        "-n",
+        "2",
+        "--upskill-model=oracle",
+        "--upskill-isolation=off",  # the test body runs in the worker, as it does for --pdb
+        "--upskill-report=r.json",
+        *upskill_args,
     )
     result.assert_outcomes(failed=1, passed=1)
     samples = {s["test"]: s for s in json.loads((pytester.path / "r.json").read_text())["samples"]}

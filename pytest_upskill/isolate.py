@@ -1,0 +1,258 @@
+"""Load kernels and run their tests in a child pytest session: a segfault, abort, `exit()`,
+endless loop or runaway allocation in generated code fails that one test, never the session.
+
+The child is spawned (never forked: CUDA may be initialized here), collects what this process
+collected, and runs the items handed to it with the prepared sample. It holds no secrets, works
+in the sample's folder, and where Landlock is on may write only in pytest's temporary folders.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from .environ import scrubbed_environ
+from .errors import Stage
+from .paths import lock_dir
+
+if TYPE_CHECKING:
+    from .sample import Sample
+
+__all__ = ["KernelProcess", "Verdict", "memory_total_gib"]
+
+# The child's phase -> the stage a sample is at when the child stops answering in it.
+_STAGE_OF_PHASE: dict[str, Stage] = {
+    "start": "load",
+    "setup": "load",
+    "load": "load",
+    "check": "check",
+    "teardown": "check",
+}
+_LARGEST_MESSAGE = 256 << 20  # reports with captured output; more is a broken child
+_POLL_S = 0.1
+_START_S = 300.0  # a child's start-up: Python, pytest, collection and torch on a busy runner
+
+
+class Verdict:
+    """Why the child did not bring back an item's reports: stage, one line, and detail.
+    `harness`: the child itself could not start, which is no fault of the model's."""
+
+    def __init__(self, stage: Stage, reason: str, detail: str = "", *, harness: bool = False):
+        self.stage, self.reason, self.detail, self.harness = stage, reason, detail, harness
+
+
+def memory_total_gib() -> float:
+    """This machine's memory, GiB (0 where /proc/meminfo is not there)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) / (1 << 20)
+    except OSError:
+        pass
+    return 0.0
+
+
+def _resident_gib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / (1 << 20)
+    except OSError:
+        pass
+    return 0.0
+
+
+def _death(returncode: int) -> str:
+    if returncode < 0:
+        number = -returncode
+        try:
+            name = signal.Signals(number).name
+            what = signal.strsignal(number) or ""
+        except ValueError:
+            name, what = f"signal {number}", ""
+        return f"the test process was killed by {name}" + (f" ({what.lower()})" if what else "")
+    return f"the test process exited with status {returncode}"
+
+
+class KernelProcess:
+    """This process's child session: started on first use, and again after it dies."""
+
+    def __init__(
+        self,
+        config: pytest.Config,
+        *,
+        timeout_s: float,
+        memory_limit_gib: float,
+        sandbox: bool,
+        upskill_input: dict[str, Any],
+    ) -> None:
+        self.config = config
+        self.timeout_s = timeout_s
+        self.memory_limit_gib = memory_limit_gib
+        self.sandbox = sandbox
+        self.upskill_input = upskill_input
+        self.basetemp = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+        self._process: subprocess.Popen[bytes] | None = None
+        self._connection: Connection | None = None
+        self._log: Path | None = None
+        self._ready = False
+        self._started = 0
+
+    def _arguments(self, basetemp: Path) -> list[str]:
+        args = [str(arg) for arg in self.config.invocation_params.args]
+        args += ["--basetemp", str(basetemp)]
+        if self.config.pluginmanager.has_plugin("cacheprovider"):
+            args += ["-o", f"cache_dir={basetemp / 'cache'}"]  # not the project's .pytest_cache
+        if self.config.pluginmanager.has_plugin("xdist"):
+            args += ["-n", "0"]  # the child runs what it is given, in its own process only
+        return args
+
+    def start(self) -> None:
+        """Spawn the child; it collects while this process asks models and builds."""
+        if self._process is not None:
+            return
+        self._started += 1
+        home = self.basetemp / f"upskill-kernels-{self._started}"
+        home.mkdir(parents=True, exist_ok=True)
+        self._log = home / "output.log"
+        environ = scrubbed_environ()
+        environ["TMPDIR"] = str(home)  # temporary files stay where the sandbox lets them
+        ours, theirs = socket.socketpair()
+        with open(self._log, "wb") as log:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", "pytest_upskill.child", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                env=environ,
+                cwd=self.config.invocation_params.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: killed whole
+            )
+        theirs.close()
+        self._connection = Connection(ours.detach())
+        writable = [self.basetemp, lock_dir(), Path("/dev")] if self.sandbox else []
+        hello = {
+            "args": self._arguments(home / "basetemp"),
+            "writable": [str(path) for path in writable],
+            "upskill_input": self.upskill_input,
+        }
+        self._connection.send_bytes(pickle.dumps(hello))
+        self._ready = False
+
+    def run(
+        self, item: pytest.Item, nextitem: str | None, sample: Sample
+    ) -> list[pytest.TestReport] | Verdict:
+        """Run `item` in the child with `sample` prepared; its reports, or why there are none."""
+        self.start()
+        assert self._connection is not None
+        phase = "start"
+        if not self._ready:
+            answer = self._receive(phase, max(self.timeout_s, _START_S))
+            if isinstance(answer, Verdict):
+                reason = f"the test process did not start: {answer.reason}"
+                return Verdict("load", reason, self._log_tail(), harness=True)
+            self._ready = True
+        request = {"nodeid": item.nodeid, "nextitem": nextitem, "sample": sample}
+        try:
+            self._connection.send_bytes(pickle.dumps(request))
+        except OSError:
+            return self._stop("start", "the test process is gone")
+        while True:
+            answer = self._receive(phase, self.timeout_s)
+            if isinstance(answer, Verdict):
+                return answer
+            if "phase" in answer and answer["phase"] in _STAGE_OF_PHASE:
+                phase = answer["phase"]
+            elif "reports" in answer:
+                return self._reports(answer["reports"], phase)
+            elif "missing" in answer:
+                return self._stop(phase, f"the test process did not collect {item.nodeid}")
+
+    def _receive(self, phase: str, timeout_s: float) -> dict[str, Any] | Verdict:
+        """The child's next message, waiting at most `timeout_s` and watching its memory."""
+        assert self._process is not None
+        assert self._connection is not None
+        deadline = time.monotonic() + timeout_s
+        while not self._connection.poll(_POLL_S):
+            if time.monotonic() > deadline:
+                return self._stop(phase, f"timed out after {timeout_s:g} s (--upskill-timeout)")
+            used = _resident_gib(self._process.pid)
+            if used > self.memory_limit_gib:
+                return self._stop(
+                    phase,
+                    f"the test process used {used:.1f} GiB of memory, over the limit of "
+                    f"{self.memory_limit_gib:g} GiB (--upskill-memory-limit)",
+                )
+        try:
+            message = json.loads(self._connection.recv_bytes(_LARGEST_MESSAGE))
+        except (EOFError, OSError):
+            return self._stop(phase, None)
+        except ValueError:
+            return self._stop(phase, "the test process sent something that is not a message")
+        if not isinstance(message, dict):
+            return self._stop(phase, "the test process sent something that is not a message")
+        return message
+
+    def _reports(self, data: Any, phase: str) -> list[pytest.TestReport] | Verdict:
+        hook = self.config.hook
+        try:
+            reports = [
+                hook.pytest_report_from_serializable(config=self.config, data=d) for d in data
+            ]
+        except Exception:  # a child that writes its own "reports" is broken, or hostile
+            return self._stop(phase, "the test process sent reports that do not read back")
+        if not all(isinstance(report, pytest.TestReport) for report in reports):
+            return self._stop(phase, "the test process sent reports that do not read back")
+        return reports
+
+    def _stop(self, phase: str, reason: str | None) -> Verdict:
+        """End the child (and anything it started); a fresh one serves the next item."""
+        process, self._process = self._process, None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+        returncode = 0
+        if process is not None:
+            if process.poll() is None and reason is None:
+                # It closed the connection: give it a moment to finish dying.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(timeout=5)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+            returncode = process.wait()
+        if reason is None:
+            reason = _death(returncode)
+        return Verdict(_STAGE_OF_PHASE.get(phase, "check"), reason, self._fault())
+
+    def _log_tail(self) -> str:
+        """The end of what the child printed (its own pytest's errors, its crash)."""
+        if self._log is None or not self._log.is_file():
+            return ""
+        with open(self._log, "rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - 65536))
+            return log.read().decode("utf-8", "replace")
+
+    def _fault(self, lines: int = 12) -> str:
+        """Where Python's fault handler says the child crashed, if it crashed."""
+        text = self._log_tail()
+        start = text.rfind("Fatal Python error")
+        return "\n".join(text[start:].splitlines()[:lines]) if start >= 0 else ""
+
+    def close(self) -> None:
+        if self._process is not None:
+            self._stop("start", "closed")

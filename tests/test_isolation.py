@@ -1,0 +1,154 @@
+"""Generated code that crashes, hangs, eats memory, reads secrets or writes outside its folder:
+each ends one sample, in a session that goes on and reports every sample."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import ROW_SOFTMAX_TEST
+from pytest_upskill.config import Settings
+from pytest_upskill.landlock import abi_version
+from pytest_upskill.session import UpskillSession
+
+# Appended to the row softmax package's __init__.py; armed only when the test says so, so one
+# quiet session builds (and caches) every variant first.
+_ARMED = 'if __import__("os").environ.get("UPSKILL_TEST_HOSTILE"):\n'
+HOSTILE = {
+    "segfaults_on_load": _ARMED + "    import ctypes; ctypes.string_at(0)\n",
+    "aborts": "def row_softmax(x):\n    import os; os.abort()\n",
+    "exits": "def row_softmax(x):\n    import os; os._exit(0)\n",
+    "spins": "def row_softmax(x):\n    while True:\n        pass\n",
+    "hogs_memory": "def row_softmax(x):\n    chunks = []\n    while True:\n"
+    "        chunks.append(b'x' * (64 << 20))\n",
+    "steals": _ARMED + "    import os, pathlib\n"
+    "    pathlib.Path('environ.txt').write_text(repr(dict(os.environ)))\n"
+    "    pathlib.Path(os.environ['UPSKILL_TEST_VICTIM']).write_text(\n"
+    "        os.environ.get('ANTHROPIC_API_KEY', 'no key'))\n",
+}
+# Variants that misbehave when called keep the honest function until armed.
+_CALLED = "\nif __import__('os').environ.get('UPSKILL_TEST_HOSTILE'):\n"
+
+TEST = """
+@pytest.mark.upskill("Softmax of each row. Expose row_softmax(x).", name="row_softmax",
+                     backend="cpu", reference="solutions/{variant}")
+def test_{variant}(kernel):
+    x = torch.randn(8, 33)
+    torch.testing.assert_close(kernel.row_softmax(x), torch.softmax(x, dim=-1))
+"""
+SECRET = "sk-ant-do-not-leak-0123456789"
+
+
+def _hostile_suite(pytester: pytest.Pytester, reference: Path) -> Path:
+    """One test per hostile variant of the reference, then the honest one; returns the test file."""
+    package = Path("torch-ext") / "row_softmax" / "__init__.py"
+    for variant, code in HOSTILE.items():
+        target = reference.parent / variant
+        shutil.copytree(reference, target)
+        if code.startswith("def "):  # armed at call time
+            code = _CALLED + "\n".join("    " + line for line in code.splitlines()) + "\n"
+        with open(target / package, "a") as init:
+            init.write("\n" + code)
+    tests = "".join(TEST.format(variant=v) for v in [*HOSTILE, "row_softmax"])
+    return pytester.makepyfile(test_hostile="import pytest\nimport torch\n" + tests)
+
+
+@pytest.mark.skipif(abi_version() < 1, reason="this kernel offers no Landlock")
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
+    pytester: pytest.Pytester,
+    reference: Path,
+    upskill_args: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    workers: list[str],
+) -> None:
+    test_file = _hostile_suite(pytester, reference)
+    original = test_file.read_text()
+    args = ["--upskill-model=oracle", "--upskill-report=r.json", *upskill_args, *workers]
+    pytester.runpytest(*args).assert_outcomes(passed=len(HOSTILE) + 1)  # builds, unarmed
+
+    monkeypatch.setenv("UPSKILL_TEST_HOSTILE", "1")
+    monkeypatch.setenv("UPSKILL_TEST_VICTIM", str(test_file))
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    result = pytester.runpytest(*args, "--upskill-timeout=5", "--upskill-memory-limit=1.5")
+
+    result.assert_outcomes(failed=len(HOSTILE), passed=1)
+    samples = json.loads((pytester.path / "r.json").read_text())["samples"]
+    ends = {s["test"].removeprefix("test_"): (s["stage"], s["reason"]) for s in samples}
+    assert ends.pop("row_softmax") == ("check", "")
+    assert ends == {
+        "segfaults_on_load": (
+            "load",
+            "the test process was killed by SIGSEGV (segmentation fault)",
+        ),
+        "aborts": ("check", "the test process was killed by SIGABRT (aborted)"),
+        "exits": ("check", "the test process exited with status 0"),
+        "spins": ("check", "timed out after 5 s (--upskill-timeout)"),
+        "hogs_memory": ("check", ends["hogs_memory"][1]),
+        "steals": ("load", ends["steals"][1]),
+    }
+    assert "over the limit of 1.5 GiB (--upskill-memory-limit)" in ends["hogs_memory"][1]
+    assert "importing the package raised PermissionError" in ends["steals"][1]
+    assert {s["isolation"] for s in samples} == {"sandbox"}
+    # The user's file is intact, the key never reached the generated code, nothing leaked.
+    assert test_file.read_text() == original
+    (steals,) = (s for s in samples if s["test"] == "test_steals")
+    environ = (Path(steals["directory"]) / "environ.txt").read_text()  # the sample's own folder
+    assert "UPSKILL_TEST_VICTIM" in environ
+    assert SECRET not in environ
+    assert "ANTHROPIC" not in environ
+    assert SECRET not in result.stdout.str() + (pytester.path / "r.json").read_text()
+    result.stdout.fnmatch_lines(
+        [
+            "upskill: kernels load and run in a child process without secrets, writing only in "
+            "pytest's temporary folders (Landlock)",
+            "*Fatal Python error: Segmentation fault*",
+            "*oracle*baseline*1/7*",
+        ]
+    )
+
+
+@pytest.mark.parametrize(
+    ("isolation", "words"),
+    [
+        ("process", "*in a child process without secrets; sandbox off: they may write wherever*"),
+        ("off", "*in this pytest process (--upskill-isolation=off): a crash in one ends the*"),
+    ],
+)
+def test_the_header_and_records_say_where_kernels_ran(
+    pytester: pytest.Pytester,
+    reference: Path,
+    upskill_args: list[str],
+    isolation: str,
+    words: str,
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    result = pytester.runpytest(
+        "--upskill-model=oracle",
+        f"--upskill-isolation={isolation}",
+        "--upskill-report=r.json",
+        *upskill_args,
+    )
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines([f"upskill: kernels load and run {words}"])
+    samples = json.loads((pytester.path / "r.json").read_text())["samples"]
+    assert [s["isolation"] for s in samples] == [isolation]
+
+
+def test_without_landlock_the_header_says_the_sandbox_is_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A kernel without Landlock cannot be had here: its answer is stood in for.
+    monkeypatch.setattr("pytest_upskill.landlock.abi_version", lambda: 0)
+    session = UpskillSession(Settings(), [])
+    try:
+        assert session.isolation == "process"
+        assert session.pytest_report_header(config=None)[1] == (  # type: ignore[arg-type]
+            "upskill: kernels load and run in a child process without secrets; sandbox off: "
+            "they may write wherever you can (this kernel offers no Landlock)"
+        )
+    finally:
+        session.pytest_unconfigure(config=None)  # type: ignore[arg-type]
