@@ -11,12 +11,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .paths import configured_path, default_build_dir
 
-__all__ = ["BASELINE", "Binding", "ModelSpec", "RecordMode", "Settings", "load_settings"]
+__all__ = [
+    "BASELINE",
+    "Binding",
+    "ModelSpec",
+    "RecordMode",
+    "ReferencesMode",
+    "Settings",
+    "load_settings",
+]
 
 BASELINE = "baseline"
 
 Binding = Literal["kernel-builder", "any"]
 RecordMode = Literal["none", "new", "all", "off"]
+ReferencesMode = Literal["list", "inline"]
 
 
 class ModelSpec(BaseModel):
@@ -71,6 +80,10 @@ class Settings(BaseModel):
 
     models: tuple[ModelSpec, ...] = ()
     skills: tuple[Path, ...] = ()
+    # upskill test case files (a list of cases, {"cases": [...]} or a skill_meta.json).
+    cases: tuple[Path, ...] = ()
+    # How a skill's references/ files reach the model: listed, or their content inlined.
+    skill_references: ReferencesMode = "list"
     baseline: bool = True
     samples: int = Field(default=1, ge=1)
     report: Path | None = None
@@ -141,7 +154,8 @@ def _choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
         return choices[0]
     if value not in choices:
         raise pytest.UsageError(
-            f"--upskill-{name}: expected one of {', '.join(choices)}, got {value!r}"
+            f"--upskill-{name.replace('_', '-')}: expected one of {', '.join(choices)}, "
+            f"got {value!r}"
         )
     return value
 
@@ -175,6 +189,12 @@ def load_settings(config: pytest.Config) -> Settings:
     skills = [config.invocation_params.dir / p for p in option.upskill_skill or ()]
     if not skills:
         skills = [Path(p) for p in config.getini("upskill_skills")]
+    cases = [config.invocation_params.dir / p for p in option.upskill_cases or ()]
+    if not cases:
+        cases = [Path(p) for p in config.getini("upskill_cases")]
+    for path in cases:
+        if not path.is_file():
+            raise pytest.UsageError(f"--upskill-cases: {path} is not a file")
 
     baseline = False if option.upskill_no_baseline else _ini_bool(config.getini("upskill_baseline"))
     if not baseline and not skills:
@@ -188,6 +208,7 @@ def load_settings(config: pytest.Config) -> Settings:
     timeout_s = _number(config, "timeout", "900", float, lambda s: s > 0, seconds)
 
     binding = _choice(config, "binding", ("kernel-builder", "any"))
+    references = _choice(config, "skill_references", ("list", "inline"))
     record = _choice(config, "record", ("new", "none", "all", "off"))
     concurrency = int(_number(config, "concurrency", "8", int, lambda n: n >= 1, whole))
     max_tokens = int(_number(config, "max_tokens", "16384", int, lambda n: n >= 1, whole))
@@ -200,6 +221,8 @@ def load_settings(config: pytest.Config) -> Settings:
         return Settings(
             models=models,
             skills=tuple(skills),
+            cases=tuple(path.absolute() for path in cases),
+            skill_references=cast(ReferencesMode, references),
             baseline=baseline,
             samples=samples,
             report=configured_path(config, "upskill_report", "upskill_report"),
