@@ -240,5 +240,5 @@ class CaseItem(pytest.Item):
                 pytrace=False,
             )
 
-    def reportinfo(self) -> tuple[Path, int | None, str]:
-        return self.path, None, f"upskill case {self.name}"
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, 0, f"upskill case {self.name}"  # a skip report needs a line
