@@ -11,7 +11,10 @@ from model_server import ModelServer, Received
 
 from conftest import EXAMPLES, ROW_SOFTMAX_TEST
 from pytest_upskill.cases import CasesInvalid, load_cases, missing_strings
+from pytest_upskill.prompt import build_prompt
 from pytest_upskill.results import SampleRecord, statistics
+from pytest_upskill.skill import SkillInvalid, condition_name, load_skill
+from pytest_upskill.task import TextTask
 
 CUDA_REVIEW = EXAMPLES / "skills" / "cuda-review"
 KEY = "sk-loopback"
@@ -370,3 +373,52 @@ def test_lift_counts_only_the_tests_both_conditions_ran() -> None:
     ]
     (lift,) = statistics(records).lift
     assert (lift.baseline_rate, lift.skill_rate, lift.lift) == (0.0, 1.0, 1.0)
+
+
+def test_references_are_listed_and_inlined_when_asked(tmp_path: Path) -> None:
+    skill = load_skill(CUDA_REVIEW)
+    task = TextTask(name="t", prompt="Review this kernel.", contains=("x",), source=tmp_path)
+    baseline = build_prompt(task, None)
+    listed = build_prompt(task, skill)
+    assert baseline.skill_chars == 0
+    assert listed.system.startswith(baseline.system)
+    assert listed.skill_chars == len(listed.system) - len(baseline.system)
+    assert "- references/h100-checklist.md (content not included)" in listed.system
+    assert "132 SMs" not in listed.system
+    inline = build_prompt(task, skill, "inline")
+    assert '<reference path="references/h100-checklist.md">' in inline.system
+    assert "132 SMs" in inline.system
+    assert (
+        inline.skill_tokens_estimate == (inline.skill_chars + 3) // 4 > listed.skill_tokens_estimate
+    )
+
+
+def test_the_references_option_and_its_ini_twin(
+    pytester: pytest.Pytester, upskill_args: list[str]
+) -> None:
+    shutil.copytree(CUDA_REVIEW, pytester.path / "cuda-review")
+    costs = []
+    for how in (
+        [],
+        ["--upskill-skill-references=inline"],
+        ["-o", "upskill_skill_references=inline"],
+    ):
+        result = pytester.runpytest(
+            "--upskill-model=oracle", "--upskill-report=r.json", *how, *upskill_args
+        )
+        result.assert_outcomes(passed=6)
+        (row,) = [r for r in report(pytester)["summary"] if r["condition"] == "cuda-review"]
+        costs.append(row["mean_skill_tokens_estimate"])
+    assert costs[0] < costs[1] == costs[2]
+    result = pytester.runpytest("--upskill-model=oracle", "--upskill-skill-references=all")
+    result.stderr.fnmatch_lines(["*--upskill-skill-references: invalid choice: 'all'*"])
+
+
+def test_skills_that_share_a_name_are_named_after_their_folder(tmp_path: Path) -> None:
+    v1, v2 = versions(tmp_path, CUDA_REVIEW)
+    first, second = load_skill(v1), load_skill(v2)
+    assert condition_name(first, {"baseline": None}) == "cuda-review"
+    assert condition_name(second, {"baseline": None, "cuda-review": v1}) == "cuda-review@v2"
+    taken = {"cuda-review": v1, "cuda-review@v2": v2}
+    with pytest.raises(SkillInvalid, match="put versions of one skill in folders"):
+        condition_name(second, taken)
