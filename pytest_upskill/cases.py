@@ -108,7 +108,7 @@ def load_cases(path: Path) -> list[UpskillCase]:
         key, raw = None, data
     elif isinstance(data, dict) and path.name == SKILL_META:
         key, raw = "tests", data.get("tests", [])
-    elif isinstance(data, dict) and set(data) == {"cases"}:
+    elif isinstance(data, dict) and "cases" in data:  # other keys ignored, as upskill does
         key, raw = "cases", data["cases"]
     else:
         shape = (
