@@ -17,6 +17,7 @@ __all__ = [
     "Isolation",
     "ModelSpec",
     "RecordMode",
+    "ReferencesMode",
     "Settings",
     "load_settings",
 ]
@@ -28,6 +29,7 @@ RecordMode = Literal["none", "new", "all", "off"]
 # Where generated code is loaded and tested: a child process with writes confined by Landlock,
 # a child process, or the pytest process itself (for --pdb).
 Isolation = Literal["sandbox", "process", "off"]
+ReferencesMode = Literal["list", "inline"]
 
 
 class ModelSpec(BaseModel):
@@ -82,6 +84,10 @@ class Settings(BaseModel):
 
     models: tuple[ModelSpec, ...] = ()
     skills: tuple[Path, ...] = ()
+    # upskill test case files (a list of cases, {"cases": [...]} or a skill_meta.json).
+    cases: tuple[Path, ...] = ()
+    # How a skill's references/ files reach the model: listed, or their content inlined.
+    skill_references: ReferencesMode = "list"
     baseline: bool = True
     samples: int = Field(default=1, ge=1)
     report: Path | None = None
@@ -156,7 +162,8 @@ def _choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
         return choices[0]
     if value not in choices:
         raise pytest.UsageError(
-            f"--upskill-{name}: expected one of {', '.join(choices)}, got {value!r}"
+            f"--upskill-{name.replace('_', '-')}: expected one of {', '.join(choices)}, "
+            f"got {value!r}"
         )
     return value
 
@@ -190,6 +197,12 @@ def load_settings(config: pytest.Config) -> Settings:
     skills = [config.invocation_params.dir / p for p in option.upskill_skill or ()]
     if not skills:
         skills = [Path(p) for p in config.getini("upskill_skills")]
+    cases = [config.invocation_params.dir / p for p in option.upskill_cases or ()]
+    if not cases:
+        cases = [Path(p) for p in config.getini("upskill_cases")]
+    for path in cases:
+        if not path.is_file():
+            raise pytest.UsageError(f"--upskill-cases: {path} is not a file")
 
     baseline = False if option.upskill_no_baseline else _ini_bool(config.getini("upskill_baseline"))
     if not baseline and not skills:
@@ -205,6 +218,7 @@ def load_settings(config: pytest.Config) -> Settings:
     binding = _choice(config, "binding", ("kernel-builder", "any"))
     isolation = _choice(config, "isolation", ("sandbox", "process", "off"))
     memory_limit_gb = _optional(config, "memory_limit", lambda g: g > 0, "a number of GiB above 0")
+    references = _choice(config, "skill_references", ("list", "inline"))
     record = _choice(config, "record", ("new", "none", "all", "off"))
     concurrency = int(_number(config, "concurrency", "8", int, lambda n: n >= 1, whole))
     max_tokens = int(_number(config, "max_tokens", "16384", int, lambda n: n >= 1, whole))
@@ -217,6 +231,8 @@ def load_settings(config: pytest.Config) -> Settings:
         return Settings(
             models=models,
             skills=tuple(skills),
+            cases=tuple(path.absolute() for path in cases),
+            skill_references=cast(ReferencesMode, references),
             baseline=baseline,
             samples=samples,
             report=configured_path(config, "upskill_report", "upskill_report"),

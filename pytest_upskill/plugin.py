@@ -56,6 +56,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="drop the condition without a skill",
     )
+    group.addoption(
+        "--upskill-cases",
+        action="append",
+        metavar="PATH",
+        help='upskill test cases to run as tests: a tests file (a list, or {"cases": [...]}) '
+        "or a skill_meta.json; the skill beside it is a condition (repeatable)",
+    )
+    group.addoption(
+        "--upskill-skill-references",
+        choices=("list", "inline"),
+        help="a skill's references/ files in the prompt: list (default; the content of those "
+        "the task names is included) or inline (the content of all)",
+    )
     group.addoption("--upskill-samples", metavar="N", help="samples per test, model and condition")
     group.addoption("--upskill-report", metavar="PATH", help="write the JSON report to PATH")
     group.addoption(
@@ -137,6 +150,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini(
         "upskill_baseline", "run the condition without a skill", type="bool", default=True
     )
+    parser.addini(
+        "upskill_cases", "upskill test case files to run as tests", type="paths", default=[]
+    )
+    parser.addini(
+        "upskill_skill_references", "references/ files in the prompt: list or inline", default=""
+    )
     parser.addini("upskill_samples", "samples per test, model and condition", default="1")
     parser.addini("upskill_report", "path of the JSON report", default="")
     parser.addini("upskill_build_dir", "where built kernels are cached", default="")
@@ -168,6 +187,7 @@ def _wanted(config: pytest.Config) -> bool:
     return bool(
         option.upskill_model
         or option.upskill_skill
+        or option.upskill_cases
         or option.upskill_report
         or option.upskill_markdown
         or option.upskill_html
@@ -185,6 +205,11 @@ def pytest_configure(config: pytest.Config) -> None:
         upskill = UpskillSession.from_config(config)
         config.stash[session_key] = upskill
         config.pluginmanager.register(upskill, "upskill-session")
+        # Cases files named by option are collected even outside the paths pytest was given.
+        given = [config.invocation_params.dir / arg.partition("::")[0] for arg in config.args]
+        for path in upskill.settings.cases:
+            if not any(path.is_relative_to(arg.absolute()) for arg in given):
+                config.args.append(str(path))
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -193,6 +218,17 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     if build_dir is not None and collection_path.is_relative_to(build_dir):
         return True
     return None
+
+
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
+    """upskill's test cases (a skill_meta.json, or a file named by --upskill-cases) as items."""
+    session = parent.config.stash.get(session_key, None)
+    named = session.settings.cases if session is not None else ()
+    if file_path.name != "skill_meta.json" and file_path.absolute() not in named:
+        return None
+    from .cases import CasesFile
+
+    return CasesFile.from_parent(parent, path=file_path)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .config import ReferencesMode
 from .skill import Skill
-from .task import Task
+from .task import Task, TextTask
 
-__all__ = ["Prompt", "build_prompt", "skill_block"]
+__all__ = ["CASE_SYSTEM", "Prompt", "build_prompt", "skill_block"]
+
+# The system prompt of an upskill test case; upskill's own baseline sends none, but some APIs
+# refuse an empty system prompt, so both conditions get this one line.
+CASE_SYSTEM = "You are a helpful assistant. Answer the user's request."
 
 _SYSTEM = """\
 You write PyTorch kernels as kernel-builder projects. Reply with every file of the project, each \
@@ -50,10 +55,20 @@ class Prompt:
 
     system: str
     user: str
+    skill_chars: int = 0  # the length of the skill block in `system`: what the skill costs
+
+    @property
+    def skill_tokens_estimate(self) -> int:
+        """The skill block in tokens, estimated as characters / 4 (no tokenizer is asked)."""
+        return (self.skill_chars + 3) // 4
 
 
-def skill_block(skill: Skill) -> str:
-    """The text a skill adds to the system prompt: its instructions and its reference files."""
+def skill_block(skill: Skill, references: ReferencesMode = "list", task_text: str = "") -> str:
+    """The text a skill adds to the system prompt: its instructions and its reference files.
+
+    As Agent Skills clients do, the references are listed by path; their content is included
+    for every reference with `references="inline"`, else for those the task names (by path or
+    file name), since one request gives the model no way to read a file it was only told of."""
     lines = [
         "",
         "",
@@ -63,20 +78,36 @@ def skill_block(skill: Skill) -> str:
         skill.body,
     ]
     if skill.references:
-        lines += ["", "Reference files of this skill:", *(f"- {ref}" for ref in skill.references)]
+        inline = [
+            ref
+            for ref in skill.references
+            if references == "inline" or ref in task_text or ref.rpartition("/")[2] in task_text
+        ]
+        lines += ["", "Reference files of this skill:"]
+        lines += [
+            f"- {ref}" + (" (included below)" if ref in inline else " (content not included)")
+            for ref in skill.references
+        ]
+        for ref in inline:
+            text = (skill.path / ref).read_text(encoding="utf-8", errors="replace").strip()
+            lines += ["", f'<reference path="{ref}">', text, "</reference>"]
     lines.append("</skill>")
     return "\n".join(lines)
 
 
-def build_prompt(task: Task, skill: Skill | None) -> Prompt:
+def build_prompt(
+    task: Task | TextTask, skill: Skill | None, references: ReferencesMode = "list"
+) -> Prompt:
     """The prompt for `task`: baseline when `skill` is None, else the same plus the skill block."""
-    system = _SYSTEM.format(
-        name=task.name,
-        backend=task.backend,
-        ext="cu" if task.backend == "cuda" else "cpp",
-        target=task.target,
-        target_note=_CUDA_NOTE if task.backend == "cuda" else _CPU_NOTE,
-    )
-    if skill is not None:
-        system += skill_block(skill)
-    return Prompt(system=system, user=task.prompt)
+    if isinstance(task, TextTask):
+        system = CASE_SYSTEM
+    else:
+        system = _SYSTEM.format(
+            name=task.name,
+            backend=task.backend,
+            ext="cu" if task.backend == "cuda" else "cpp",
+            target=task.target,
+            target_note=_CUDA_NOTE if task.backend == "cuda" else _CPU_NOTE,
+        )
+    block = "" if skill is None else skill_block(skill, references, task.prompt)
+    return Prompt(system=system + block, user=task.prompt, skill_chars=len(block))

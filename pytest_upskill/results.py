@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel
@@ -12,10 +12,12 @@ from .errors import Stage
 from .stats import newcombe_interval, pass_at_k, wilson_interval
 
 __all__ = [
+    "ComparisonRow",
     "LiftRow",
     "SampleRecord",
     "Statistics",
     "SummaryRow",
+    "comparisons",
     "gate_failures",
     "lift",
     "merge_parameter_sets",
@@ -46,6 +48,8 @@ class SampleRecord(BaseModel):
     usage: UsageRecord = UsageRecord()
     latency_s: float = 0.0
     cached: bool = False
+    # The skill block's size in the prompt, in tokens estimated as characters / 4 (0: baseline).
+    skill_tokens_estimate: int = 0
     cost_usd: float | None = None
     temperature: float | None = None
     max_tokens: int | None = None
@@ -78,6 +82,8 @@ class SummaryRow(BaseModel):
     mean_output_tokens: float
     mean_latency_s: float
     mean_cost_usd: float | None  # over the samples whose price is known; None if none is
+    # What the skill costs in context: its block in the prompt, characters / 4 (an estimate).
+    mean_skill_tokens_estimate: float = 0.0
 
 
 class LiftRow(BaseModel):
@@ -88,6 +94,21 @@ class LiftRow(BaseModel):
     baseline_rate: float
     skill_rate: float
     lift: float
+    ci_low: float
+    ci_high: float
+    evidence: bool  # the interval leaves 0 out
+
+
+class ComparisonRow(BaseModel):
+    """Two skills on one model (say two versions of one skill): `second` - `first`, with its
+    95% interval, on the tests both ran."""
+
+    model: str
+    first: str
+    second: str
+    first_rate: float
+    second_rate: float
+    difference: float
     ci_low: float
     ci_high: float
     evidence: bool  # the interval leaves 0 out
@@ -120,6 +141,7 @@ def _row(
         mean_output_tokens=_mean([r.usage.output_tokens for r in group]),
         mean_latency_s=_mean([r.latency_s for r in group]),
         mean_cost_usd=_mean(costs) if costs else None,
+        mean_skill_tokens_estimate=_mean([r.skill_tokens_estimate for r in group]),
     )
 
 
@@ -182,22 +204,30 @@ def summarize_by_test(records: Iterable[SampleRecord]) -> list[SummaryRow]:
     return sorted(rows, key=lambda row: row.test or "")
 
 
-def lift(summary: list[SummaryRow], baseline: str = "baseline") -> list[LiftRow]:
-    """Each skill against the baseline of the same model (Newcombe's interval)."""
+def lift(
+    summary: list[SummaryRow],
+    baseline: str = "baseline",
+    records: list[SampleRecord] | None = None,
+) -> list[LiftRow]:
+    """Each skill against the baseline of the same model (Newcombe's interval). With `records`,
+    on the tests both conditions ran: a skill that owns upskill test cases runs only those."""
     baselines = {row.model: row for row in summary if row.condition == baseline}
     rows = []
     for row in summary:
         base = baselines.get(row.model)
         if row.condition == baseline or base is None:
             continue
-        low, high = newcombe_interval(row.passed, row.n, base.passed, base.n)
+        skill = row
+        if records is not None:
+            base, skill = _on_common_tests(records, row.model, baseline, row.condition)
+        low, high = newcombe_interval(skill.passed, skill.n, base.passed, base.n)
         rows.append(
             LiftRow(
                 model=row.model,
                 skill=row.condition,
                 baseline_rate=base.pass_rate,
-                skill_rate=row.pass_rate,
-                lift=round(row.pass_rate - base.pass_rate, 6),
+                skill_rate=skill.pass_rate,
+                lift=round(skill.pass_rate - base.pass_rate, 6),
                 ci_low=round(low, 4),
                 ci_high=round(high, 4),
                 evidence=low > 0 or high < 0,
@@ -206,11 +236,55 @@ def lift(summary: list[SummaryRow], baseline: str = "baseline") -> list[LiftRow]
     return rows
 
 
+def comparisons(
+    records: list[SampleRecord], summary: list[SummaryRow], baseline: str = "baseline"
+) -> list[ComparisonRow]:
+    """Every pair of skills on each model, the later condition against the earlier one."""
+    rows = []
+    for model in dict.fromkeys(row.model for row in summary):
+        skills = [r.condition for r in summary if r.model == model and r.condition != baseline]
+        for i, first in enumerate(skills):
+            for second in skills[i + 1 :]:
+                a, b = _on_common_tests(records, model, first, second)
+                if not a.n and not b.n:
+                    continue  # no test ran both: nothing to compare
+                low, high = newcombe_interval(b.passed, b.n, a.passed, a.n)
+                rows.append(
+                    ComparisonRow(
+                        model=model,
+                        first=first,
+                        second=second,
+                        first_rate=a.pass_rate,
+                        second_rate=b.pass_rate,
+                        difference=round(b.pass_rate - a.pass_rate, 6),
+                        ci_low=round(low, 4),
+                        ci_high=round(high, 4),
+                        evidence=low > 0 or high < 0,
+                    )
+                )
+    return rows
+
+
+def _on_common_tests(
+    records: list[SampleRecord], model: str, first: str, second: str
+) -> tuple[SummaryRow, SummaryRow]:
+    """The rows of two conditions of `model`, counting only the tests both ran."""
+    mine = [r for r in merge_parameter_sets(records) if r.model == model]
+    tests = [{r.test for r in mine if r.condition == c} for c in (first, second)]
+    common = tests[0] & tests[1]
+    a, b = (
+        _row(model, c, [r for r in mine if r.condition == c and r.test in common])
+        for c in (first, second)
+    )
+    return a, b
+
+
 def gate_failures(
     summary: list[SummaryRow],
     fail_under: float | None,
     min_lift: float | None,
     baseline: str = "baseline",
+    lifts: list[LiftRow] | None = None,
 ) -> list[str]:
     """Which (model, condition) missed a CI gate, one line each."""
     failures = []
@@ -222,7 +296,7 @@ def gate_failures(
                     f"--upskill-fail-under={fail_under:g}"
                 )
     if min_lift is not None:
-        for lifted in lift(summary, baseline):
+        for lifted in lift(summary, baseline) if lifts is None else lifts:
             if lifted.lift < min_lift:
                 failures.append(
                     f"{lifted.model} {lifted.skill}: lift {lifted.lift:+.0%} is under "
@@ -239,8 +313,15 @@ class Statistics:
     summary: list[SummaryRow]
     lift: list[LiftRow]
     by_test: list[SummaryRow]
+    comparisons: list[ComparisonRow] = field(default_factory=list)
 
 
 def statistics(records: list[SampleRecord]) -> Statistics:
     summary = summarize(records)
-    return Statistics(records, summary, lift(summary), summarize_by_test(records))
+    return Statistics(
+        records,
+        summary,
+        lift(summary, records=records),
+        summarize_by_test(records),
+        comparisons(records, summary),
+    )

@@ -18,11 +18,12 @@ from .policy import check_project
 from .project import load_project, write_project
 from .prompt import Prompt
 from .results import Outcome, SampleRecord, UsageRecord
+from .task import Task
 
 if TYPE_CHECKING:
     from .replies import Replies
     from .skill import Skill
-    from .task import Task
+    from .task import TextTask
 
 __all__ = ["Case", "Sample"]
 
@@ -34,7 +35,7 @@ class Case:
     model: ModelSpec
     condition: str
     index: int
-    task: Task
+    task: Task | TextTask
 
     @property
     def id(self) -> str:
@@ -98,10 +99,16 @@ class Sample:
         )
         (self.directory / "reply.md").write_text(reply.text, encoding="utf-8")
 
+    @property
+    def kernel_task(self) -> Task:
+        task = self.case.task
+        assert isinstance(task, Task), "an upskill test case has no kernel"
+        return task
+
     def make_project(self, settings: Settings) -> None:
         """Extract the project from the reply, check it and build it; no generated code runs."""
         assert self.reply is not None, "generate() comes first"
-        task = self.case.task
+        task = self.kernel_task
         self.stage = "extract"
         self.files = write_project(extract_files(self.reply), self.directory / "project")
         project = load_project(self.directory / "project", self.files, task.name)
@@ -123,7 +130,7 @@ class Sample:
     def load(self, settings: Settings) -> ModuleType:
         """Import the built package: the model's code runs from here on."""
         assert self.build is not None, "make_project() comes first"
-        task = self.case.task
+        task = self.kernel_task
         self.stage = "load"
         binding = task.binding or settings.binding
         module = load_kernel(self.build, task.name, require_ops=binding == "kernel-builder")
@@ -149,6 +156,7 @@ class Sample:
                 input_tokens=self.usage.input_tokens, output_tokens=self.usage.output_tokens
             ),
             latency_s=round(self.latency_s, 4),
+            skill_tokens_estimate=self.prompt.skill_tokens_estimate if self.prompt else 0,
             cached=self.cached,
             cost_usd=self.cost_usd,
             temperature=self.request.temperature if self.request else None,

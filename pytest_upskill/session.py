@@ -30,7 +30,7 @@ from .report import (
 )
 from .results import SampleRecord, Statistics, gate_failures, statistics
 from .sample import Case, Sample, directory_name
-from .skill import Skill, SkillInvalid, load_skill
+from .skill import Skill, SkillInvalid, condition_name, load_skill
 from .task import Task, TaskInvalid, task_from_marker
 
 if TYPE_CHECKING:
@@ -103,14 +103,16 @@ class UpskillSession:
     def __init__(
         self,
         settings: Settings,
-        skills: list[Skill],
+        skills: list[Skill] | dict[str, Skill],
         workerinput: dict[str, Any] | None = None,
         *,
         child: bool = False,
     ) -> None:
         self.settings = settings
         self.conditions: dict[str, Skill | None] = {BASELINE: None} if settings.baseline else {}
-        self.conditions.update((skill.name, skill) for skill in skills)
+        named = skills if isinstance(skills, dict) else {skill.name: skill for skill in skills}
+        self.conditions.update(named)
+        self.option_conditions = list(named)  # the --upskill-skill conditions, in order
         self.records: list[SampleRecord] = []
         self.stats: Statistics | None = None  # computed once, at the session's end
         self.gates: list[str] = []  # the CI gates the session missed
@@ -173,11 +175,24 @@ class UpskillSession:
             problem = f"{test_name}: {exc}"
         pytest.fail(problem, pytrace=False)  # outside `except`: no chained traceback
 
+    def condition_of(self, skill: Skill) -> str:
+        """The condition of a skill that owns upskill test cases: the --upskill-skill one of the
+        same directory, else a new one (named by `condition_name`); SkillInvalid if none fits."""
+        for name, known in self.conditions.items():
+            if known is not None and known.path.resolve() == skill.path.resolve():
+                return name
+        taken = {name: known.path if known else None for name, known in self.conditions.items()}
+        name = condition_name(skill, taken)
+        self.conditions[name] = skill
+        return name
+
     def parameters(self, task: Task) -> list[Any]:
         """models x conditions x samples; the oracle skips tasks that have no reference."""
         parameters = []
+        # Skills that own upskill test cases are conditions of those cases only.
+        conditions = [c for c in self.conditions if c == BASELINE or c in self.option_conditions]
         for model in self.settings.models:
-            for condition in self.conditions:
+            for condition in conditions:
                 for index in range(self.settings.samples):
                     case = Case(model, condition, index, task)
                     marks = []
@@ -217,7 +232,9 @@ class UpskillSession:
         if case not in self._requests:
             self._requests[case] = Request(
                 spec=case.model,
-                prompt=build_prompt(case.task, self.conditions[case.condition]),
+                prompt=build_prompt(
+                    case.task, self.conditions[case.condition], self.settings.skill_references
+                ),
                 task=case.task,
                 sample=case.index,
                 temperature=self.settings.temperature if case.model.takes_temperature else None,
@@ -228,7 +245,7 @@ class UpskillSession:
     @contextmanager
     def hold_device(self, sample: Sample) -> Iterator[None]:
         """Hold this process's GPU while a CUDA sample's test runs its kernel."""
-        if sample.case.task.backend != "cuda" or sample.issue is not None:
+        if getattr(sample.case.task, "backend", None) != "cuda" or sample.issue is not None:
             yield  # no kernel will run: the test fails at once with the sample's issue
             return
         from .gpu import current_device, device_lock
@@ -389,6 +406,7 @@ class UpskillSession:
         for item in session.items:
             callspec = getattr(item, "callspec", None)
             case = callspec.params.get("_upskill_case") if callspec else None
+            case = case or getattr(item, "upskill_case", None)  # an upskill test case's item
             if isinstance(case, Case) and item.get_closest_marker("skip") is None:
                 requests.append(self.request(case))
         if any(self._isolated_case(item) for item in session.items):
@@ -424,7 +442,9 @@ class UpskillSession:
             return  # the controller has every record: it reports once
         settings = self.settings
         stats = self.stats = statistics(self.records)
-        self.gates = gate_failures(stats.summary, settings.fail_under, settings.min_lift)
+        self.gates = gate_failures(
+            stats.summary, settings.fail_under, settings.min_lift, lifts=stats.lift
+        )
         if self.gates and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if settings.report is not None:
@@ -451,17 +471,21 @@ class UpskillSession:
             terminalreporter.write_line(f"upskill gate failed: {gate}", red=True)
 
 
-def _load_skills(settings: Settings) -> list[Skill]:
-    skills: list[Skill] = []
-    for path in settings.skills:
+def _load_skills(settings: Settings) -> dict[str, Skill]:
+    """The skills of the session by condition name; problems are UsageErrors."""
+    try:
+        skills = [load_skill(path) for path in settings.skills]
+    except SkillInvalid as exc:
+        raise pytest.UsageError(f"--upskill-skill: {exc}") from None
+    named: dict[str, Skill] = {}
+    for skill in skills:
+        # Skills that share a name (versions of one skill) are all named name@FOLDER.
+        shared = sum(other.name == skill.name for other in skills) > 1
+        taken = {BASELINE: None, **{n: s.path for n, s in named.items()}}
+        if shared:
+            taken[skill.name] = None
         try:
-            skill = load_skill(path)
+            named[condition_name(skill, taken)] = skill
         except SkillInvalid as exc:
             raise pytest.UsageError(f"--upskill-skill: {exc}") from None
-        if skill.name == BASELINE or any(s.name == skill.name for s in skills):
-            raise pytest.UsageError(
-                f"--upskill-skill: {path}: the condition name {skill.name!r} is taken; "
-                "each skill needs a name of its own"
-            )
-        skills.append(skill)
-    return skills
+    return named

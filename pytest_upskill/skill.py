@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-__all__ = ["Skill", "SkillFrontMatter", "SkillInvalid", "load_skill"]
+__all__ = ["Skill", "SkillFrontMatter", "SkillInvalid", "condition_name", "load_skill"]
 
 _NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)^---[ \t]*\r?$\n?", re.DOTALL | re.MULTILINE)
@@ -112,6 +112,22 @@ def load_skill(directory: Path) -> Skill:
         else ()
     )
     return Skill(directory, front_matter, text[match.end() :].strip(), references)
+
+
+def condition_name(skill: Skill, others: dict[str, Path | None]) -> str:
+    """The condition name of `skill` beside the conditions `others` (name -> skill directory):
+    its `name`, or `name@FOLDER` (the folder holding its directory) when another skill has that
+    name, so two versions of one skill (`v1/my-skill`, `v2/my-skill`) can be compared."""
+    if skill.name not in others:
+        return skill.name
+    qualified = f"{skill.name}@{skill.path.resolve().parent.name}"
+    if qualified in others:
+        raise SkillInvalid(
+            skill.path,
+            f"the condition names {skill.name!r} and {qualified!r} are both taken; "
+            "put versions of one skill in folders with different names",
+        )
+    return qualified
 
 
 def _rule(error: Any) -> str:

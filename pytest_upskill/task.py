@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config import Binding
 
-__all__ = ["Task", "TaskInvalid", "task_from_marker"]
+__all__ = ["Task", "TaskInvalid", "TextTask", "task_from_marker"]
 
 _PACKAGE_NAME = re.compile(r"[a-z_][a-z0-9_]*")
 _CAPABILITY = re.compile(r"\d+\.\d+[af]?")
@@ -54,6 +55,19 @@ class Task(BaseModel):
         if self.backend == "cpu":
             return "x86-64 CPU"
         return f"sm_{self.capability.replace('.', '')}"
+
+
+@dataclass(frozen=True)
+class TextTask:
+    """What one upskill test case asks for: a reply that holds every expected string. No kernel:
+    its samples go generate -> check."""
+
+    name: str  # the case's item name
+    prompt: str  # the case's input, its context files appended as upskill appends them
+    contains: tuple[str, ...]  # each must appear in the reply, ignoring case
+    source: Path  # the file the case comes from
+    # upskill's custom validators (run in a workspace) have no equivalent here
+    validator: str | None = None
 
 
 def task_from_marker(

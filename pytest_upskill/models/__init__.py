@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from ..config import ModelSpec
     from ..prompt import Prompt
-    from ..task import Task
+    from ..task import Task, TextTask
 
 __all__ = ["MAX_RETRIES", "Provider", "Reply", "Request", "Usage", "provider_for"]
 
@@ -29,7 +29,7 @@ class Request:
 
     spec: ModelSpec
     prompt: Prompt
-    task: Task
+    task: Task | TextTask
     sample: int
     temperature: float | None = None
     max_tokens: int = 16384

@@ -1,4 +1,5 @@
-"""The `oracle` model: answers with the task's known-good reference project."""
+"""The `oracle` model: answers with the task's known-good reference project, or for an upskill
+test case with its expected strings."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ from pathlib import Path
 
 from ..errors import SampleError
 from ..extract import render_reply
+from ..task import TextTask
 from . import Reply, Request
 
-__all__ = ["OracleProvider", "read_project"]
+__all__ = ["ORACLE_CASE_REPLY", "OracleProvider", "read_project"]
+
+ORACLE_CASE_REPLY = "The oracle (the harness self-test) answers with every expected string:"
 
 _SKIPPED_DIRS = {"__pycache__", "build", ".git"}
 
@@ -44,7 +48,13 @@ class OracleProvider:
         pass
 
     def generate(self, request: Request) -> Reply:
-        reference = request.task.reference
+        task = request.task
+        if isinstance(task, TextTask):
+            # An upskill test case: the harness self-test is a reply that holds every expected
+            # string, so prompt, reply, check and reports run with no key; it measures no skill.
+            lines = [ORACLE_CASE_REPLY, *(f"- {text}" for text in task.contains)]
+            return Reply(text="\n".join(lines) + "\n")
+        reference = task.reference
         if reference is None:  # the plugin skips such tests before they get here
             raise SampleError("generate", "the oracle model needs the marker's reference=")
         start = time.perf_counter()

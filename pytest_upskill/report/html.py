@@ -13,7 +13,7 @@ from html import escape
 from pathlib import Path
 
 from ..results import SampleRecord, Statistics, SummaryRow
-from .tables import lift_line, summary_cells
+from .tables import comparison_line, context_lines, lift_line, summary_cells
 
 __all__ = ["write_html_report"]
 
@@ -43,6 +43,13 @@ def write_html_report(path: Path, stats: Statistics, gates: list[str]) -> None:
     ]
     if stats.lift:
         parts += ["<h2>Lift</h2><ul>", *(f"<li>{escape(lift_line(r))}</li>" for r in stats.lift)]
+        parts.append("</ul>")
+    if stats.comparisons:
+        lines = (f"<li>{escape(comparison_line(r))}</li>" for r in stats.comparisons)
+        parts += ["<h2>Skill against skill</h2><ul>", *lines, "</ul>"]
+    context = context_lines(stats.summary)
+    if context:
+        parts += ["<h2>Context</h2><ul>", *(f"<li>{escape(line)}</li>" for line in context)]
         parts.append("</ul>")
     if gates:
         parts += ["<h2>Gates failed</h2><ul>", *(f"<li>{escape(g)}</li>" for g in gates), "</ul>"]

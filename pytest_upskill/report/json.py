@@ -20,5 +20,6 @@ def write_json_report(path: Path, stats: Statistics) -> None:
         "summary": [row.model_dump(mode="json", exclude={"test"}) for row in stats.summary],
         "lift": [row.model_dump(mode="json") for row in stats.lift],
         "tests": [row.model_dump(mode="json") for row in stats.by_test],
+        "comparisons": [row.model_dump(mode="json") for row in stats.comparisons],
     }
     write_json_atomically(path, document)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..results import Statistics
-from .tables import lift_line, summary_cells
+from .tables import comparison_line, context_lines, lift_line, summary_cells
 
 __all__ = ["write_markdown_report"]
 
@@ -14,6 +14,11 @@ def write_markdown_report(path: Path, stats: Statistics, gates: list[str]) -> No
     lines = ["## pytest-upskill", "", *_table(summary_cells(stats.summary, per_test=False))]
     if stats.lift:
         lines += ["", *(f"- {lift_line(row)}" for row in stats.lift)]
+    if stats.comparisons:
+        lines += ["", *(f"- {comparison_line(row)}" for row in stats.comparisons)]
+    context = context_lines(stats.summary)
+    if context:
+        lines += ["", *(f"- {line}" for line in context)]
     if gates:
         lines += ["", *(f"- **gate failed**: {gate}" for gate in gates)]
     lines += ["", "<details><summary>Per test</summary>", ""]

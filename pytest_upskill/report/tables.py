@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ..results import LiftRow, SummaryRow
+from ..results import ComparisonRow, LiftRow, SummaryRow
 
-__all__ = ["lift_line", "summary_cells"]
+__all__ = ["comparison_line", "context_lines", "lift_line", "summary_cells"]
 
 
 def summary_cells(rows: list[SummaryRow], per_test: bool) -> list[tuple[str, ...]]:
@@ -38,3 +38,34 @@ def lift_line(row: LiftRow) -> str:
         f"lift {row.model} {row.skill} vs baseline: {row.lift:+.0%} "
         f"[{row.ci_low:+.0%}, {row.ci_high:+.0%}]{verdict}"
     )
+
+
+def comparison_line(row: ComparisonRow) -> str:
+    verdict = "" if row.evidence else "  no evidence of a difference"
+    return (
+        f"compare {row.model} {row.second} vs {row.first}: {row.difference:+.0%} "
+        f"[{row.ci_low:+.0%}, {row.ci_high:+.0%}]{verdict}"
+    )
+
+
+def context_lines(summary: list[SummaryRow], baseline: str = "baseline") -> list[str]:
+    """What each skill costs in context: its block's estimated tokens and, where the model
+    reported them, the mean input tokens against the baseline's."""
+    bases = {row.model: row for row in summary if row.condition == baseline}
+    lines = []
+    for row in summary:
+        if row.condition == baseline or not row.mean_skill_tokens_estimate:
+            continue
+        line = (
+            f"context {row.model} {row.condition}: skill block ~"
+            f"{row.mean_skill_tokens_estimate:.0f} tokens (estimated: characters / 4)"
+        )
+        base = bases.get(row.model)
+        if base is not None and row.mean_input_tokens and base.mean_input_tokens:
+            extra = row.mean_input_tokens - base.mean_input_tokens
+            line += (
+                f"; input tokens {row.mean_input_tokens:.0f} vs {base.mean_input_tokens:.0f} "
+                f"baseline ({extra:+.0f}, as the model counted)"
+            )
+        lines.append(line)
+    return lines

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from ..results import Statistics
-from .tables import lift_line, summary_cells
+from .tables import comparison_line, context_lines, lift_line, summary_cells
 
 __all__ = ["summary_table"]
 
 
 def summary_table(stats: Statistics, verbose: bool = False) -> list[str]:
     """Aligned lines: per (model, condition) pass rate with its 95% interval, builds, tokens and
-    cost; then the lift of each skill; with `verbose`, the same table per test."""
+    cost; then the lift of each skill, the differences between skills and what each skill
+    costs in context; with `verbose`, the same table per test."""
     lines = _aligned(summary_cells(stats.summary, per_test=False))
     errors = sum(row.errors for row in stats.summary)
     if errors:
@@ -20,6 +21,11 @@ def summary_table(stats: Statistics, verbose: bool = False) -> list[str]:
         )
     if stats.lift:
         lines += ["", *(lift_line(row) for row in stats.lift)]
+    if stats.comparisons:
+        lines += ["", *(comparison_line(row) for row in stats.comparisons)]
+    context = context_lines(stats.summary)
+    if context:
+        lines += ["", *context]
     if verbose:
         lines += ["", *_aligned(summary_cells(stats.by_test, per_test=True))]
     return lines
