@@ -26,6 +26,12 @@ HOSTILE = {
     "        chunks.append(b'x' * (64 << 20))\n",
     "steals": _ARMED + "    import os, pathlib\n"
     "    pathlib.Path('environ.txt').write_text(repr(dict(os.environ)))\n"
+    "    link = pathlib.Path('link')\n"
+    "    link.symlink_to(os.environ['UPSKILL_TEST_VICTIM'])\n"
+    "    try:\n"
+    "        link.write_text('through a link')\n"
+    "    except PermissionError:\n"
+    "        pathlib.Path('link-refused.txt').write_text('refused')\n"
     "    pathlib.Path(os.environ['UPSKILL_TEST_VICTIM']).write_text(\n"
     "        os.environ.get('ANTHROPIC_API_KEY', 'no key'))\n",
 }
@@ -100,6 +106,7 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
     assert "UPSKILL_TEST_VICTIM" in environ
     assert SECRET not in environ
     assert "ANTHROPIC" not in environ
+    assert (Path(steals["directory"]) / "link-refused.txt").exists()
     assert SECRET not in result.stdout.str() + (pytester.path / "r.json").read_text()
     result.stdout.fnmatch_lines(
         [
