@@ -4,6 +4,8 @@
    same run with the plugin disabled (`-p no:upskill`). Target: under 30 ms.
 2. Per-item overhead with a warm build cache: N oracle samples of the example row softmax, against
    N plain parametrized tests with the same test body. Target: under 20 ms per item.
+3. What crash isolation costs: the same N oracle samples with kernels in the child process
+   (`--upskill-isolation=sandbox`, the default) against the pytest process (`off`).
 
 Times are CPU seconds of the child pytest processes; runs are interleaved and the median kept,
 because these machines are noisy.
@@ -102,21 +104,33 @@ def main() -> None:
         (upskill / "test_kernel.py").write_text(UPSKILL_SUITE)
         (plain / "test_kernel.py").write_text(PLAIN_SUITE.format(items=options.items))
         build_dir = work / "builds"
-        oracle, baseline = compare(
-            options.repeats,
-            lambda: pytest_seconds(
+
+        def oracle_run(isolation: str) -> float:
+            return pytest_seconds(
                 upskill,
                 "--upskill-model=oracle",
                 f"--upskill-samples={options.items}",
                 f"--upskill-build-dir={build_dir}",
-            ),
-            lambda: pytest_seconds(plain),
+                f"--upskill-isolation={isolation}",
+            )
+
+        in_process, baseline = compare(
+            options.repeats, lambda: oracle_run("off"), lambda: pytest_seconds(plain)
         )
-        per_item_ms = (oracle - baseline) / options.items * 1000
+        per_item_ms = (in_process - baseline) / options.items * 1000
         print(
-            f"{options.items} oracle items, warm build cache: {oracle:.2f} s vs {baseline:.2f} s "
-            f"for plain tests: +{per_item_ms:.1f} ms per item "
-            f"(ratio {oracle / baseline:.3f}; target < 20 ms)"
+            f"{options.items} oracle items, warm build cache, in process: {in_process:.2f} s vs "
+            f"{baseline:.2f} s for plain tests: +{per_item_ms:.1f} ms per item "
+            f"(ratio {in_process / baseline:.3f}; target < 20 ms)"
+        )
+        sandboxed, in_process = compare(
+            options.repeats, lambda: oracle_run("sandbox"), lambda: oracle_run("off")
+        )
+        print(
+            f"{options.items} oracle items in the sandboxed child process: {sandboxed:.2f} s vs "
+            f"{in_process:.2f} s in process: +{sandboxed - in_process:.2f} s a session "
+            f"(ratio {sandboxed / in_process:.3f}), "
+            f"{(sandboxed - in_process) / options.items * 1000:.1f} ms per item"
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)

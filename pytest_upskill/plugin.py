@@ -92,7 +92,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=("sandbox", "process", "off"),
         help="where kernels are loaded and tested: sandbox (default) = a child process without "
         "secrets that may write only in pytest's temporary folders (Landlock); process = the "
-        "same without Landlock; off = in the pytest process (for --pdb; a crash ends the session)",
+        "same without Landlock; off = in the pytest process, as --pdb and --trace imply (a crash "
+        "ends the session)",
     )
     group.addoption(
         "--upskill-memory-limit",

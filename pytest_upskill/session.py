@@ -160,6 +160,8 @@ class UpskillSession:
         from .plugin import child_key
 
         settings = load_settings(config)
+        if config.option.usepdb or config.option.trace:  # a debugger needs this process's terminal
+            settings = settings.model_copy(update={"isolation": "off"})
         child = config.stash.get(child_key, None)
         if child is not None:  # shares its parent's session as an xdist worker does
             return cls(settings, _load_skills(settings), child.upskill_input, child=True)

@@ -145,6 +145,15 @@ def test_the_header_and_records_say_where_kernels_ran(
     assert [s["isolation"] for s in samples] == [isolation]
 
 
+def test_pdb_runs_kernels_in_the_pytest_process(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    result = pytester.runpytest("--upskill-model=oracle", "--pdb", *upskill_args)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["upskill: kernels load and run in this pytest process*"])
+
+
 def test_without_landlock_the_header_says_the_sandbox_is_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
