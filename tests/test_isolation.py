@@ -8,10 +8,14 @@ import shutil
 from pathlib import Path
 
 import pytest
+from model_server import ModelServer, Received
+from test_fuzz import ATTACKS, hostile_reply
 
 from conftest import ROW_SOFTMAX_TEST
 from pytest_upskill.config import Settings
+from pytest_upskill.extract import render_reply
 from pytest_upskill.landlock import abi_version
+from pytest_upskill.models.oracle import read_project
 from pytest_upskill.session import UpskillSession
 
 # Appended to the row softmax package's __init__.py; armed only when the test says so, so one
@@ -39,8 +43,8 @@ HOSTILE = {
 _CALLED = "\nif __import__('os').environ.get('UPSKILL_TEST_HOSTILE'):\n"
 
 TEST = """
-@pytest.mark.upskill("Softmax of each row. Expose row_softmax(x).", name="row_softmax",
-                     backend="cpu", reference="solutions/{variant}")
+@pytest.mark.upskill("Attack: {variant}. Softmax of each row. Expose row_softmax(x).",
+                     name="row_softmax", backend="cpu")
 def test_{variant}(kernel):
     x = torch.randn(8, 33)
     torch.testing.assert_close(kernel.row_softmax(x), torch.softmax(x, dim=-1))
@@ -49,7 +53,8 @@ SECRET = "sk-ant-do-not-leak-0123456789"
 
 
 def _hostile_suite(pytester: pytest.Pytester, reference: Path) -> Path:
-    """One test per hostile variant of the reference, then the honest one; returns the test file."""
+    """One test per hostile reply (test_fuzz's), per hostile variant of the reference, then the
+    honest one; returns the test file."""
     package = Path("torch-ext") / "row_softmax" / "__init__.py"
     for variant, code in HOSTILE.items():
         target = reference.parent / variant
@@ -58,7 +63,7 @@ def _hostile_suite(pytester: pytest.Pytester, reference: Path) -> Path:
             code = _CALLED + "\n".join("    " + line for line in code.splitlines()) + "\n"
         with open(target / package, "a") as init:
             init.write("\n" + code)
-    tests = "".join(TEST.format(variant=v) for v in [*HOSTILE, "row_softmax"])
+    tests = "".join(TEST.format(variant=v) for v in [*ATTACKS, *HOSTILE, "row_softmax"])
     return pytester.makepyfile(test_hostile="import pytest\nimport torch\n" + tests)
 
 
@@ -71,20 +76,35 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
     monkeypatch: pytest.MonkeyPatch,
     workers: list[str],
 ) -> None:
+    """Every attack of issue 5 in one session, through a loopback model: hostile replies end at
+    extract, hostile kernels at load or check; the honest one passes."""
     test_file = _hostile_suite(pytester, reference)
     original = test_file.read_text()
-    args = ["--upskill-model=oracle", "--upskill-report=r.json", *upskill_args, *workers]
-    pytester.runpytest(*args).assert_outcomes(passed=len(HOSTILE) + 1)  # builds, unarmed
 
-    monkeypatch.setenv("UPSKILL_TEST_HOSTILE", "1")
-    monkeypatch.setenv("UPSKILL_TEST_VICTIM", str(test_file))
-    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
-    result = pytester.runpytest(*args, "--upskill-timeout=5", "--upskill-memory-limit=1.5")
+    def answer(request: Received) -> str:
+        attack = request.user.split("Attack: ")[1].split(".")[0]
+        if attack in ATTACKS:
+            return hostile_reply(request)
+        return render_reply(read_project(reference.parent / attack))
 
-    result.assert_outcomes(failed=len(HOSTILE), passed=1)
+    with ModelServer(answer=answer) as server:
+        args = [f"--upskill-model=openai:m@{server.url}/v1", "--upskill-report=r.json"]
+        args += [*upskill_args, *workers]
+        warm = pytester.runpytest(*args)  # builds every kernel, unarmed
+        warm.assert_outcomes(failed=len(ATTACKS), passed=len(HOSTILE) + 1)
+
+        monkeypatch.setenv("UPSKILL_TEST_HOSTILE", "1")
+        monkeypatch.setenv("UPSKILL_TEST_VICTIM", str(test_file))
+        monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+        result = pytester.runpytest(*args, "--upskill-timeout=5", "--upskill-memory-limit=1.5")
+
+    result.assert_outcomes(failed=len(ATTACKS) + len(HOSTILE), passed=1)
     samples = json.loads((pytester.path / "r.json").read_text())["samples"]
+    assert len(samples) == len(ATTACKS) + len(HOSTILE) + 1
     ends = {s["test"].removeprefix("test_"): (s["stage"], s["reason"]) for s in samples}
     assert ends.pop("row_softmax") == ("check", "")
+    assert {ends.pop(attack)[0] for attack in ATTACKS} == {"extract"}  # test_fuzz names reasons
+    assert not list(pytester.path.parent.rglob("pwned.cpp"))
     assert ends == {
         "segfaults_on_load": (
             "load",
@@ -98,7 +118,7 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
     }
     assert "over the limit of 1.5 GiB (--upskill-memory-limit)" in ends["hogs_memory"][1]
     assert "importing the package raised PermissionError" in ends["steals"][1]
-    assert {s["isolation"] for s in samples} == {"sandbox"}
+    assert {s["isolation"] for s in samples if s["stage"] != "extract"} == {"sandbox"}
     # The user's file is intact, the key never reached the generated code, nothing leaked.
     assert test_file.read_text() == original
     (steals,) = (s for s in samples if s["test"] == "test_steals")
@@ -113,7 +133,7 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
             "upskill: kernels load and run in a child process without secrets, writing only in "
             "pytest's temporary folders (Landlock)",
             "*Fatal Python error: Segmentation fault*",
-            "*oracle*baseline*1/7*",
+            "*openai:m*baseline*1/13*",
         ]
     )
 
