@@ -218,6 +218,9 @@ class KernelProcess:
             return self._stop(phase, "the test process sent reports that do not read back")
         if not all(isinstance(report, pytest.TestReport) for report in reports):
             return self._stop(phase, "the test process sent reports that do not read back")
+        for report in reports:
+            if isinstance(report.longrepr, list):  # a skip's (path, line, reason), through JSON
+                report.longrepr = tuple(report.longrepr)
         return reports
 
     def _stop(self, phase: str, reason: str | None) -> Verdict:

@@ -165,6 +165,23 @@ def test_the_header_and_records_say_where_kernels_ran(
     assert [s["isolation"] for s in samples] == [isolation]
 
 
+def test_a_skip_in_the_child_process_reads_back_as_a_skip(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    pytester.makepyfile(
+        ROW_SOFTMAX_TEST.replace(
+            "    x = torch.randn", "    pytest.skip('no tensor cores today')\n    x"
+        )
+    )
+    result = pytester.runpytest(
+        "--upskill-model=oracle", "-rs", "--upskill-report=r.json", *upskill_args
+    )
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["SKIPPED [[]1[]] test_*.py:*: no tensor cores today"])
+    (sample,) = json.loads((pytester.path / "r.json").read_text())["samples"]
+    assert (sample["outcome"], sample["reason"]) == ("skipped", "no tensor cores today")
+
+
 def test_pdb_runs_kernels_in_the_pytest_process(
     pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
 ) -> None:
