@@ -77,6 +77,11 @@ def build_prompt(task: Task, skill: Skill | None) -> Prompt:
         target=task.target,
         target_note=_CUDA_NOTE if task.backend == "cuda" else _CPU_NOTE,
     )
+    if task.forbid:  # the model is told the rules its sources are checked against
+        system += (
+            "\n\nThe sources must not use any of these (checked before the build, comments and "
+            f"strings aside): {', '.join(task.forbid)}."
+        )
     if skill is not None:
         system += skill_block(skill)
     return Prompt(system=system, user=task.prompt)
