@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..results import Statistics
-from .tables import lift_line, summary_cells
+from .tables import lift_line, summary_cells, suspicious_lines
 
 __all__ = ["write_markdown_report"]
 
@@ -16,6 +16,9 @@ def write_markdown_report(path: Path, stats: Statistics, gates: list[str]) -> No
         lines += ["", *(f"- {lift_line(row)}" for row in stats.lift)]
     if gates:
         lines += ["", *(f"- **gate failed**: {gate}" for gate in gates)]
+    suspicious = suspicious_lines(stats.records)
+    if suspicious:
+        lines += ["", *(f"- {line.replace('|', chr(92) + '|')}" for line in suspicious)]
     lines += ["", "<details><summary>Per test</summary>", ""]
     lines += [*_table(summary_cells(stats.by_test, per_test=True)), "", "</details>"]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..results import Statistics
-from .tables import lift_line, summary_cells
+from .tables import lift_line, summary_cells, suspicious_lines
 
 __all__ = ["summary_table"]
 
@@ -20,6 +20,9 @@ def summary_table(stats: Statistics, verbose: bool = False) -> list[str]:
         )
     if stats.lift:
         lines += ["", *(lift_line(row) for row in stats.lift)]
+    suspicious = suspicious_lines(stats.records)
+    if suspicious:
+        lines += ["", *suspicious]
     if verbose:
         lines += ["", *_aligned(summary_cells(stats.by_test, per_test=True))]
     return lines
