@@ -14,6 +14,13 @@ import torch
 
 from conftest import plant
 from pytest_upskill.check import TOLERANCES, assert_correct, speedup, time_callable
+from pytest_upskill.results import (
+    SampleRecord,
+    SpeedupRecord,
+    merge_parameter_sets,
+    speedup_fields,
+    summarize,
+)
 
 KERNEL = "kernel_src/row_softmax.cpp"
 
@@ -380,3 +387,39 @@ def test_sessions_without_a_speedup_print_the_table_as_before(
     (row,) = json.loads((pytester.path / "r.json").read_text())["summary"]
     assert row["geomean_speedup"] is None
     assert row["fast_p"] == {}
+
+
+def test_speedups_merge_over_parameter_sets_and_count_only_passing_samples() -> None:
+    def record(nodeid: str, outcome: str, *ratios: float) -> SampleRecord:
+        speedups = [SpeedupRecord(kernel_s=1.0, reference_s=r) for r in ratios]
+        return SampleRecord(
+            nodeid=nodeid,
+            test=nodeid.partition("[")[0],
+            model="m",
+            condition="baseline",
+            sample=0,
+            outcome=outcome,  # type: ignore[arg-type]
+            stage="check",
+            **speedup_fields(speedups),
+        )
+
+    records = [
+        record("test_a[m-baseline-0-small]", "passed", 2.0),
+        record("test_a[m-baseline-0-large]", "passed", 8.0),
+        record("test_b[m-baseline-0]", "failed", 20.0),  # fast but wrong: no credit
+        record("test_c[m-baseline-0]", "passed"),  # measured no speedup
+    ]
+    merged = {r.test: r for r in merge_parameter_sets(records)}
+    assert merged["test_a"].speedup == pytest.approx(4.0)
+    assert len(merged["test_a"].speedups) == 2
+    assert merged["test_b"].speedup_suspicious
+    assert merged["test_c"].speedup is None
+    (row,) = summarize(records)
+    assert row.n == 3
+    assert row.geomean_speedup == pytest.approx(4.0)
+    assert row.fast_p == {
+        "0": pytest.approx(1 / 3),
+        "1": pytest.approx(1 / 3),
+        "2": pytest.approx(1 / 3),
+    }
+    assert row.suspicious_speedups == 1
