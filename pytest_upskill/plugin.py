@@ -24,9 +24,9 @@ __all__ = ["NO_MODEL_REASON"]
 
 NO_MODEL_REASON = "no upskill model configured: pass --upskill-model=SPEC (oracle needs no key)"
 MARKER_HELP = (
-    "upskill(task, name=None, backend='cuda', capability='9.0a', reference=None, binding=None): "
-    "ask the configured models for a kernel doing `task` (text or a .md path); the test gets it "
-    "as `kernel`"
+    "upskill(task, name=None, backend='cuda', capability='9.0a', reference=None, binding=None, "
+    "forbid=(), require_launch=True): ask the configured models for a kernel doing `task` (text "
+    "or a .md path); the test gets it as `kernel`; `forbid`: patterns its sources must not hold"
 )
 
 session_key: pytest.StashKey[UpskillSession] = pytest.StashKey()
@@ -290,7 +290,8 @@ def kernel(request: pytest.FixtureRequest, upskill_sample: Sample) -> Generator[
     session = request.config.stash[session_key]
     module = session.kernel(upskill_sample)
     _raise_errors(upskill_sample)
-    with session.hold_device(upskill_sample):  # the test runs the kernel: one test per GPU
+    # The test runs the kernel: one test per GPU; check.speedup records on the active sample.
+    with session.hold_device(upskill_sample), upskill_sample.active():
         yield module
 
 

@@ -3,6 +3,8 @@
 Binding rules are kernel-builder's (ops registered through TORCH_LIBRARY_EXPAND with the
 build's own namespace, no Python bindings compiled in); `binding="any"` lifts them. Compiler
 flags from build.toml always pass an allow-list: they reach nvcc and g++ on the user's machine.
+Task rules come from the marker: a CUDA task must launch a `__global__` function of its own,
+and no source may hold a pattern of `forbid` (an ATen op doing the work, a second stream).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ from collections.abc import Iterator
 from .config import Binding
 from .errors import SampleFailed
 from .project import Project
+from .task import Task
 
-__all__ = ["check_project", "cuda_flags", "cxx_flags"]
+__all__ = ["check_project", "check_task_rules", "cuda_flags", "cxx_flags", "forbidden"]
 
 _C_FAMILY = (".c", ".cc", ".cpp", ".cxx", ".cu", ".cuh", ".h", ".hh", ".hpp", ".hxx", ".inl", ".mm")
 _TOKENS = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|//[^\n]*|/\*.*?\*/', re.S)
@@ -25,6 +28,13 @@ _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*[<"]([^>"\n]+)[>"]', re.M)
 _DEFINE = re.compile(r"^[ \t]*#[ \t]*define\b(?:\\\n|[^\n])*", re.M)
 _LIBRARY_MACRO = re.compile(r"\b(TORCH_LIBRARY(?:_IMPL|_FRAGMENT)?(?:_EXPAND)?)\s*\(\s*(\w*)")
 _ESCAPE = "or pass --upskill-binding=any to build it anyway"
+# Attributes between `__global__` and the kernel's name, whose parentheses would hide it.
+_KERNEL_ATTRIBUTE = re.compile(r"\b__(launch_bounds|cluster_dims|maxnreg)__\s*\([^)]*\)")
+_GLOBAL = re.compile(r"\b__global__\b[^;{}()]*?\b(\w+)\s*\(")
+_LAUNCH = re.compile(
+    r"<<<|\b(cudaLaunchKernel\w*|cudaLaunchCooperativeKernel\w*|cuLaunchKernel\w*)\s*\("
+)
+_MAX_NAMED = 5  # violations named in one reason
 
 # Flags a kernel author needs; anything else (plugins, output paths, include paths outside the
 # project, response files, other targets) is refused by name.
@@ -63,6 +73,75 @@ def check_project(project: Project, backend: str, binding: Binding) -> None:
         for path, content in sorted(project.files.items()):
             for line, problem in _binding_problems(path, content):
                 raise SampleFailed("policy", f"{path}:{line}: {problem}; {_ESCAPE}")
+
+
+def check_task_rules(project: Project, task: Task) -> None:
+    """Raise SampleFailed at `policy` when the sources break the task's own rules."""
+    if task.backend == "cuda" and task.require_launch:
+        problem = _launch_problem(project)
+        if problem is not None:
+            raise SampleFailed("policy", problem)
+    found = forbidden(project, task.forbid)
+    if found:
+        named = [f"{path}:{line} uses {text!r}" for path, line, text in found[:_MAX_NAMED]]
+        more = f" and {len(found) - _MAX_NAMED} more" if len(found) > _MAX_NAMED else ""
+        raise SampleFailed(
+            "policy",
+            f"{'; '.join(named)}{more}: the task forbids {', '.join(map(repr, task.forbid))}",
+        )
+
+
+def forbidden(project: Project, patterns: tuple[str, ...]) -> list[tuple[str, int, str]]:
+    """Where the sources (comments and strings aside) hold a pattern: (path, line, text)."""
+    compiled = [_pattern(p) for p in patterns]
+    found = []
+    for path, content in sorted(project.files.items()):
+        if path.endswith(_C_FAMILY):
+            code = _without_comments(content, keep_strings=False)
+        elif path.endswith(".py"):
+            code = _python_code(content)
+        else:
+            continue
+        for pattern in compiled:
+            for match in pattern.finditer(code):
+                found.append((path, _line(code, match.start()), match.group()))
+    return sorted(found, key=lambda item: (item[0], item[1]))
+
+
+def _pattern(text: str) -> re.Pattern[str]:
+    """A regular expression, or the plain text where it is not one; a pattern that begins with
+    a word character does not match inside a longer word (`at::mm` is not in `cat::mm`)."""
+    try:
+        source = re.compile(text).pattern
+    except re.error:
+        source = re.escape(text)
+    return re.compile(("(?<!\\w)" if re.match(r"\w", text) else "") + source)
+
+
+def _launch_problem(project: Project) -> str | None:
+    kernels: set[str] = set()
+    launches: list[str] = []  # the statements that launch something
+    for path, content in sorted(project.files.items()):
+        if not path.endswith(_C_FAMILY):
+            continue
+        code = _KERNEL_ATTRIBUTE.sub(" ", _without_comments(content, keep_strings=False))
+        kernels.update(match.group(1) for match in _GLOBAL.finditer(code))
+        for match in _LAUNCH.finditer(code):
+            begin = max(code.rfind(c, 0, match.start()) for c in ";{}") + 1
+            end = code.find(";", match.end())
+            launches.append(code[begin : end if end >= 0 else len(code)])
+    if not kernels:
+        return (
+            "the project defines no __global__ function: the task asks for a CUDA kernel, "
+            "not only host code or library calls"
+        )
+    for statement in launches:
+        if any(re.search(rf"\b{re.escape(name)}\b", statement) for name in kernels):
+            return None
+    return (
+        f"no __global__ function of the project is launched (defined: {', '.join(sorted(kernels))}"
+        "): launch one with <<<...>>> or cudaLaunchKernel"
+    )
 
 
 def cxx_flags(project: Project, backend: str) -> dict[str, list[str]]:
@@ -195,6 +274,26 @@ def _python_binding_problems(content: str) -> Iterator[tuple[int, str]]:
                 ),
             )
             return
+
+
+def _python_code(content: str) -> str:
+    """Python source with comments and strings blanked; lines keep their numbers."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(content).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return content
+    blanked = {tokenize.COMMENT, tokenize.STRING, getattr(tokenize, "FSTRING_MIDDLE", -1)}
+    lines = [list(line) for line in content.splitlines(keepends=True)]
+    for token in tokens:
+        if token.type not in blanked:
+            continue
+        (first, start), (last, stop) = token.start, token.end
+        for row in range(first, last + 1):
+            chars = lines[row - 1]
+            for k in range(start if row == first else 0, stop if row == last else len(chars)):
+                if chars[k] != "\n":
+                    chars[k] = " "
+    return "".join("".join(chars) for chars in lines)
 
 
 def _without_comments(content: str, *, keep_strings: bool) -> str:

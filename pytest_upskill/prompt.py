@@ -109,5 +109,10 @@ def build_prompt(
             target=task.target,
             target_note=_CUDA_NOTE if task.backend == "cuda" else _CPU_NOTE,
         )
+        if task.forbid:  # the model is told the rules its sources are checked against
+            system += (
+                "\n\nThe sources must not use any of these (checked before the build, comments "
+                f"and strings aside): {', '.join(task.forbid)}."
+            )
     block = "" if skill is None else skill_block(skill, references, task.prompt)
     return Prompt(system=system + block, user=task.prompt, skill_chars=len(block))

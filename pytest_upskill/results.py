@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -12,15 +13,19 @@ from .errors import Stage
 from .stats import newcombe_interval, pass_at_k, wilson_interval
 
 __all__ = [
+    "FAST_P",
+    "SUSPICIOUS_SPEEDUP",
     "ComparisonRow",
     "LiftRow",
     "SampleRecord",
+    "SpeedupRecord",
     "Statistics",
     "SummaryRow",
     "comparisons",
     "gate_failures",
     "lift",
     "merge_parameter_sets",
+    "speedup_fields",
     "statistics",
     "summarize",
     "summarize_by_test",
@@ -28,10 +33,51 @@ __all__ = [
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
 
+SUSPICIOUS_SPEEDUP = 10.0  # a kernel this much faster than its reference is flagged
+FAST_P = (0, 1, 2)  # fast_p: the share of samples correct and more than p times as fast
+
 
 class UsageRecord(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
+
+
+class SpeedupRecord(BaseModel):
+    """One `check.speedup` call of a sample's test: median times in seconds."""
+
+    shape: str = "default"
+    kernel_s: float
+    reference_s: float
+    warnings: list[str] = []
+
+    @property
+    def speedup(self) -> float:
+        return self.reference_s / self.kernel_s if self.kernel_s > 0 else math.inf
+
+
+def speedup_fields(speedups: list[SpeedupRecord]) -> dict[str, Any]:
+    """The speedup fields of a sample's record: geometric means over its measurements (so
+    speedup = reference_s / kernel_s), and whether it looks too good to be true."""
+    if not speedups:
+        return {"speedups": []}
+    kernel_s = _geomean([s.kernel_s for s in speedups])
+    reference_s = _geomean([s.reference_s for s in speedups])
+    ratio = reference_s / kernel_s if kernel_s > 0 else math.inf
+    return {
+        "speedup": round(ratio, 6) if math.isfinite(ratio) else None,
+        "kernel_s": kernel_s,
+        "reference_s": reference_s,
+        "speedup_suspicious": not math.isfinite(ratio)
+        or ratio > SUSPICIOUS_SPEEDUP
+        or any(s.warnings for s in speedups),
+        "speedups": speedups,
+    }
+
+
+def _geomean(values: list[float]) -> float:
+    if any(v <= 0 for v in values):
+        return 0.0
+    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 class SampleRecord(BaseModel):
@@ -60,6 +106,12 @@ class SampleRecord(BaseModel):
     build_directory: str = ""  # the cached build, whose build.log the HTML report shows
     warnings: list[str] = []
     isolation: str = ""  # sandbox (child process, Landlock), process (child process) or off
+    # From check.speedup in the test, when it calls it: reference time over kernel time.
+    speedup: float | None = None
+    kernel_s: float | None = None
+    reference_s: float | None = None
+    speedup_suspicious: bool = False  # over SUSPICIOUS_SPEEDUP, or work outside the timed stream
+    speedups: list[SpeedupRecord] = []
 
 
 class SummaryRow(BaseModel):
@@ -84,6 +136,12 @@ class SummaryRow(BaseModel):
     mean_cost_usd: float | None  # over the samples whose price is known; None if none is
     # What the skill costs in context: its block in the prompt, characters / 4 (an estimate).
     mean_skill_tokens_estimate: float = 0.0
+    # Over passing samples that measured a speedup; None when none did.
+    geomean_speedup: float | None = None
+    # p -> the share of the n samples that passed and were more than p times as fast as the
+    # reference (KernelBench's fast_p); empty when no sample measured a speedup.
+    fast_p: dict[str, float] = {}
+    suspicious_speedups: int = 0
 
 
 class LiftRow(BaseModel):
@@ -142,7 +200,23 @@ def _row(
         mean_latency_s=_mean([r.latency_s for r in group]),
         mean_cost_usd=_mean(costs) if costs else None,
         mean_skill_tokens_estimate=_mean([r.skill_tokens_estimate for r in group]),
+        **_speed(counted, group),
     )
+
+
+def _speed(counted: list[SampleRecord], group: list[SampleRecord]) -> dict[str, Any]:
+    if not any(r.speedup is not None for r in group):
+        return {}
+    passing = [r.speedup for r in counted if r.outcome == "passed" and r.speedup is not None]
+    fast = {
+        str(p): round(sum(s > p for s in passing) / len(counted), 6) if counted else 0.0
+        for p in FAST_P
+    }
+    return {
+        "geomean_speedup": round(_geomean(passing), 6) if passing else None,
+        "fast_p": fast,
+        "suspicious_speedups": sum(r.speedup_suspicious for r in group),
+    }
 
 
 def _mean(values: list[float] | list[int]) -> float:
@@ -179,7 +253,9 @@ def merge_parameter_sets(records: Iterable[SampleRecord]) -> list[SampleRecord]:
     merged = []
     for group in samples.values():
         deciding = min(group, key=lambda r: _PRECEDENCE.index(r.outcome))
-        merged.append(deciding.model_copy(update={"built": any(r.built for r in group)}))
+        speedups = [s for r in group for s in r.speedups]
+        update = {"built": any(r.built for r in group), **speedup_fields(speedups)}
+        merged.append(deciding.model_copy(update=update))
     return merged
 
 

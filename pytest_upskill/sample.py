@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -14,10 +16,10 @@ from .errors import SampleFailed, SampleSkipped, Stage, UpskillIssue
 from .extract import extract_files
 from .load import NO_DEVICE, device_mismatch, load_kernel
 from .models import Request, Usage
-from .policy import check_project
+from .policy import check_project, check_task_rules
 from .project import load_project, write_project
 from .prompt import Prompt
-from .results import Outcome, SampleRecord, UsageRecord
+from .results import Outcome, SampleRecord, SpeedupRecord, UsageRecord, speedup_fields
 from .task import Task
 
 if TYPE_CHECKING:
@@ -25,7 +27,14 @@ if TYPE_CHECKING:
     from .skill import Skill
     from .task import TextTask
 
-__all__ = ["Case", "Sample"]
+__all__ = ["Case", "Sample", "active_sample"]
+
+_active: Sample | None = None  # the sample whose test is running: check.speedup records on it
+
+
+def active_sample() -> Sample | None:
+    """The sample whose test body is running in this process, if any."""
+    return _active
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,7 @@ class Sample:
     issue: UpskillIssue | None = None
     warnings: list[str] = field(default_factory=list)
     isolation: str = "off"  # where its kernel loads and runs: sandbox, process or off
+    speedups: list[SpeedupRecord] = field(default_factory=list)
 
     @property
     def model(self) -> str:
@@ -116,6 +126,7 @@ class Sample:
         self.stage = "policy"
         binding = task.binding or settings.binding
         check_project(project, task.backend, binding)
+        check_task_rules(project, task)
         self.stage = "build"
         self.build = build_project(project, task, settings.build_dir, settings.timeout_s, binding)
         if not self.build.ok:
@@ -141,6 +152,26 @@ class Sample:
                 raise SampleSkipped("load", f"built for {targets}; {unrunnable}")
         self.stage = "check"
         return module
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """Make this the sample `check.speedup` records on while its test runs."""
+        global _active
+        _active = self
+        try:
+            yield
+        finally:
+            _active = None
+
+    def add_speedup(
+        self, kernel_s: float, reference_s: float, shape: str, warnings: list[str]
+    ) -> None:
+        """Keep one `check.speedup` measurement for the record."""
+        self.speedups.append(
+            SpeedupRecord(
+                shape=shape, kernel_s=kernel_s, reference_s=reference_s, warnings=warnings
+            )
+        )
 
     def record(self, outcome: Outcome, reason: str) -> SampleRecord:
         return SampleRecord(
@@ -168,6 +199,7 @@ class Sample:
             build_directory=self.build.directory if self.build else "",
             warnings=self.warnings,
             isolation=self.isolation,
+            **speedup_fields(self.speedups),
         )
 
 

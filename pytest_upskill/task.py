@@ -32,6 +32,25 @@ class Task(BaseModel):
     capability: str = "9.0a"
     reference: Path | None = None
     binding: Binding | None = None  # None: the session's setting
+    # Patterns (regular expressions, or plain text where they are not one) the project's
+    # sources must not hold, comments and strings aside: ATen compute ops, a second stream.
+    forbid: tuple[str, ...] = ()
+    # cuda backend: the project must define a __global__ function and launch it.
+    require_launch: bool = True
+
+    @field_validator("forbid", mode="before")
+    @classmethod
+    def _patterns(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("must be a list of patterns, such as ['at::layer_norm']")
+        return value
+
+    @field_validator("forbid")
+    @classmethod
+    def _nonempty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not pattern.strip() for pattern in value):
+            raise ValueError("holds an empty pattern")
+        return value
 
     @field_validator("name")
     @classmethod
@@ -101,6 +120,7 @@ def task_from_marker(
         message = str(first["msg"]).removeprefix("Value error, ")
         if first["type"] == "extra_forbidden":
             message = (
-                "is not an argument of the marker (name, backend, capability, reference, binding)"
+                "is not an argument of the marker (name, backend, capability, reference, binding, "
+                "forbid, require_launch)"
             )
         raise TaskInvalid(f"@pytest.mark.upskill: {field} {message}") from None

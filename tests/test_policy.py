@@ -10,8 +10,9 @@ import pytest
 
 from conftest import ROW_SOFTMAX_TEST
 from pytest_upskill.errors import SampleFailed
-from pytest_upskill.policy import check_project, cuda_flags, cxx_flags
+from pytest_upskill.policy import check_project, check_task_rules, cuda_flags, cxx_flags, forbidden
 from pytest_upskill.project import Project, load_project, write_project
+from pytest_upskill.task import Task, TaskInvalid, task_from_marker
 
 BUILD_TOML = """
 [general]
@@ -245,3 +246,110 @@ def test_binding_any_builds_what_kernel_builder_would_reject(
 
     result = pytester.runpytest(*args, "--upskill-binding=any")
     result.assert_outcomes(passed=2)
+
+
+# Task rules: a CUDA task launches a __global__ function of its own; `forbid` patterns.
+
+LAUNCHED = """\
+#include <cuda_runtime.h>
+template <typename T>
+__global__ void __launch_bounds__(256) relu_kernel(T* out, const T* in, int n) {}
+void relu(float* out, const float* in, int n) {
+  relu_kernel<float><<<(n + 255) / 256, 256>>>(out, in, n);
+}
+"""
+
+
+def task(**fields: object) -> Task:
+    return task_from_marker(("Write relu.",), dict(fields), "relu", Path(__file__))
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        LAUNCHED,
+        LAUNCHED.replace(
+            "relu_kernel<float><<<(n + 255) / 256, 256>>>(out, in, n);",
+            "void* args[] = {&out, &in, &n};\n"
+            "  cudaLaunchKernel((void*)relu_kernel<float>, dim3(1), dim3(256), args, 0, 0);",
+        ),
+    ],
+)
+def test_a_cuda_task_passes_when_it_launches_a_kernel_of_its_own(
+    tmp_path: Path, source: str
+) -> None:
+    check_task_rules(project(tmp_path, files={"relu_cuda/relu.cu": source}), task())
+
+
+@pytest.mark.parametrize(
+    ("source", "reason"),
+    [
+        (
+            "// __global__ void relu_kernel() {}\nvoid relu() { at::relu_(x); }\n",
+            "the project defines no __global__ function: the task asks for a CUDA kernel",
+        ),
+        (
+            LAUNCHED.replace("relu_kernel<float><<<", "/* relu_kernel<float><<< */ other<<<"),
+            "no __global__ function of the project is launched (defined: relu_kernel): launch "
+            "one with <<<...>>> or cudaLaunchKernel",
+        ),
+    ],
+)
+def test_a_cuda_task_without_a_launched_kernel_fails_at_policy(
+    tmp_path: Path, source: str, reason: str
+) -> None:
+    files = {"relu_cuda/relu.cu": source}
+    with pytest.raises(SampleFailed, match=re.escape(reason)) as excinfo:
+        check_task_rules(project(tmp_path, files=files), task())
+    assert excinfo.value.stage == "policy"
+    check_task_rules(project(tmp_path / "off", files=files), task(require_launch=False))
+    check_task_rules(project(tmp_path / "cpu", files=files), task(backend="cpu"))
+
+
+def test_forbidden_patterns_are_named_with_file_and_line(tmp_path: Path) -> None:
+    files = {
+        "relu_cuda/host.cpp": (
+            '// at::relu in a comment, and a string: "torch::relu"\n'
+            "at::Tensor f(at::Tensor x) {\n"
+            "  auto s = at::cuda::getStreamFromPool();\n"
+            "  return ::at::relu(x);  // cat::relu( is not at::relu\n"
+            "}\n"
+        ),
+        "torch-ext/relu/__init__.py": (
+            '"""torch.relu in a docstring."""\n'
+            "from ._ops import ops  # torch.relu in a comment\n"
+            "def relu(x):\n"
+            "    return torch.relu(x)\n"
+        ),
+        "relu_cuda/relu.cu": LAUNCHED,
+    }
+    forbid = ["at::relu", r"torch\.relu\(", "getStreamFromPool|cudaStreamCreate", "cat::relu("]
+    with pytest.raises(SampleFailed) as excinfo:
+        check_task_rules(project(tmp_path, files=files), task(forbid=forbid))
+    assert excinfo.value.stage == "policy"
+    assert excinfo.value.reason == (
+        "relu_cuda/host.cpp:3 uses 'getStreamFromPool'; relu_cuda/host.cpp:4 uses 'at::relu'; "
+        "torch-ext/relu/__init__.py:4 uses 'torch.relu(': the task forbids 'at::relu', "
+        "'torch\\\\.relu\\\\(', 'getStreamFromPool|cudaStreamCreate', 'cat::relu('"
+    )
+    assert (
+        forbidden(project(tmp_path / "clean", files={"relu_cuda/relu.cu": LAUNCHED}), tuple(forbid))
+        == []
+    )
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"forbid": "at::relu"}, "forbid must be a list of patterns, such as ['at::layer_norm']"),
+        ({"forbid": ["at::relu", " "]}, "forbid holds an empty pattern"),
+        (
+            {"forbids": ["at::relu"]},
+            "forbids is not an argument of the marker (name, backend, capability, reference, "
+            "binding, forbid, require_launch)",
+        ),
+    ],
+)
+def test_marker_rules_are_validated(fields: dict[str, object], message: str) -> None:
+    with pytest.raises(TaskInvalid, match=re.escape(f"@pytest.mark.upskill: {message}")):
+        task(**fields)

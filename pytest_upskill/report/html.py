@@ -13,7 +13,13 @@ from html import escape
 from pathlib import Path
 
 from ..results import SampleRecord, Statistics, SummaryRow
-from .tables import comparison_line, context_lines, lift_line, summary_cells
+from .tables import (
+    comparison_line,
+    context_lines,
+    lift_line,
+    summary_cells,
+    suspicious_lines,
+)
 
 __all__ = ["write_html_report"]
 
@@ -53,6 +59,10 @@ def write_html_report(path: Path, stats: Statistics, gates: list[str]) -> None:
         parts.append("</ul>")
     if gates:
         parts += ["<h2>Gates failed</h2><ul>", *(f"<li>{escape(g)}</li>" for g in gates), "</ul>"]
+    suspicious = suspicious_lines(stats.records)
+    if suspicious:
+        parts += ['<h2>Suspicious speedups</h2><ul class="suspicious">']
+        parts += [*(f"<li>{escape(line)}</li>" for line in suspicious), "</ul>"]
     parts += ["<h2>Per test</h2>", _table(summary_cells(stats.by_test, per_test=True))]
     parts += ["<h2>Samples</h2>", *(_drill_down(record) for record in stats.records)]
     parts.append("</body></html>")
@@ -120,6 +130,8 @@ def _table(cells: list[tuple[str, ...]]) -> str:
 
 def _drill_down(record: SampleRecord) -> str:
     title = f"{record.nodeid}: {record.outcome} at {record.stage}"
+    if record.speedup is not None:
+        title += f", speedup {record.speedup:.2f}x"
     if record.reason:
         title += f": {record.reason}"
     parts = [

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..results import Statistics
-from .tables import comparison_line, context_lines, lift_line, summary_cells
+from .tables import (
+    comparison_line,
+    context_lines,
+    lift_line,
+    summary_cells,
+    suspicious_lines,
+)
 
 __all__ = ["write_markdown_report"]
 
@@ -21,6 +27,9 @@ def write_markdown_report(path: Path, stats: Statistics, gates: list[str]) -> No
         lines += ["", *(f"- {line}" for line in context)]
     if gates:
         lines += ["", *(f"- **gate failed**: {gate}" for gate in gates)]
+    suspicious = suspicious_lines(stats.records)
+    if suspicious:
+        lines += ["", *(f"- {line.replace('|', chr(92) + '|')}" for line in suspicious)]
     lines += ["", "<details><summary>Per test</summary>", ""]
     lines += [*_table(summary_cells(stats.by_test, per_test=True)), "", "</details>"]
     path.parent.mkdir(parents=True, exist_ok=True)

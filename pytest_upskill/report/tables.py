@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
-from ..results import ComparisonRow, LiftRow, SummaryRow
+from ..results import FAST_P, ComparisonRow, LiftRow, SampleRecord, SummaryRow
 
-__all__ = ["comparison_line", "context_lines", "lift_line", "summary_cells"]
+__all__ = [
+    "comparison_line",
+    "context_lines",
+    "lift_line",
+    "summary_cells",
+    "suspicious_lines",
+]
 
 
 def summary_cells(rows: list[SummaryRow], per_test: bool) -> list[tuple[str, ...]]:
     """A header, then one line of cells per row."""
     header: tuple[str, ...] = ("model", "condition", "passed", "rate", "95% CI", "built")
     header += ("skipped", "errors", "tokens out", "cost")
+    # Speed columns only when a test measured a speedup: other sessions' tables stay as they were.
+    speed = any(row.fast_p for row in rows)
+    if speed:
+        header += ("speedup", *(f"fast_{p}" for p in FAST_P))
     table = [(("test",) if per_test else ()) + header]
     for row in rows:
         cost = "-" if row.mean_cost_usd is None else f"${row.mean_cost_usd:.4f}"
@@ -28,8 +38,30 @@ def summary_cells(rows: list[SummaryRow], per_test: bool) -> list[tuple[str, ...
                 f"{row.mean_output_tokens:.0f}",
                 cost,
             )
+            + (_speed_cells(row) if speed else ())
         )
     return table
+
+
+def _speed_cells(row: SummaryRow) -> tuple[str, ...]:
+    geomean = "-" if row.geomean_speedup is None else f"{row.geomean_speedup:.2f}x"
+    fast = tuple(
+        f"{row.fast_p[str(p)]:.0%}" if str(p) in row.fast_p and row.n else "-" for p in FAST_P
+    )
+    return (geomean, *fast)
+
+
+def suspicious_lines(records: list[SampleRecord]) -> list[str]:
+    """One line per sample whose speedup looks too good to be true."""
+    lines = []
+    for record in records:
+        if not record.speedup_suspicious:
+            continue
+        ratio = "inf" if record.speedup is None else f"{record.speedup:.1f}"
+        lines.append(f"upskill: suspicious speedup {ratio}x in {record.nodeid}: check for cheating")
+        warned = dict.fromkeys(w for s in record.speedups for w in s.warnings)
+        lines += [f"upskill: {record.nodeid}: {warning}" for warning in warned]
+    return lines
 
 
 def lift_line(row: LiftRow) -> str:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from ..results import Statistics
-from .tables import comparison_line, context_lines, lift_line, summary_cells
+from .tables import (
+    comparison_line,
+    context_lines,
+    lift_line,
+    summary_cells,
+    suspicious_lines,
+)
 
 __all__ = ["summary_table"]
 
@@ -26,6 +32,9 @@ def summary_table(stats: Statistics, verbose: bool = False) -> list[str]:
     context = context_lines(stats.summary)
     if context:
         lines += ["", *context]
+    suspicious = suspicious_lines(stats.records)
+    if suspicious:
+        lines += ["", *suspicious]
     if verbose:
         lines += ["", *_aligned(summary_cells(stats.by_test, per_test=True))]
     return lines
