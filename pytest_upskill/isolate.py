@@ -53,27 +53,21 @@ class Verdict:
         self.stage, self.reason, self.detail, self.harness = stage, reason, detail, harness
 
 
+def _proc_gib(path: str, field: str) -> float:
+    """A size in kB from a /proc status file (`MemTotal:`, `VmRSS:`), in GiB; 0 if not there."""
+    try:
+        with open(path, encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field):
+                    return int(line.split()[1]) / (1 << 20)
+    except OSError:
+        pass
+    return 0.0
+
+
 def memory_total_gib() -> float:
     """This machine's memory, GiB (0 where /proc/meminfo is not there)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) / (1 << 20)
-    except OSError:
-        pass
-    return 0.0
-
-
-def _resident_gib(pid: int) -> float:
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / (1 << 20)
-    except OSError:
-        pass
-    return 0.0
+    return _proc_gib("/proc/meminfo", "MemTotal:")
 
 
 def _death(returncode: int) -> str:
@@ -191,7 +185,7 @@ class KernelProcess:
         while not self._connection.poll(_POLL_S):
             if time.monotonic() > deadline:
                 return self._stop(phase, f"timed out after {timeout_s:g} s (--upskill-timeout)")
-            used = _resident_gib(self._process.pid)
+            used = _proc_gib(f"/proc/{self._process.pid}/status", "VmRSS:")
             if used > self.memory_limit_gib:
                 return self._stop(
                     phase,

@@ -296,7 +296,6 @@ def lift(
         skill = row
         if records is not None:
             base, skill = _on_common_tests(records, row.model, baseline, row.condition)
-        low, high = newcombe_interval(skill.passed, skill.n, base.passed, base.n)
         rows.append(
             LiftRow(
                 model=row.model,
@@ -304,9 +303,7 @@ def lift(
                 baseline_rate=base.pass_rate,
                 skill_rate=skill.pass_rate,
                 lift=round(skill.pass_rate - base.pass_rate, 6),
-                ci_low=round(low, 4),
-                ci_high=round(high, 4),
-                evidence=low > 0 or high < 0,
+                **_interval(skill, base),
             )
         )
     return rows
@@ -324,7 +321,6 @@ def comparisons(
                 a, b = _on_common_tests(records, model, first, second)
                 if not a.n and not b.n:
                     continue  # no test ran both: nothing to compare
-                low, high = newcombe_interval(b.passed, b.n, a.passed, a.n)
                 rows.append(
                     ComparisonRow(
                         model=model,
@@ -333,12 +329,17 @@ def comparisons(
                         first_rate=a.pass_rate,
                         second_rate=b.pass_rate,
                         difference=round(b.pass_rate - a.pass_rate, 6),
-                        ci_low=round(low, 4),
-                        ci_high=round(high, 4),
-                        evidence=low > 0 or high < 0,
+                        **_interval(b, a),
                     )
                 )
     return rows
+
+
+def _interval(row: SummaryRow, other: SummaryRow) -> dict[str, Any]:
+    """The 95% interval of `row`'s pass rate minus `other`'s (Newcombe), and whether it
+    leaves out 0."""
+    low, high = newcombe_interval(row.passed, row.n, other.passed, other.n)
+    return {"ci_low": round(low, 4), "ci_high": round(high, 4), "evidence": low > 0 or high < 0}
 
 
 def _on_common_tests(
