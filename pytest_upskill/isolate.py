@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 __all__ = ["KernelProcess", "Verdict", "memory_total_gib"]
 
-# The child's phase -> the stage a sample is at when the child stops answering in it.
+# The child's phases, in order -> the stage a sample is at when the child stops answering in it.
 _STAGE_OF_PHASE: dict[str, Stage] = {
     "start": "load",
     "setup": "load",
@@ -124,7 +124,12 @@ class KernelProcess:
         home.mkdir(parents=True, exist_ok=True)
         self._log = home / "output.log"
         environ = scrubbed_environ()
-        environ["TMPDIR"] = str(home)  # temporary files stay where the sandbox lets them
+        # Temporary files (and in the sandbox the JIT caches of CUDA and Triton) go where the
+        # sandbox lets them.
+        environ["TMPDIR"] = str(home)
+        if self.sandbox:
+            environ.setdefault("CUDA_CACHE_PATH", str(home / "cuda-cache"))
+            environ.setdefault("TRITON_CACHE_DIR", str(home / "triton-cache"))
         ours, theirs = socket.socketpair()
         with open(self._log, "wb") as log:
             self._process = subprocess.Popen(
@@ -156,7 +161,7 @@ class KernelProcess:
         assert self._connection is not None
         phase = "start"
         if not self._ready:
-            answer = self._receive(phase, max(self.timeout_s, _START_S))
+            answer = self._receive(phase, time.monotonic(), max(self.timeout_s, _START_S))
             if isinstance(answer, Verdict):
                 reason = f"the test process did not start: {answer.reason}"
                 return Verdict("load", reason, self._log_tail(), harness=True)
@@ -166,25 +171,30 @@ class KernelProcess:
             self._connection.send_bytes(pickle.dumps(request))
         except OSError:
             return self._stop("start", "the test process is gone")
+        phases = list(_STAGE_OF_PHASE)
+        since = time.monotonic()
         while True:
-            answer = self._receive(phase, self.timeout_s)
+            answer = self._receive(phase, since, self.timeout_s)
             if isinstance(answer, Verdict):
                 return answer
-            if "phase" in answer and answer["phase"] in _STAGE_OF_PHASE:
-                phase = answer["phase"]
+            # Each phase gets the timeout once: a kernel that writes "phase" messages itself
+            # gains no time.
+            new = answer.get("phase")
+            if new in phases and phases.index(new) > phases.index(phase):
+                phase, since = new, time.monotonic()
             elif "reports" in answer:
                 return self._reports(answer["reports"], phase)
             elif "missing" in answer:
-                return self._stop(phase, f"the test process did not collect {item.nodeid}")
+                verdict = self._stop(phase, f"the test process did not collect {item.nodeid}")
+                return Verdict(verdict.stage, verdict.reason, harness=True)
 
-    def _receive(self, phase: str, timeout_s: float) -> dict[str, Any] | Verdict:
-        """The child's next message, waiting at most `timeout_s` and watching its memory."""
+    def _receive(self, phase: str, since: float, seconds: float) -> dict[str, Any] | Verdict:
+        """The child's next message, waiting until `seconds` after `since`, watching its memory."""
         assert self._process is not None
         assert self._connection is not None
-        deadline = time.monotonic() + timeout_s
         while not self._connection.poll(_POLL_S):
-            if time.monotonic() > deadline:
-                return self._stop(phase, f"timed out after {timeout_s:g} s (--upskill-timeout)")
+            if time.monotonic() > since + seconds:
+                return self._stop(phase, f"timed out after {seconds:g} s (--upskill-timeout)")
             used = _proc_gib(f"/proc/{self._process.pid}/status", "VmRSS:")
             if used > self.memory_limit_gib:
                 return self._stop(
@@ -194,8 +204,10 @@ class KernelProcess:
                 )
         try:
             message = json.loads(self._connection.recv_bytes(_LARGEST_MESSAGE))
-        except (EOFError, OSError):
+        except EOFError:
             return self._stop(phase, None)
+        except OSError:  # longer than _LARGEST_MESSAGE, or a broken connection
+            return self._stop(phase, "the test process sent a message too long to read")
         except ValueError:
             return self._stop(phase, "the test process sent something that is not a message")
         if not isinstance(message, dict):

@@ -27,7 +27,14 @@ HOSTILE = {
     "exits": "def row_softmax(x):\n    import os; os._exit(0)\n",
     "spins": "def row_softmax(x):\n    while True:\n        pass\n",
     "hogs_memory": "def row_softmax(x):\n    chunks = []\n    while True:\n"
-    "        chunks.append(b'x' * (64 << 20))\n",
+    "        chunks.append(b'x' * (128 << 20))\n",
+    # It writes the harness's own "phase" messages to win more time: each phase counts once.
+    "forges_phases": "def row_softmax(x):\n    import json, os, struct, sys, time\n"
+    "    while True:\n"
+    "        for phase in ('setup', 'load', 'check', 'teardown'):\n"
+    "            message = json.dumps({'phase': phase}).encode()\n"
+    "            os.write(int(sys.argv[1]), struct.pack('!i', len(message)) + message)\n"
+    "        time.sleep(0.5)\n",
     "steals": _ARMED + "    import os, pathlib\n"
     "    pathlib.Path('environ.txt').write_text(repr(dict(os.environ)))\n"
     "    link = pathlib.Path('link')\n"
@@ -96,7 +103,8 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
         monkeypatch.setenv("UPSKILL_TEST_HOSTILE", "1")
         monkeypatch.setenv("UPSKILL_TEST_VICTIM", str(test_file))
         monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
-        result = pytester.runpytest(*args, "--upskill-timeout=5", "--upskill-memory-limit=1.5")
+        # A timeout long enough for the hog to pass 1.5 GiB on a busy runner first.
+        result = pytester.runpytest(*args, "--upskill-timeout=10", "--upskill-memory-limit=1.5")
 
     result.assert_outcomes(failed=len(ATTACKS) + len(HOSTILE), passed=1)
     samples = json.loads((pytester.path / "r.json").read_text())["samples"]
@@ -112,7 +120,8 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
         ),
         "aborts": ("check", "the test process was killed by SIGABRT (aborted)"),
         "exits": ("check", "the test process exited with status 0"),
-        "spins": ("check", "timed out after 5 s (--upskill-timeout)"),
+        "spins": ("check", "timed out after 10 s (--upskill-timeout)"),
+        "forges_phases": ("check", "timed out after 10 s (--upskill-timeout)"),
         "hogs_memory": ("check", ends["hogs_memory"][1]),
         "steals": ("load", ends["steals"][1]),
     }
@@ -133,7 +142,7 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
             "upskill: kernels load and run in a child process without secrets, writing only in "
             "pytest's temporary folders (Landlock)",
             "*Fatal Python error: Segmentation fault*",
-            "*openai:m*baseline*1/13*",
+            "*openai:m*baseline*1/14*",
         ]
     )
 
