@@ -10,9 +10,11 @@ generated code writes can run code in the parent.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import pickle
+import signal
 import sys
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -21,6 +23,8 @@ from typing import Any
 import pytest
 
 __all__ = ["ChildServer", "main"]
+
+_PR_SET_PDEATHSIG = 1
 
 
 class ChildServer:
@@ -97,7 +101,13 @@ class ChildServer:
         self.send({"phase": "teardown"})
 
 
-def _confine(writable: list[Path]) -> None:
+def _confine(parent: int, writable: list[Path]) -> None:
+    # A parent killed outright takes this process with it: a kernel spinning here never reads
+    # the end of the connection.
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the line above
+        os._exit(1)
     # Out-of-memory: this process goes first, never the pytest session that started it.
     with contextlib.suppress(OSError):
         Path("/proc/self/oom_score_adj").write_text("1000")
@@ -110,7 +120,7 @@ def _confine(writable: list[Path]) -> None:
 def main() -> int:
     connection = Connection(int(sys.argv[1]))
     hello = pickle.loads(connection.recv_bytes())
-    _confine([Path(path) for path in hello["writable"]])
+    _confine(hello["parent"], [Path(path) for path in hello["writable"]])
     server = ChildServer(connection, hello["upskill_input"])
     return int(pytest.main(hello["args"], plugins=[server]))
 

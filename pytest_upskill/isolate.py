@@ -149,6 +149,7 @@ class KernelProcess:
             "args": self._arguments(home / "basetemp"),
             "writable": [str(path) for path in writable],
             "upskill_input": self.upskill_input,
+            "parent": os.getpid(),
         }
         self._connection.send_bytes(pickle.dumps(hello))
         self._ready = False

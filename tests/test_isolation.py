@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -189,6 +192,48 @@ def test_a_skip_in_the_child_process_reads_back_as_a_skip(
     result.stdout.fnmatch_lines(["SKIPPED [[]1[]] test_*.py:*: no tensor cores today"])
     (sample,) = json.loads((pytester.path / "r.json").read_text())["samples"]
     assert (sample["outcome"], sample["reason"]) == ("skipped", "no tensor cores today")
+
+
+def _kernel_processes(parent: int) -> list[int]:
+    """The pids of the kernel processes `parent` started."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            cmdline = (proc / "cmdline").read_bytes()
+        except (OSError, ValueError):
+            continue
+        if int(stat.rpartition(")")[2].split()[1]) == parent and b"pytest_upskill.child" in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_session_killed_outright_takes_its_kernel_process_with_it(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    spin = "    import pathlib\n    pathlib.Path('spinning').touch()\n    while True: pass\n"
+    pytester.makepyfile(ROW_SOFTMAX_TEST.replace("    x = torch.randn", spin + "    x"))
+    basetemp = pytester.path / "basetemp"
+    session = pytester.popen(
+        [sys.executable, "-m", "pytest", "--upskill-model=oracle", f"--basetemp={basetemp}"]
+        + upskill_args,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not list(basetemp.rglob("spinning")):  # in the sample's folder, the kernel's cwd
+            assert time.monotonic() < deadline, "the kernel's test never started"
+            time.sleep(0.2)
+        (child,) = _kernel_processes(session.pid)
+    finally:
+        session.kill()
+        session.wait()
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not Path(f"/proc/{child}").exists()
 
 
 def test_pdb_runs_kernels_in_the_pytest_process(
