@@ -214,9 +214,9 @@ def test_a_session_killed_outright_takes_its_kernel_process_with_it(
     spin = "    import pathlib\n    pathlib.Path('spinning').touch()\n    while True: pass\n"
     pytester.makepyfile(ROW_SOFTMAX_TEST.replace("    x = torch.randn", spin + "    x"))
     basetemp = pytester.path / "basetemp"
+    command = [sys.executable, "-m", "pytest", "--upskill-model=oracle", *upskill_args]
     session = pytester.popen(
-        [sys.executable, "-m", "pytest", "--upskill-model=oracle", f"--basetemp={basetemp}"]
-        + upskill_args,
+        [*command, f"--basetemp={basetemp}"],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
