@@ -1,8 +1,8 @@
 """The longer fuzz run: tests/test_fuzz.py's property over many more generated replies.
 
-Every reply must become a project or one clear `extract` failure, with no file outside its
-sample directory. Prints how many replies were tried, how they ended, and the crashes (any other
-exception, or a failed check): the target is 0.
+Every reply must become a project or one clear `extract` or `policy` failure, with no file
+outside its sample directory. Prints how many replies were tried, how they ended, and the crashes
+(any other exception, or a failed check): the target is 0.
 Usage: python benchmarks/fuzz.py [--examples 20000]
 """
 

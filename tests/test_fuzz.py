@@ -1,9 +1,10 @@
-"""Malformed replies, generated: each is a project or one clear `extract` failure, and no file
-lands outside the sample's directory. `benchmarks/fuzz.py` runs the same property for longer."""
+"""Malformed replies, generated: each is a project or one clear `extract` or `policy` failure,
+and no file lands outside the sample's directory. `benchmarks/fuzz.py` runs the same property for longer."""
 
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from pathlib import Path
 
@@ -12,9 +13,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from model_server import ModelServer, Received
 
+from conftest import EXAMPLES
 from pytest_upskill.errors import SampleFailed
-from pytest_upskill.extract import extract_files
+from pytest_upskill.extract import extract_files, render_reply
+from pytest_upskill.models.oracle import read_project
+from pytest_upskill.policy import check_project
 from pytest_upskill.project import load_project, write_project
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 # Pieces of paths, hostile ones included: traversal, absolute, home, drive letters, devices,
 # case twins, trailing dots, control characters, link-like and nested names.
@@ -80,7 +89,67 @@ _commented = st.builds(lambda path, body: f"```\n// {path}\n{body}\n```\n", _pat
 _many_files = st.integers(0, 600).map(
     lambda n: "".join(f"```cpp kernel_src/f{i}.cpp\nint f{i};\n```\n" for i in range(n))
 )
+
+# Near-valid projects: the example row softmax with files dropped, build.toml keys set to
+# values of any type, and hostile files added. Most replies above end before build.toml.
+_PROJECT = read_project(EXAMPLES / "solutions" / "row_softmax")
+_BUILD_TOML = tomllib.loads(_PROJECT["build.toml"])
+_toml_keys = st.sampled_from(
+    [
+        ("general", "name"),
+        ("general", "backends"),
+        ("general", "edition"),
+        ("general", "bogus"),
+        ("torch", "src"),
+        ("torch", "cxx-flags"),
+        ("kernel.row_softmax", "src"),
+        ("kernel.row_softmax", "backend"),
+        ("kernel.row_softmax", "depends"),
+        ("kernel.row_softmax", "cxx-flags"),
+        ("kernel.row_softmax", "cuda-capabilities"),
+        ("kernel.other", "src"),
+    ]
+)
+_toml_values = st.one_of(
+    st.integers(-3, 9),
+    st.booleans(),
+    st.sampled_from(["cpu", "cuda", "row_softmax", "-O3", "-fplugin=x.so", "../x.cpp", ""]),
+    st.lists(st.sampled_from(["torch", "-O2", "-DX=1", "@rsp", "kernel_src/row_softmax.cpp"])),
+)
+
+
+def _toml(tables: dict[str, dict[str, object]]) -> str:
+    """TOML for tables of scalars and lists of strings (JSON spells those the same way)."""
+    lines = []
+    for table, values in tables.items():
+        lines.append(f"[{table}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def _near_valid_reply(
+    dropped: set[str], edits: dict[tuple[str, str], object], extra: list[tuple[str, str]]
+) -> str:
+    tables = {
+        "general": dict(_BUILD_TOML["general"]),
+        "torch": dict(_BUILD_TOML["torch"]),
+        **{f"kernel.{k}": dict(v) for k, v in _BUILD_TOML["kernel"].items()},
+    }
+    for (table, key), value in edits.items():
+        tables.setdefault(table, {})[key] = value
+    files = {path: text for path, text in _PROJECT.items() if path not in dropped}
+    files["build.toml"] = _toml(tables)
+    return render_reply(files) + "".join(f"```cpp {path}\n{body}\n```\n" for path, body in extra)
+
+
+_near_valid = st.builds(
+    _near_valid_reply,
+    st.sets(st.sampled_from(sorted(_PROJECT)), max_size=2),
+    st.dictionaries(_toml_keys, _toml_values, max_size=3),
+    st.lists(st.tuples(_paths, st.text(max_size=40)), max_size=2),
+)
 replies = st.one_of(
+    _near_valid,
     st.lists(st.one_of(_blocks, _labelled, _commented, st.text(max_size=80)), max_size=8).map(
         "\n".join
     ),
@@ -91,19 +160,20 @@ replies = st.one_of(
 
 
 def check_reply(reply: str, base: Path) -> str | None:
-    """Extract, write and validate `reply` in `base/sample`; the failure's reason, or None."""
+    """Extract, write, validate and police `reply` in `base/sample`; the failure's reason, or
+    None."""
     root = base / "sample" / "project"
     failure: SampleFailed | None = None
     try:
         files = write_project(extract_files(reply), root)
-        load_project(root, files, "x")
+        check_project(load_project(root, files, "row_softmax"), "cpu", "kernel-builder")
     except SampleFailed as exc:
         failure = exc
     strays = [p for p in base.rglob("*") if not p.is_relative_to(base / "sample")]
     assert strays == [], f"files outside the sample directory: {strays}"
     if failure is None:
         return None
-    assert failure.stage == "extract"
+    assert failure.stage in ("extract", "policy")
     assert "\n" not in str(failure), "a reason is one line"
     return failure.reason
 
