@@ -15,12 +15,14 @@ import json
 import os
 import pickle
 import signal
+import socket
 import sys
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from .isolate import receive_frame, send_frame
 
 __all__ = ["ChildServer", "main"]
 
@@ -30,12 +32,14 @@ _PR_SET_PDEATHSIG = 1
 class ChildServer:
     """The child session's own plugin: it serves items instead of running the test loop."""
 
-    def __init__(self, connection: Connection, upskill_input: dict[str, Any]) -> None:
-        self.connection = connection
+    def __init__(self, channel: socket.socket, upskill_input: dict[str, Any]) -> None:
+        self.channel = channel
         self.upskill_input = upskill_input  # what the parent's session shares, as xdist does
+        self.request: int | None = None  # the parent's request being served
+        self.reports: list[pytest.TestReport] = []
 
     def send(self, message: dict[str, Any]) -> None:
-        self.connection.send_bytes(json.dumps(message).encode())
+        send_frame(self.channel, json.dumps({"id": self.request, **message}).encode())
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
@@ -49,42 +53,45 @@ class ChildServer:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
-        from _pytest.runner import runtestprotocol
-
         from .plugin import sample_key
 
         items = {item.nodeid: item for item in session.items}
         self.send({"ready": True})
         expected: pytest.Item | None = None  # the item the last one was torn down for
         while True:
-            try:
-                request = pickle.loads(self.connection.recv_bytes())
-            except EOFError:  # the parent is done
+            frame = receive_frame(self.channel)
+            if frame is None:  # the parent is done
                 return True
+            request = pickle.loads(frame)
+            self.request = request["id"]
             item = items.get(request["nodeid"])
             if item is None:
                 self.send({"missing": request["nodeid"]})
                 continue
             if expected is not item:  # fixtures kept for another item: start clean
-                session._setupstate.teardown_exact(None)
+                # A fixture of an item already reported that fails to tear down is no fault
+                # of this one's.
+                with contextlib.suppress(Exception):
+                    session._setupstate.teardown_exact(None)
             expected = items.get(request["nextitem"] or "")
             sample = request["sample"]
             item.stash[sample_key] = sample
+            self.reports = []
             cwd = os.getcwd()
             os.chdir(sample.directory)
-            try:
-                reports = runtestprotocol(item, nextitem=expected, log=False)
+            try:  # the whole protocol, so assertion, warnings and timeout plugins wrap it
+                item.ihook.pytest_runtest_protocol(item=item, nextitem=expected)
             finally:
                 os.chdir(cwd)
             hook = session.config.hook
-            self.send(
-                {
-                    "reports": [
-                        hook.pytest_report_to_serializable(config=session.config, report=report)
-                        for report in reports
-                    ]
-                }
-            )
+            serialized = [
+                hook.pytest_report_to_serializable(config=session.config, report=report)
+                for report in self.reports
+            ]
+            self.send({"reports": serialized})
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.reports.append(report)
 
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         self.send({"phase": "setup"})
@@ -118,10 +125,10 @@ def _confine(parent: int, writable: list[Path]) -> None:
 
 
 def main() -> int:
-    connection = Connection(int(sys.argv[1]))
-    hello = pickle.loads(connection.recv_bytes())
+    channel = socket.socket(fileno=int(sys.argv[1]))
+    hello = pickle.loads(receive_frame(channel) or b"")
     _confine(hello["parent"], [Path(path) for path in hello["writable"]])
-    server = ChildServer(connection, hello["upskill_input"])
+    server = ChildServer(channel, hello["upskill_input"])
     return int(pytest.main(hello["args"], plugins=[server]))
 
 

@@ -12,12 +12,12 @@ import contextlib
 import json
 import os
 import pickle
+import select
 import signal
 import socket
 import subprocess
 import sys
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,12 +25,12 @@ import pytest
 
 from .environ import scrubbed_environ
 from .errors import Stage
-from .paths import lock_dir
+from .paths import LOCK_DIR_VARIABLE, lock_dir
 
 if TYPE_CHECKING:
     from .sample import Sample
 
-__all__ = ["KernelProcess", "Verdict", "memory_total_gib"]
+__all__ = ["KernelProcess", "Verdict", "memory_total_gib", "receive_frame", "send_frame"]
 
 # The child's phases, in order -> the stage a sample is at when the child stops answering in it.
 _STAGE_OF_PHASE: dict[str, Stage] = {
@@ -41,6 +41,7 @@ _STAGE_OF_PHASE: dict[str, Stage] = {
     "teardown": "check",
 }
 _LARGEST_MESSAGE = 256 << 20  # reports with captured output; more is a broken child
+_HEADER = 4  # each message on the wire: its length, 4 bytes big-endian, then its bytes
 _POLL_S = 0.1
 _START_S = 300.0  # a child's start-up: Python, pytest, collection and torch on a busy runner
 
@@ -82,6 +83,21 @@ def _death(returncode: int) -> str:
     return f"the test process exited with status {returncode}"
 
 
+def send_frame(channel: socket.socket, data: bytes) -> None:
+    channel.sendall(len(data).to_bytes(_HEADER, "big") + data)
+
+
+def receive_frame(channel: socket.socket) -> bytes | None:
+    """The next message, waiting as long as it takes (the child's side); None at the end."""
+    data = b""
+    while len(data) < _HEADER or len(data) < _HEADER + int.from_bytes(data[:_HEADER], "big"):
+        chunk = channel.recv(1 << 20)
+        if not chunk:
+            return None
+        data += chunk
+    return data[_HEADER:]
+
+
 class KernelProcess:
     """This process's child session: started on first use, and again after it dies."""
 
@@ -101,10 +117,13 @@ class KernelProcess:
         self.upskill_input = upskill_input
         self.basetemp = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
         self._process: subprocess.Popen[bytes] | None = None
-        self._connection: Connection | None = None
+        self._channel: socket.socket | None = None
+        self._buffer = b""  # what the child sent that is not a whole message yet
         self._log: Path | None = None
         self._ready = False
         self._started = 0
+        self._requests = 0
+        self._broken: Verdict | None = None  # why no child could start: not tried again
 
     def _arguments(self, basetemp: Path) -> list[str]:
         args = [str(arg) for arg in self.config.invocation_params.args]
@@ -117,7 +136,7 @@ class KernelProcess:
 
     def start(self) -> None:
         """Spawn the child; it collects while this process asks models and builds."""
-        if self._process is not None:
+        if self._process is not None or self._broken is not None:
             return
         self._started += 1
         home = self.basetemp / f"upskill-kernels-{self._started}"
@@ -125,8 +144,9 @@ class KernelProcess:
         self._log = home / "output.log"
         environ = scrubbed_environ()
         # Temporary files (and in the sandbox the JIT caches of CUDA and Triton) go where the
-        # sandbox lets them.
+        # sandbox lets them; GPU locks stay where every process of this user finds them.
         environ["TMPDIR"] = str(home)
+        environ[LOCK_DIR_VARIABLE] = str(lock_dir())
         if self.sandbox:
             environ.setdefault("CUDA_CACHE_PATH", str(home / "cuda-cache"))
             environ.setdefault("TRITON_CACHE_DIR", str(home / "triton-cache"))
@@ -143,7 +163,7 @@ class KernelProcess:
                 start_new_session=True,  # its own process group: killed whole
             )
         theirs.close()
-        self._connection = Connection(ours.detach())
+        self._channel, self._buffer = ours, b""
         writable = [self.basetemp, lock_dir(), Path("/dev")] if self.sandbox else []
         hello = {
             "args": self._arguments(home / "basetemp"),
@@ -151,49 +171,65 @@ class KernelProcess:
             "upskill_input": self.upskill_input,
             "parent": os.getpid(),
         }
-        self._connection.send_bytes(pickle.dumps(hello))
         self._ready = False
+        self._send(hello)
+
+    def _send(self, message: dict[str, Any]) -> bool:
+        """Send the child a message; False if it does not take it within the timeout."""
+        assert self._channel is not None
+        self._channel.settimeout(self.timeout_s)  # a child that never reads cannot hang us
+        try:
+            send_frame(self._channel, pickle.dumps(message))
+        except OSError:
+            return False
+        return True
 
     def run(
         self, item: pytest.Item, nextitem: str | None, sample: Sample
     ) -> list[pytest.TestReport] | Verdict:
         """Run `item` in the child with `sample` prepared; its reports, or why there are none."""
         self.start()
-        assert self._connection is not None
+        if self._broken is not None:
+            return self._broken
         phase = "start"
         if not self._ready:
-            answer = self._receive(phase, time.monotonic(), max(self.timeout_s, _START_S))
+            answer = self._receive(phase, time.monotonic(), max(self.timeout_s, _START_S), None)
             if isinstance(answer, Verdict):
                 reason = f"the test process did not start: {answer.reason}"
-                return Verdict("load", reason, self._log_tail(), harness=True)
+                self._broken = Verdict("load", reason, self._log_tail(), harness=True)
+                return self._broken
             self._ready = True
-        request = {"nodeid": item.nodeid, "nextitem": nextitem, "sample": sample}
-        try:
-            self._connection.send_bytes(pickle.dumps(request))
-        except OSError:
-            return self._stop("start", "the test process is gone")
+        self._requests += 1
+        request = self._requests  # its answers carry it: a kernel's leftovers are told apart
+        if not self._send(
+            {"id": request, "nodeid": item.nodeid, "nextitem": nextitem, "sample": sample}
+        ):
+            return self._stop(phase, "the test process took no more work")
         phases = list(_STAGE_OF_PHASE)
         since = time.monotonic()
         while True:
-            answer = self._receive(phase, since, self.timeout_s)
+            answer = self._receive(phase, since, self.timeout_s, request)
             if isinstance(answer, Verdict):
                 return answer
-            # Each phase gets the timeout once: a kernel that writes "phase" messages itself
-            # gains no time.
             new = answer.get("phase")
             if new in phases and phases.index(new) > phases.index(phase):
-                phase, since = new, time.monotonic()
+                phase, since = new, time.monotonic()  # each phase gets the timeout, once
             elif "reports" in answer:
-                return self._reports(answer["reports"], phase)
-            elif "missing" in answer:
-                verdict = self._stop(phase, f"the test process did not collect {item.nodeid}")
-                return Verdict(verdict.stage, verdict.reason, harness=True)
+                return self._reports(item, answer["reports"], phase)
+            elif "missing" in answer:  # the child is fine: only this item is not there
+                reason = f"the test process did not collect {item.nodeid}"
+                return Verdict(_STAGE_OF_PHASE[phase], reason, harness=True)
+            else:
+                return self._stop(phase, "the test process sent a message out of turn")
 
-    def _receive(self, phase: str, since: float, seconds: float) -> dict[str, Any] | Verdict:
-        """The child's next message, waiting until `seconds` after `since`, watching its memory."""
+    def _receive(
+        self, phase: str, since: float, seconds: float, request: int | None
+    ) -> dict[str, Any] | Verdict:
+        """The child's next message about `request`, waiting until `seconds` after `since` and
+        watching its memory; messages about earlier requests are dropped."""
         assert self._process is not None
-        assert self._connection is not None
-        while not self._connection.poll(_POLL_S):
+        assert self._channel is not None
+        while True:  # the clock and the memory are checked however busy the child keeps us
             if time.monotonic() > since + seconds:
                 return self._stop(phase, f"timed out after {seconds:g} s (--upskill-timeout)")
             used = _proc_gib(f"/proc/{self._process.pid}/status", "VmRSS:")
@@ -203,27 +239,49 @@ class KernelProcess:
                     f"the test process used {used:.1f} GiB of memory, over the limit of "
                     f"{self.memory_limit_gib:g} GiB (--upskill-memory-limit)",
                 )
-        try:
-            message = json.loads(self._connection.recv_bytes(_LARGEST_MESSAGE))
-        except EOFError:
-            return self._stop(phase, None)
-        except OSError:  # longer than _LARGEST_MESSAGE, or a broken connection
-            return self._stop(phase, "the test process sent a message too long to read")
-        except ValueError:
-            return self._stop(phase, "the test process sent something that is not a message")
-        if not isinstance(message, dict):
-            return self._stop(phase, "the test process sent something that is not a message")
-        return message
+            data = self._buffer
+            length = int.from_bytes(data[:_HEADER], "big") if len(data) >= _HEADER else 0
+            if length > _LARGEST_MESSAGE:
+                return self._stop(phase, "the test process sent a message too long to read")
+            if len(data) < _HEADER or len(data) < _HEADER + length:
+                if not select.select([self._channel], [], [], _POLL_S)[0]:
+                    continue
+                try:
+                    chunk = self._channel.recv(1 << 20)
+                except OSError:
+                    chunk = b""
+                if not chunk:
+                    return self._stop(phase, None)
+                self._buffer += chunk
+                continue
+            frame, self._buffer = data[_HEADER : _HEADER + length], data[_HEADER + length :]
+            try:
+                message = json.loads(frame)
+            except ValueError:
+                message = None
+            if not isinstance(message, dict):
+                return self._stop(phase, "the test process sent something that is not a message")
+            if message.get("id") == request:
+                return message
 
-    def _reports(self, data: Any, phase: str) -> list[pytest.TestReport] | Verdict:
+    def _reports(
+        self, item: pytest.Item, data: Any, phase: str
+    ) -> list[pytest.TestReport] | Verdict:
         hook = self.config.hook
         try:
             reports = [
                 hook.pytest_report_from_serializable(config=self.config, data=d) for d in data
             ]
         except Exception:  # a child that writes its own "reports" is broken, or hostile
-            return self._stop(phase, "the test process sent reports that do not read back")
-        if not all(isinstance(report, pytest.TestReport) for report in reports):
+            reports = []
+        whens = [getattr(report, "when", None) for report in reports]
+        if (
+            not reports
+            or not all(
+                isinstance(r, pytest.TestReport) and r.nodeid == item.nodeid for r in reports
+            )
+            or whens not in (["setup", "teardown"], ["setup", "call", "teardown"])
+        ):
             return self._stop(phase, "the test process sent reports that do not read back")
         for report in reports:
             if isinstance(report.longrepr, list):  # a skip's (path, line, reason), through JSON
@@ -233,9 +291,9 @@ class KernelProcess:
     def _stop(self, phase: str, reason: str | None) -> Verdict:
         """End the child (and anything it started); a fresh one serves the next item."""
         process, self._process = self._process, None
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
         returncode = 0
         if process is not None:
             if process.poll() is None and reason is None:
@@ -264,5 +322,6 @@ class KernelProcess:
         return "\n".join(text[start:].splitlines()[:lines]) if start >= 0 else ""
 
     def close(self) -> None:
+        """End the child: told first (it tears down the fixtures it keeps), then killed."""
         if self._process is not None:
-            self._stop("start", "closed")
+            self._stop("start", None)

@@ -1,4 +1,5 @@
-"""Landlock (Linux >= 5.13): let a process write only beneath a few folders, for good.
+"""Landlock (Linux >= 5.13): let a process write only beneath a few folders, for good; where
+the kernel can, also no TCP and no signals to processes outside the sandbox.
 
 Called through the three system calls directly: the `landlock` package on PyPI is a
 pre-release (1.0.0.dev5), and what is needed here is one ruleset of write rights.
@@ -33,6 +34,18 @@ _MAKE_BLOCK = 1 << 11
 _MAKE_SYM = 1 << 12
 _REFER = 1 << 13  # ABI 2
 _TRUNCATE = 1 << 14  # ABI 3
+
+
+_BIND_TCP, _CONNECT_TCP = 1 << 0, 1 << 1  # ABI 4
+_SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1 << 0, 1 << 1  # ABI 6
+
+
+class _RulesetAttr(ctypes.Structure):
+    _fields_ = [
+        ("handled_access_fs", ctypes.c_uint64),
+        ("handled_access_net", ctypes.c_uint64),  # ABI 4
+        ("scoped", ctypes.c_uint64),  # ABI 6
+    ]
 
 
 class _PathBeneath(ctypes.Structure):
@@ -74,17 +87,22 @@ def _write_rights(abi: int) -> int:
 
 def restrict_writes(writable: Iterable[Path]) -> int:
     """From now on this thread and every thread and process it starts may create, change or
-    delete files only beneath `writable`; reading and executing stay open. Call it before
-    starting threads. Returns the ABI used; OSError where Landlock is not available."""
+    delete files only beneath `writable`; reading and executing stay open. From ABI 4 it may
+    neither connect nor bind TCP sockets, from ABI 6 neither signal nor reach the abstract
+    sockets of processes outside. Call it before starting threads. Returns the ABI used;
+    OSError where Landlock is not available."""
     abi = abi_version()
     if abi < 1:
         raise OSError("Landlock is not available on this kernel")
     libc = _libc()
     rights = _write_rights(abi)
-    handled = ctypes.c_uint64(rights)  # struct landlock_ruleset_attr, ABI 1 size
-    ruleset = libc.syscall(
-        _CREATE_RULESET, ctypes.byref(handled), ctypes.c_size_t(ctypes.sizeof(handled)), 0
-    )
+    attr = _RulesetAttr(rights, 0, 0)
+    size = 8  # each ABI reads the fields it knows: the kernel refuses unknown ones
+    if abi >= 4:
+        attr.handled_access_net, size = _BIND_TCP | _CONNECT_TCP, 16
+    if abi >= 6:
+        attr.scoped, size = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL, 24
+    ruleset = libc.syscall(_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0)
     if ruleset < 0:
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
     try:

@@ -74,7 +74,9 @@ def crash_reports(item: pytest.Item, sample: Sample, verdict: Verdict) -> list[p
     ending = report("failed", "setup") if verdict.harness else report("failed", "call")
     attach_record(item, ending, sample.record(issue.outcome, issue.reason))
     reports = [ending] if verdict.harness else [report("passed", "setup"), ending]
-    return [*reports, report("passed", "teardown")]
+    teardown = report("passed", "teardown")
+    teardown.user_properties = list(item.user_properties)  # where junitxml reads them
+    return [*reports, teardown]
 
 
 def attach_record(item: pytest.Item, report: pytest.TestReport, record: SampleRecord) -> None:
@@ -267,6 +269,10 @@ class UpskillSession:
                 sample.make_project(self.settings)
             except UpskillIssue as issue:
                 sample.issue = issue
+            except Exception as exc:  # outside the test's own phases: never an INTERNALERROR
+                sample.issue = SampleError(
+                    sample.stage, f"pytest-upskill failed: {type(exc).__name__}: {exc}"
+                )
         return sample
 
     def kernel(self, sample: Sample) -> Any:
@@ -291,9 +297,11 @@ class UpskillSession:
             return None
         from _pytest.skipping import evaluate_skip_marks
 
-        if evaluate_skip_marks(item) is not None:  # skipped before any fixture: nothing to run
+        try:
+            skipped = evaluate_skip_marks(item) is not None
+        except Exception:  # a broken skipif: pytest reports it at setup, before any fixture
             return None
-        return case
+        return None if skipped else case
 
     def _kernel_process(self, config: pytest.Config) -> KernelProcess:
         if self.kernels is None:
@@ -323,13 +331,18 @@ class UpskillSession:
             return None  # no generated code will run: the test fails here at once
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        # This process runs none of the item's fixtures; keep its setup state right for the next.
-        item.session._setupstate.teardown_exact(nextitem)
         following = nextitem.nodeid if nextitem and self._isolated_case(nextitem) else None
         outcome = self._kernel_process(item.config).run(item, following, sample)
         reports = outcome if isinstance(outcome, list) else crash_reports(item, sample, outcome)
         for report in reports:
             ihook.pytest_runtest_logreport(report=report)
+        # This process ran none of the item's fixtures, but may hold earlier items' fixtures
+        # (module, session) that the next item does not need: their teardown is this item's.
+        call = pytest.CallInfo.from_call(
+            lambda: item.session._setupstate.teardown_exact(nextitem), when="teardown"
+        )
+        if call.excinfo is not None:
+            ihook.pytest_runtest_logreport(report=pytest.TestReport.from_item_and_call(item, call))
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
 
