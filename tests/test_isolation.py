@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 from model_server import ModelServer, Received
@@ -19,6 +20,7 @@ from pytest_upskill.config import Settings
 from pytest_upskill.extract import render_reply
 from pytest_upskill.landlock import abi_version
 from pytest_upskill.models.oracle import read_project
+from pytest_upskill.paths import lock_dir
 from pytest_upskill.session import UpskillSession
 
 # Appended to the row softmax package's __init__.py; armed only when the test says so, so one
@@ -31,13 +33,17 @@ HOSTILE = {
     "spins": "def row_softmax(x):\n    while True:\n        pass\n",
     "hogs_memory": "def row_softmax(x):\n    chunks = []\n    while True:\n"
     "        chunks.append(b'x' * (128 << 20))\n",
-    # It writes the harness's own "phase" messages to win more time: each phase counts once.
-    "forges_phases": "def row_softmax(x):\n    import json, os, struct, sys, time\n"
-    "    while True:\n"
+    # It floods the harness's channel with its own "phase" messages, then leaves half a message
+    # there: neither wins it time.
+    "jams_the_channel": "def row_softmax(x):\n    import json, os, struct, sys, time\n"
+    "    for _ in range(200):\n"
     "        for phase in ('setup', 'load', 'check', 'teardown'):\n"
     "            message = json.dumps({'phase': phase}).encode()\n"
     "            os.write(int(sys.argv[1]), struct.pack('!i', len(message)) + message)\n"
-    "        time.sleep(0.5)\n",
+    "        time.sleep(0.01)\n"
+    "    os.write(int(sys.argv[1]), struct.pack('!i', 100))\n"
+    "    while True:\n"
+    "        time.sleep(1)\n",
     "steals": _ARMED + "    import os, pathlib\n"
     "    pathlib.Path('environ.txt').write_text(repr(dict(os.environ)))\n"
     "    link = pathlib.Path('link')\n"
@@ -46,6 +52,15 @@ HOSTILE = {
     "        link.write_text('through a link')\n"
     "    except PermissionError:\n"
     "        pathlib.Path('link-refused.txt').write_text('refused')\n"
+    "    import socket\n"
+    "    try:\n"  # out over TCP, to the model server on loopback
+    "        socket.create_connection(('127.0.0.1', int(os.environ['UPSKILL_TEST_PORT'])))\n"
+    "    except PermissionError:\n"
+    "        pathlib.Path('tcp-refused.txt').write_text('refused')\n"
+    "    try:\n"  # the pytest session that started it
+    "        os.kill(os.getppid(), 0)\n"  # a probe: SIGSTOP would hang a session unscoped
+    "    except PermissionError:\n"
+    "        pathlib.Path('signal-refused.txt').write_text('refused')\n"
     "    pathlib.Path(os.environ['UPSKILL_TEST_VICTIM']).write_text(\n"
     "        os.environ.get('ANTHROPIC_API_KEY', 'no key'))\n",
 }
@@ -106,6 +121,7 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
         monkeypatch.setenv("UPSKILL_TEST_HOSTILE", "1")
         monkeypatch.setenv("UPSKILL_TEST_VICTIM", str(test_file))
         monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+        monkeypatch.setenv("UPSKILL_TEST_PORT", server.url.rpartition(":")[2])
         # A timeout long enough for the hog to pass 1.5 GiB on a busy runner first.
         result = pytester.runpytest(*args, "--upskill-timeout=10", "--upskill-memory-limit=1.5")
 
@@ -124,7 +140,7 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
         "aborts": ("check", "the test process was killed by SIGABRT (aborted)"),
         "exits": ("check", "the test process exited with status 0"),
         "spins": ("check", "timed out after 10 s (--upskill-timeout)"),
-        "forges_phases": ("check", "timed out after 10 s (--upskill-timeout)"),
+        "jams_the_channel": ("check", "timed out after 10 s (--upskill-timeout)"),
         "hogs_memory": ("check", ends["hogs_memory"][1]),
         "steals": ("load", ends["steals"][1]),
     }
@@ -139,6 +155,9 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
     assert SECRET not in environ
     assert "ANTHROPIC" not in environ
     assert (Path(steals["directory"]) / "link-refused.txt").exists()
+    # Where the kernel offers them, Landlock's network rules (ABI 4) and scopes (ABI 6).
+    assert (Path(steals["directory"]) / "tcp-refused.txt").exists() == (abi_version() >= 4)
+    assert (Path(steals["directory"]) / "signal-refused.txt").exists() == (abi_version() >= 6)
     assert SECRET not in result.stdout.str() + (pytester.path / "r.json").read_text()
     result.stdout.fnmatch_lines(
         [
@@ -175,6 +194,60 @@ def test_the_header_and_records_say_where_kernels_ran(
     result.stdout.fnmatch_lines([f"upskill: kernels load and run {words}"])
     samples = json.loads((pytester.path / "r.json").read_text())["samples"]
     assert [s["isolation"] for s in samples] == [isolation]
+
+
+WRAPPED_TESTS = """
+import os
+import warnings
+from pathlib import Path
+
+import pytest
+
+from pytest_upskill.paths import lock_dir
+
+MARKER = pytest.mark.upskill(
+    "Softmax of each row. Expose row_softmax(x).",
+    name="row_softmax", backend="cpu", reference="solutions/row_softmax",
+)
+
+@MARKER
+def test_diff(kernel):
+    assert [1, 2, 3] == [1, 2, 4]
+
+@MARKER
+@pytest.mark.filterwarnings("error")
+def test_warning_as_error(kernel):
+    warnings.warn("deprecated kernel API", DeprecationWarning)
+
+@MARKER
+def test_shares_gpu_locks(kernel):
+    assert lock_dir() == Path(os.environ["UPSKILL_TEST_LOCKS"])
+
+@MARKER
+def test_crash(kernel):
+    os.abort()
+"""
+
+
+def test_the_kernel_process_runs_under_pytests_own_wrappers(
+    pytester: pytest.Pytester,
+    reference: Path,
+    upskill_args: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Assertion diffs, warning filters, the user's GPU locks and JUnit properties all work for
+    a test whose kernel runs in the child process, a crashed one included."""
+    monkeypatch.setenv("UPSKILL_TEST_LOCKS", str(lock_dir()))
+    pytester.makepyfile(WRAPPED_TESTS)
+    result = pytester.runpytest("--upskill-model=oracle", "--junitxml=junit.xml", *upskill_args)
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines(["*At index 2 diff: 3 != 4*", "*DeprecationWarning: deprecated*"])
+    junit = ElementTree.parse(pytester.path / "junit.xml")
+    crashed = junit.find(".//testcase[@name='test_crash[oracle-baseline-0]']")
+    assert crashed is not None
+    properties = {p.get("name"): p.get("value") for p in crashed.iter("property")}
+    assert properties["upskill_outcome"] == "failed"
+    assert properties["upskill_stage"] == "check"
 
 
 def test_a_skip_in_the_child_process_reads_back_as_a_skip(
