@@ -62,7 +62,9 @@ CHEATS: dict[str, list[tuple[str, str, str]]] = {
 SYMPTOMS = {
     "zeros": "*trial 0 (seed 0, shape (8, 33)): the kernel's output is all zeros; * out of tolerance; worst element [[]*]: got 0, expected *abs error*rel error*",
     "returns_input": "*trial 0 (seed 0, shape (8, 33)): the kernel's output equals its input 0: it returns its input*",
-    "half": "*trial 0 (seed 0, shape (8, 33)): * values are NaN where the reference's are not: output left unwritten*",
+    # Poison shows as NaN where the allocator hands the freed block back, else the rerun shows
+    # the output changing: both name the cheat.
+    "half": "*trial 0 (seed 0, shape (8, 33)): * output left unwritten*",
     "mutates_input": "*trial 0 (seed 0, shape (8, 33)): the kernel modified its input 0 (264 of 264 elements changed)*",
     "aten": "kernel_src/row_softmax.cpp:15 uses 'at::softmax': the task forbids 'at::softmax', 'torch::softmax', *",
     "caches": "*trial 1 (seed 1, shape (8, 33)): the kernel's output equals its output of trial 0 while the reference's differ: it replays a cached result*",
