@@ -250,6 +250,35 @@ def test_the_kernel_process_runs_under_pytests_own_wrappers(
     assert properties["upskill_stage"] == "check"
 
 
+def test_a_kernel_process_that_cannot_start_is_a_harness_error_once(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    pytester.makeconftest(
+        "import sys\n"
+        "if sys.argv[0].endswith('child.py'):\n"
+        "    raise RuntimeError('this conftest refuses the kernel process')\n"
+    )
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    basetemp = pytester.path / "basetemp"
+    result = pytester.runpytest(
+        "--upskill-model=oracle",
+        "--upskill-samples=2",
+        "--upskill-report=r.json",
+        f"--basetemp={basetemp}",
+        *upskill_args,
+    )
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines(
+        [
+            "*upskill [[]load[]] error: the test process did not start: *exited with status*",
+            "*RuntimeError: this conftest refuses the kernel process*",
+        ]
+    )
+    samples = json.loads((pytester.path / "r.json").read_text())["samples"]
+    assert [s["outcome"] for s in samples] == ["error", "error"]
+    assert len(list(basetemp.glob("upskill-kernels-*"))) == 1  # not tried again for the second
+
+
 def test_a_skip_in_the_child_process_reads_back_as_a_skip(
     pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
 ) -> None:
