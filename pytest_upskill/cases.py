@@ -29,7 +29,6 @@ __all__ = [
     "CasesFile",
     "CasesInvalid",
     "UpskillCase",
-    "is_cases_file",
     "load_cases",
     "missing_strings",
 ]
@@ -88,10 +87,6 @@ class UpskillCase(BaseModel):
         for filename, content in files.items():
             text += f"\n\n```{filename}\n{content}\n```"
         return text
-
-
-def is_cases_file(path: Path, named: tuple[Path, ...]) -> bool:
-    return path.name == SKILL_META or path.absolute() in named
 
 
 def load_cases(path: Path) -> list[UpskillCase]:

@@ -365,14 +365,8 @@ def time_callable(
     """The median time of `fn(*inputs)`: CUDA events when an input is on a CUDA device (caches
     flushed between calls, device synchronized around each), else the perf counter; `input_sets`
     fresh input sets are rotated so no call finds the previous one's data in cache."""
-    sets = _input_sets(make_inputs, shape, input_sets, repeats)
-    timer = _Timer(sets, flush_l2)
-    for i in range(warmup):
-        timer.once(0, fn, i)
-    timer.reset()
-    for i in range(repeats):
-        timer.once(0, fn, i)
-    return timer.timing(0)
+    (timing,) = _time([fn], make_inputs, shape, warmup, repeats, input_sets, flush_l2)
+    return timing
 
 
 def speedup(
@@ -388,17 +382,9 @@ def speedup(
 ) -> Speedup:
     """Time the kernel and the reference the same way, call by call in alternation, on the same
     input sets; inside an upskill test the result goes to the sample's record and the report."""
-    sets = _input_sets(make_inputs, shape, input_sets, repeats)
-    timer = _Timer(sets, flush_l2)
-    pair = [(0, kernel_fn), (1, reference_fn)]
-    for i in range(warmup):
-        for key, fn in pair:
-            timer.once(key, fn, i)
-    timer.reset()
-    for i in range(repeats):
-        for key, fn in pair if i % 2 == 0 else pair[::-1]:  # neither always goes first
-            timer.once(key, fn, i)
-    kernel, reference = timer.timing(0), timer.timing(1)
+    kernel, reference = _time(
+        [kernel_fn, reference_fn], make_inputs, shape, warmup, repeats, input_sets, flush_l2
+    )
     warnings = []
     if kernel.wall_median_s is not None and kernel.wall_median_s > 4 * kernel.median_s + 1e-4:
         warnings.append(
@@ -419,6 +405,28 @@ def speedup(
     if sample is not None:
         sample.add_speedup(result.kernel_s, result.reference_s, _shape_text(shape), warnings)
     return result
+
+
+def _time(
+    fns: list[Callable[..., Any]],
+    make_inputs: MakeInputs,
+    shape: Any,
+    warmup: int,
+    repeats: int,
+    input_sets: int,
+    flush_l2: bool,
+) -> list[Timing]:
+    """Time each of `fns` the same way, call by call in alternation, on the same input sets."""
+    timer = _Timer(_input_sets(make_inputs, shape, input_sets, repeats), flush_l2)
+    order = list(enumerate(fns))
+    for i in range(warmup):
+        for key, fn in order:
+            timer.once(key, fn, i)
+    timer.reset()
+    for i in range(repeats):
+        for key, fn in order if i % 2 == 0 else order[::-1]:  # none always goes first
+            timer.once(key, fn, i)
+    return [timer.timing(key) for key, _ in order]
 
 
 def _input_sets(

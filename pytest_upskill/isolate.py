@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -46,12 +47,15 @@ _POLL_S = 0.1
 _START_S = 300.0  # a child's start-up: Python, pytest, collection and torch on a busy runner
 
 
+@dataclass(frozen=True)
 class Verdict:
     """Why the child did not bring back an item's reports: stage, one line, and detail.
-    `harness`: the child itself could not start, which is no fault of the model's."""
+    `harness`: the harness failed (the child could not start), no fault of the model's."""
 
-    def __init__(self, stage: Stage, reason: str, detail: str = "", *, harness: bool = False):
-        self.stage, self.reason, self.detail, self.harness = stage, reason, detail, harness
+    stage: Stage
+    reason: str
+    detail: str = ""
+    harness: bool = False
 
 
 def _proc_gib(path: str, field: str) -> float:

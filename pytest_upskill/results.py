@@ -50,10 +50,6 @@ class SpeedupRecord(BaseModel):
     reference_s: float
     warnings: list[str] = []
 
-    @property
-    def speedup(self) -> float:
-        return self.reference_s / self.kernel_s if self.kernel_s > 0 else math.inf
-
 
 def speedup_fields(speedups: list[SpeedupRecord]) -> dict[str, Any]:
     """The speedup fields of a sample's record: geometric means over its measurements (so
@@ -288,6 +284,7 @@ def lift(
     """Each skill against the baseline of the same model (Newcombe's interval). With `records`,
     on the tests both conditions ran: a skill that owns upskill test cases runs only those."""
     baselines = {row.model: row for row in summary if row.condition == baseline}
+    merged = merge_parameter_sets(records) if records is not None else []
     rows = []
     for row in summary:
         base = baselines.get(row.model)
@@ -295,7 +292,7 @@ def lift(
             continue
         skill = row
         if records is not None:
-            base, skill = _on_common_tests(records, row.model, baseline, row.condition)
+            base, skill = _on_common_tests(merged, row.model, baseline, row.condition)
         rows.append(
             LiftRow(
                 model=row.model,
@@ -313,12 +310,13 @@ def comparisons(
     records: list[SampleRecord], summary: list[SummaryRow], baseline: str = "baseline"
 ) -> list[ComparisonRow]:
     """Every pair of skills on each model, the later condition against the earlier one."""
+    merged = merge_parameter_sets(records)
     rows = []
     for model in dict.fromkeys(row.model for row in summary):
         skills = [r.condition for r in summary if r.model == model and r.condition != baseline]
         for i, first in enumerate(skills):
             for second in skills[i + 1 :]:
-                a, b = _on_common_tests(records, model, first, second)
+                a, b = _on_common_tests(merged, model, first, second)
                 if not a.n and not b.n:
                     continue  # no test ran both: nothing to compare
                 rows.append(
@@ -343,10 +341,11 @@ def _interval(row: SummaryRow, other: SummaryRow) -> dict[str, Any]:
 
 
 def _on_common_tests(
-    records: list[SampleRecord], model: str, first: str, second: str
+    merged: list[SampleRecord], model: str, first: str, second: str
 ) -> tuple[SummaryRow, SummaryRow]:
-    """The rows of two conditions of `model`, counting only the tests both ran."""
-    mine = [r for r in merge_parameter_sets(records) if r.model == model]
+    """The rows of two conditions of `model` (records already merged over parameter sets),
+    counting only the tests both ran."""
+    mine = [r for r in merged if r.model == model]
     tests = [{r.test for r in mine if r.condition == c} for c in (first, second)]
     common = tests[0] & tests[1]
     a, b = (

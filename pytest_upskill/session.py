@@ -55,6 +55,7 @@ _ISOLATION_WORDS = {
     "one ends the session",
 }
 _NO_LANDLOCK = " (this kernel offers no Landlock)"
+_isolated_key: pytest.StashKey[Case | None] = pytest.StashKey()
 
 
 def crash_reports(item: pytest.Item, sample: Sample, verdict: Verdict) -> list[pytest.TestReport]:
@@ -69,14 +70,20 @@ def crash_reports(item: pytest.Item, sample: Sample, verdict: Verdict) -> list[p
         outcome: Literal["passed", "failed"], when: Literal["setup", "call", "teardown"]
     ) -> pytest.TestReport:
         text = longrepr if outcome == "failed" else None
-        return pytest.TestReport(item.nodeid, item.location, keywords, outcome, text, when)
+        return pytest.TestReport(
+            item.nodeid,
+            item.location,
+            keywords,
+            outcome,
+            text,
+            when,
+            user_properties=list(item.user_properties),  # junitxml reads the teardown's
+        )
 
     ending = report("failed", "setup") if verdict.harness else report("failed", "call")
     attach_record(item, ending, sample.record(issue.outcome, issue.reason))
     reports = [ending] if verdict.harness else [report("passed", "setup"), ending]
-    teardown = report("passed", "teardown")
-    teardown.user_properties = list(item.user_properties)  # where junitxml reads them
-    return [*reports, teardown]
+    return [*reports, report("passed", "teardown")]
 
 
 def attach_record(item: pytest.Item, report: pytest.TestReport, record: SampleRecord) -> None:
@@ -288,7 +295,13 @@ class UpskillSession:
             return None
 
     def _isolated_case(self, item: pytest.Item) -> Case | None:
-        """The case of an item whose kernel must load and run in the child, else None."""
+        """The case of an item whose kernel must load and run in the child, else None. Asked
+        at collection's end, for the item and for the item before it: worked out once."""
+        if _isolated_key not in item.stash:
+            item.stash[_isolated_key] = self._find_isolated_case(item)
+        return item.stash[_isolated_key]
+
+    def _find_isolated_case(self, item: pytest.Item) -> Case | None:
         if self.isolation == "off" or self.child:
             return None
         callspec = getattr(item, "callspec", None)
