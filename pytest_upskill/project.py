@@ -141,6 +141,12 @@ class Project:
     config: BuildToml
     warnings: tuple[str, ...] = ()
 
+    def build_toml(self) -> dict[str, Any]:
+        """build.toml as parsed TOML: its keys as written (`cuda_flags` or `cuda-flags`), and the
+        free-form tables the schema leaves unchecked."""
+        data: dict[str, Any] = tomllib.loads(self.files["build.toml"])  # load_project parsed it
+        return data
+
     def kernels_for(self, backend: str) -> dict[str, KernelTable]:
         return {name: k for name, k in self.config.kernel.items() if k.backend == backend}
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from conftest import ROW_SOFTMAX_TEST
+from conftest import EXAMPLES, ROW_SOFTMAX_TEST
 from pytest_upskill.errors import SampleFailed
+from pytest_upskill.models.oracle import read_project
 from pytest_upskill.policy import check_project, check_task_rules, cuda_flags, cxx_flags, forbidden
 from pytest_upskill.project import Project, load_project, write_project
 from pytest_upskill.task import Task, TaskInvalid, task_from_marker
@@ -208,6 +210,253 @@ def test_torch_cxx_flags_are_checked_too(tmp_path: Path) -> None:
     broken = project(tmp_path, torch_flags='cxx-flags = ["-include/etc/passwd"]')
     with pytest.raises(SampleFailed, match="torch cxx-flags: '-include/etc/passwd'"):
         check_project(broken, "cpu", "kernel-builder")
+
+
+# build.toml's strings reach build.ninja and compiler command lines: a line break in one adds a
+# ninja rule. They are checked at `policy`, whatever the binding. TOML below is written with
+# escapes (`\\n` in the TOML text), as a model would.
+TOML = BUILD_TOML.format(torch_flags="", cuda_flags="")
+PWN = r'["src\nrule pwn\n  command = touch /tmp/pwned\nbuild pwn: pwn"]'
+LONG = "../" + "a" * 100
+
+
+def refused(tmp_path: Path, **changes: object) -> str:
+    """The reason check_project refuses `project(tmp_path, **changes)` with, at `policy`."""
+    with pytest.raises(SampleFailed) as excinfo:
+        check_project(project(tmp_path, **changes), "cuda", "any")  # type: ignore[arg-type]
+    assert excinfo.value.stage == "policy"
+    assert "\n" not in excinfo.value.reason
+    return excinfo.value.reason
+
+
+NEURON = TOML.replace("[torch]", '[general.neuron]\nx = [{y = "\\u0000"}]\n\n[torch]')
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"kernel_flags": f"include = {PWN}"}, "[kernel.relu] include[0] (U+000A)"),
+        ({"torch_flags": r'include = ["inc", "inc\nrule x"]'}, "[torch] include[1] (U+000A)"),
+        (
+            {"kernel_flags": r'cuda-capabilities = ["9.0a\nrule x"]'},
+            "[kernel.relu] cuda-capabilities[0] (U+000A)",
+        ),
+        ({"kernel_flags": r'cuda-flags = ["-O3\r"]'}, "[kernel.relu] cuda-flags[0] (U+000D)"),
+        ({"torch_flags": r'minver = "2.5\t"'}, "[torch] minver (U+0009)"),
+        ({"torch_flags": r'cxx-flags = ["-O3\u2028"]'}, "[torch] cxx-flags[0] (U+2028)"),
+        ({"torch_flags": r'cxx-flags = ["-O3\u2029"]'}, "[torch] cxx-flags[0] (U+2029)"),
+        ({"torch_flags": r'cxx-flags = ["-O3\u0085"]'}, "[torch] cxx-flags[0] (U+0085)"),
+        ({"torch_flags": r'cxx-flags = ["-O3\u007f"]'}, "[torch] cxx-flags[0] (U+007F)"),
+        ({"files": {"build.toml": NEURON}}, "[general.neuron] x[0].y (U+0000)"),
+        (
+            {"files": {"build.toml": TOML.replace("[kernel.relu_cpu]", '[kernel."relu\\rcpu"]')}},
+            r"[kernel] 'relu\rcpu' key (U+000D)",
+        ),
+    ],
+)
+def test_a_control_character_anywhere_in_build_toml_fails_at_policy(
+    tmp_path: Path, changes: dict[str, object], reason: str
+) -> None:
+    key, code = reason.rsplit(" ", 1)
+    assert refused(tmp_path, **changes) == f"build.toml: {key} holds a control character {code}"
+
+
+def test_the_ninja_injection_is_refused_before_any_build(tmp_path: Path) -> None:
+    assert refused(tmp_path, kernel_flags=f"include = {PWN}") == (
+        "build.toml: [kernel.relu] include[0] holds a control character (U+000A)"
+    )
+
+
+PATH = "is not a relative path inside the project"
+CAPABILITY = "is not a CUDA capability such as '8.0', '9.0a' or '10.0f'"
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        (
+            {"kernel_flags": 'include = ["../outside"]'},
+            f"[kernel.relu] include[0] '../outside' {PATH}",
+        ),
+        ({"kernel_flags": 'include = ["inc", "/abs"]'}, f"[kernel.relu] include[1] '/abs' {PATH}"),
+        ({"kernel_flags": 'include = ["a b"]'}, f"[kernel.relu] include[0] 'a b' {PATH}"),
+        ({"kernel_flags": 'include = ["~/x"]'}, f"[kernel.relu] include[0] '~/x' {PATH}"),
+        ({"kernel_flags": 'include = ["$HOME"]'}, f"[kernel.relu] include[0] '$HOME' {PATH}"),
+        ({"kernel_flags": 'include = ["a//b"]'}, f"[kernel.relu] include[0] 'a//b' {PATH}"),
+        ({"kernel_flags": 'include = ["a/./b"]'}, f"[kernel.relu] include[0] 'a/./b' {PATH}"),
+        ({"kernel_flags": "include = ['a\\b']"}, f"[kernel.relu] include[0] 'a\\\\b' {PATH}"),
+        ({"kernel_flags": "include = ['a\"b']"}, f"[kernel.relu] include[0] 'a\"b' {PATH}"),
+        ({"kernel_flags": 'include = ["C:x"]'}, f"[kernel.relu] include[0] 'C:x' {PATH}"),
+        ({"kernel_flags": 'include = [""]'}, f"[kernel.relu] include[0] '' {PATH}"),
+        (
+            {"kernel_flags": f'include = ["{LONG}"]'},
+            f"[kernel.relu] include[0] {repr(LONG)[:57]}... {PATH}",
+        ),
+        ({"torch_flags": 'include = ["../.."]'}, f"[torch] include[0] '../..' {PATH}"),
+        (
+            {
+                "files": {
+                    "build.toml": TOML.replace('"relu_cpu/relu.cpp"', '"relu_cpu/a b.cpp"'),
+                    "relu_cpu/a b.cpp": "",
+                }
+            },
+            f"[kernel.relu_cpu] src[0] 'relu_cpu/a b.cpp' {PATH}",
+        ),
+        (
+            {
+                "files": {
+                    "build.toml": TOML.replace('binding.h"]', 'binding.h", "torch-ext/x:y.h"]'),
+                    "torch-ext/x:y.h": "",
+                }
+            },
+            f"[torch] src[2] 'torch-ext/x:y.h' {PATH}",
+        ),
+        (
+            {"files": {"build.toml": TOML.replace('["torch"]', '["../torch"]', 1)}},
+            f"[kernel.relu] depends[0] '../torch' {PATH}",
+        ),
+        (
+            {"kernel_flags": 'cuda-capabilities = ["9.0a", "90a;touch x"]'},
+            f"[kernel.relu] cuda-capabilities[1] '90a;touch x' {CAPABILITY}",
+        ),
+        (
+            {"kernel_flags": 'cuda-capabilities = ["sm_90"]'},
+            f"[kernel.relu] cuda-capabilities[0] 'sm_90' {CAPABILITY}",
+        ),
+        (
+            {"kernel_flags": 'cuda-capabilities = ["9.0 "]'},
+            f"[kernel.relu] cuda-capabilities[0] '9.0 ' {CAPABILITY}",
+        ),
+        (
+            {"kernel_flags": 'cuda-capabilities = ["\u0669.0"]'},
+            f"[kernel.relu] cuda-capabilities[0] '\u0669.0' {CAPABILITY}",
+        ),
+        (  # named as written: the schema takes snake_case keys too
+            {"kernel_flags": 'cuda_capabilities = ["9.0b"]'},
+            f"[kernel.relu] cuda_capabilities[0] '9.0b' {CAPABILITY}",
+        ),
+        (
+            {
+                "files": {
+                    "build.toml": TOML.replace(
+                        "[torch]", '[general.cuda]\ncapabilities = ["9.0a$(x)"]\n\n[torch]'
+                    )
+                }
+            },
+            f"[general.cuda] capabilities[0] '9.0a$(x)' {CAPABILITY}",
+        ),
+        (
+            {"files": {"build.toml": TOML.replace("[kernel.relu_cpu]", '[kernel."relu cpu"]')}},
+            "[kernel.NAME] 'relu cpu' is not a kernel name",
+        ),
+        (
+            {"files": {"build.toml": TOML.replace("[kernel.relu_cpu]", "[kernel.-relu]")}},
+            "[kernel.NAME] '-relu' is not a kernel name",
+        ),
+    ],
+)
+def test_a_value_of_the_wrong_shape_fails_at_policy(
+    tmp_path: Path, changes: dict[str, object], reason: str
+) -> None:
+    assert refused(tmp_path, **changes).startswith(f"build.toml: {reason}")
+
+
+def test_values_of_the_right_shape_pass(tmp_path: Path) -> None:
+    checked = project(
+        tmp_path,
+        torch_flags='include = ["include", "third_party/cutlass-3.5.1/include"]\n'
+        'cxx-flags = ["-DTORCH_EXTENSION_NAME_SUFFIX", "-UCPU_KERNELS"]',
+        kernel_flags='include = ["relu_cuda", "c++/x_y.z", ".", "kernel_src/"]\n'
+        'cuda-capabilities = ["8.0", "9.0a", "10.0f", "12.0"]\n'
+        'cuda-flags = ["-DCUDA_KERNEL_X=1", "-Xptxas", "-v", "-Xcompiler=-DMY_ABI=0"]',
+    )
+    check_project(checked, "cuda", "kernel-builder")
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        (
+            {"torch_flags": 'cxx-flags = ["-DTORCH_EXTENSION_NAME=evil"]'},
+            "[torch] cxx-flags: -DTORCH_EXTENSION_NAME=evil",
+        ),
+        (
+            {"kernel_flags": 'cuda-flags = ["-O3", "-UCUDA_KERNEL"]'},
+            "[kernel.relu] cuda-flags: -UCUDA_KERNEL",
+        ),
+        (
+            {"kernel_flags": 'cuda-flags = ["-Xcompiler=-D_GLIBCXX_USE_CXX11_ABI=0"]'},
+            "[kernel.relu] cuda-flags: -Xcompiler=-D_GLIBCXX_USE_CXX11_ABI=0",
+        ),
+        (
+            {"kernel_flags": 'cxx-flags = ["-D", "CPU_KERNEL"]'},
+            "[kernel.relu] cxx-flags: -D CPU_KERNEL",
+        ),
+        (
+            {"kernel_flags": 'cuda-flags = ["-U", "CUDA_KERNEL"]'},
+            "[kernel.relu] cuda-flags: -U CUDA_KERNEL",
+        ),
+        (
+            {"kernel_flags": 'cuda-flags = ["--compiler-options", "-fPIC,-UTORCH_EXTENSION_NAME"]'},
+            "[kernel.relu] cuda-flags: --compiler-options -fPIC,-UTORCH_EXTENSION_NAME",
+        ),
+        (
+            {"kernel_flags": 'cuda-flags = ["-Xcompiler=-D,TORCH_EXTENSION_NAME=x"]'},
+            "[kernel.relu] cuda-flags: -Xcompiler=-D,TORCH_EXTENSION_NAME=x",
+        ),
+        (
+            {"kernel_flags": 'cuda-flags = ["--define-macro=CUDA_KERNEL"]'},
+            "[kernel.relu] cuda-flags: --define-macro=CUDA_KERNEL",
+        ),
+        (
+            {"files": {"build.toml": TOML + 'cxx-flags = ["-D_GLIBCXX_USE_CXX11_ABI=1"]\n'}},
+            "[kernel.relu_cpu] cxx-flags: -D_GLIBCXX_USE_CXX11_ABI=1",
+        ),
+    ],
+)
+def test_a_flag_that_overrides_a_harness_define_fails_at_policy(
+    tmp_path: Path, changes: dict[str, object], reason: str
+) -> None:
+    assert refused(tmp_path, **changes) == (
+        f"build.toml: {reason} overrides a define the harness sets"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flags", "checked"),
+    [
+        (r'cuda-flags = ["-O3\n"]', cuda_flags),
+        (r'cuda-flags = ["-DX=1\nrule x"]', cuda_flags),
+        (r'cuda-flags = ["-Xptxas=-v\n"]', cuda_flags),
+        (r'cuda-flags = ["-Xcompiler=-O3\n"]', cuda_flags),
+        (r'cxx-flags = ["-O3\n"]', cxx_flags),
+        (r'cxx-flags = ["-O3\u2028"]', cxx_flags),
+        ('cuda-flags = ["--maxrregcount=\\u0663\\u0662"]', cuda_flags),  # Arabic-Indic digits
+        ('cxx-flags = ["-DX=\\u00e9"]', cxx_flags),
+        ('cxx-flags = ["-march=\\u00e9"]', cxx_flags),
+    ],
+)
+def test_the_flag_allow_list_takes_only_ascii_and_no_line_break(
+    tmp_path: Path, flags: str, checked: Callable[[Project, str], object]
+) -> None:
+    # The allow-list alone, as build.py calls it; check_project refuses control characters first.
+    loaded = project(tmp_path, kernel_flags=flags)
+    with pytest.raises(SampleFailed, match="is not an allowed flag"):
+        checked(loaded, "cuda")
+
+
+@pytest.mark.parametrize(
+    "example", sorted(path.name for path in (EXAMPLES / "solutions").iterdir() if path.is_dir())
+)
+def test_the_example_solutions_keep_the_policy(example: str) -> None:
+    root = EXAMPLES / "solutions" / example
+    files = read_project(root)
+    (init,) = (path for path in files if re.fullmatch(r"torch-ext/\w+/__init__\.py", path))
+    loaded = load_project(root, files, init.split("/")[1])
+    backends = {kernel.backend for kernel in loaded.config.kernel.values()}
+    assert backends
+    for backend in backends:
+        check_project(loaded, backend, "kernel-builder")
 
 
 # A KernelBench-style binding: torch/extension.h and a pybind11 module.
