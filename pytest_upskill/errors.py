@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .sanitize import clean_text
+
 __all__ = ["STAGES", "SampleError", "SampleFailed", "SampleSkipped", "Stage", "UpskillIssue"]
 
 Stage = Literal["generate", "extract", "policy", "build", "load", "check"]
@@ -20,8 +22,9 @@ class UpskillIssue(Exception):
         self.stage = stage
         self.reason = reason
 
+    # What pytest prints and JUnit stores: `reason` may quote the model, its build or a provider.
     def __str__(self) -> str:
-        return f"upskill [{self.stage}] failed: {self.reason}"
+        return f"upskill [{self.stage}] failed: {clean_text(self.reason)}"
 
 
 class SampleFailed(UpskillIssue):
@@ -36,7 +39,7 @@ class SampleError(UpskillIssue):
     outcome = "error"
 
     def __str__(self) -> str:
-        return f"upskill [{self.stage}] error: {self.reason}"
+        return f"upskill [{self.stage}] error: {clean_text(self.reason)}"
 
 
 class SampleSkipped(UpskillIssue):
@@ -45,4 +48,4 @@ class SampleSkipped(UpskillIssue):
     outcome = "skipped"
 
     def __str__(self) -> str:
-        return self.reason
+        return clean_text(self.reason)

@@ -4,15 +4,20 @@ A bar chart of pass rate per model, the baseline and each skill side by side wit
 intervals as whiskers; the tables; and a drill-down per sample (prompt, reply, extracted files,
 build log, failure), read from the sample's directory and its cached build. Everything a model
 wrote is escaped, and the page's content security policy forbids scripts, so a hostile reply
-cannot run in the reader's browser.
+cannot run in the reader's browser; every text shown goes through `clean_text` first, so no
+secret this process holds and no control character reaches the page either.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from functools import partial
 from html import escape
 from pathlib import Path
 
+from ..environ import withheld_secrets
 from ..results import SampleRecord, Statistics, SummaryRow
+from ..sanitize import clean_text
 from .tables import (
     comparison_line,
     context_lines,
@@ -36,6 +41,8 @@ details.sample { margin: 4px 0; } .passed { color: #27ae60; } .failed { color: #
 
 
 def write_html_report(path: Path, stats: Statistics, gates: list[str]) -> None:
+    secrets = withheld_secrets()  # one read of the environment for the whole page
+    text = partial(clean_text, secrets=secrets)
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -43,34 +50,35 @@ def write_html_report(path: Path, stats: Statistics, gates: list[str]) -> None:
         "style-src 'unsafe-inline'\">",
         f"<title>pytest-upskill</title><style>{_STYLE}</style></head><body>",
         "<h1>pytest-upskill</h1>",
-        _chart(stats.summary),
+        _chart(stats.summary, secrets),
         "<h2>Summary</h2>",
-        _table(summary_cells(stats.summary, per_test=False)),
+        _table(summary_cells(stats.summary, per_test=False, text=text)),
     ]
     if stats.lift:
-        parts += ["<h2>Lift</h2><ul>", *(f"<li>{escape(lift_line(r))}</li>" for r in stats.lift)]
-        parts.append("</ul>")
+        lifts = (f"<li>{escape(lift_line(r, text))}</li>" for r in stats.lift)
+        parts += ["<h2>Lift</h2><ul>", *lifts, "</ul>"]
     if stats.comparisons:
-        lines = (f"<li>{escape(comparison_line(r))}</li>" for r in stats.comparisons)
+        lines = (f"<li>{escape(comparison_line(r, text))}</li>" for r in stats.comparisons)
         parts += ["<h2>Skill against skill</h2><ul>", *lines, "</ul>"]
-    context = context_lines(stats.summary)
+    context = context_lines(stats.summary, text=text)
     if context:
         parts += ["<h2>Context</h2><ul>", *(f"<li>{escape(line)}</li>" for line in context)]
         parts.append("</ul>")
     if gates:
-        parts += ["<h2>Gates failed</h2><ul>", *(f"<li>{escape(g)}</li>" for g in gates), "</ul>"]
-    suspicious = suspicious_lines(stats.records)
+        failed = (f"<li>{escape(text(g))}</li>" for g in gates)
+        parts += ["<h2>Gates failed</h2><ul>", *failed, "</ul>"]
+    suspicious = suspicious_lines(stats.records, text)
     if suspicious:
         parts += ['<h2>Suspicious speedups</h2><ul class="suspicious">']
         parts += [*(f"<li>{escape(line)}</li>" for line in suspicious), "</ul>"]
-    parts += ["<h2>Per test</h2>", _table(summary_cells(stats.by_test, per_test=True))]
-    parts += ["<h2>Samples</h2>", *(_drill_down(record) for record in stats.records)]
+    parts += ["<h2>Per test</h2>", _table(summary_cells(stats.by_test, per_test=True, text=text))]
+    parts += ["<h2>Samples</h2>", *(_drill_down(record, secrets) for record in stats.records)]
     parts.append("</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts) + "\n", encoding="utf-8")
 
 
-def _chart(summary: list[SummaryRow]) -> str:
+def _chart(summary: list[SummaryRow], secrets: Sequence[str]) -> str:
     """Grouped bars, one group per model, one bar per condition, whiskers for the interval."""
     models = list(dict.fromkeys(row.model for row in summary))
     conditions = list(dict.fromkeys(row.condition for row in summary))
@@ -90,7 +98,8 @@ def _chart(summary: list[SummaryRow]) -> str:
     for m, model in enumerate(models):
         x0 = left + gap / 2 + m * group
         shapes.append(
-            f'<text x="{x0:.0f}" y="{top + height + 18}" font-size="12">{escape(model)}</text>'
+            f'<text x="{x0:.0f}" y="{top + height + 18}" font-size="12">'
+            f"{_html(model, secrets)}</text>"
         )
         for c, condition in enumerate(conditions):
             row = rows.get((model, condition))
@@ -103,7 +112,7 @@ def _chart(summary: list[SummaryRow]) -> str:
             label = f"{model} {condition}: {row.passed}/{row.n}"
             shapes += [
                 f'<rect class="bar" x="{x + 2:.0f}" y="{y:.1f}" width="{bar - 4}" '
-                f'height="{top + height - y:.1f}" fill="{colour}"><title>{escape(label)}'
+                f'height="{top + height - y:.1f}" fill="{colour}"><title>{_html(label, secrets)}'
                 "</title></rect>",
                 f'<line class="whisker" x1="{x + bar / 2:.0f}" y1="{low:.1f}" '
                 f'x2="{x + bar / 2:.0f}" y2="{high:.1f}" stroke="#111"/>',
@@ -114,7 +123,8 @@ def _chart(summary: list[SummaryRow]) -> str:
         shapes += [
             f'<rect class="legend" x="{width - 150}" y="{y}" width="10" height="10" '
             f'fill="{colour}"/>',
-            f'<text x="{width - 135}" y="{y + 9}" font-size="11">{escape(condition)}</text>',
+            f'<text x="{width - 135}" y="{y + 9}" font-size="11">'
+            f"{_html(condition, secrets)}</text>",
         ]
     shapes.append("</svg>")
     return "\n".join(shapes)
@@ -128,34 +138,42 @@ def _table(cells: list[tuple[str, ...]]) -> str:
     return "".join(lines) + "</table>"
 
 
-def _drill_down(record: SampleRecord) -> str:
+def _drill_down(record: SampleRecord, secrets: Sequence[str]) -> str:
     title = f"{record.nodeid}: {record.outcome} at {record.stage}"
     if record.speedup is not None:
         title += f", speedup {record.speedup:.2f}x"
     if record.reason:
         title += f": {record.reason}"
     parts = [
-        f'<details class="sample"><summary class="{escape(record.outcome)}">{escape(title)}'
+        f'<details class="sample"><summary class="{escape(record.outcome)}">'
+        f"{_html(title, secrets)}"
         "</summary>"
     ]
     directory = Path(record.directory) if record.directory else None
     if directory is not None:
         for name in ("prompt.md", "reply.md"):
-            parts.append(_file_block(name, directory / name))
+            parts.append(_file_block(name, directory / name, secrets))
         if record.build_directory:
-            parts.append(_file_block("build.log", Path(record.build_directory) / "build.log"))
+            log = Path(record.build_directory) / "build.log"
+            parts.append(_file_block("build.log", log, secrets))
         project = directory / "project"
         if project.is_dir():
             for file in sorted(p for p in project.rglob("*") if p.is_file()):
-                parts.append(_file_block(f"project/{file.relative_to(project)}", file))
+                label = f"project/{file.relative_to(project)}"
+                parts.append(_file_block(label, file, secrets))
     parts.append("</details>")
     return "\n".join(parts)
 
 
-def _file_block(label: str, path: Path) -> str:
+def _file_block(label: str, path: Path, secrets: Sequence[str]) -> str:
     if not path.is_file() or path.is_symlink():
         return ""
-    text = path.read_text(encoding="utf-8", errors="replace")
+    # Cleaned whole, then cut: a cut first could split a secret and show its first half.
+    text = clean_text(path.read_text(encoding="utf-8", errors="replace"), secrets=secrets)
     if len(text) > _MAX_TEXT:
         text = text[:_MAX_TEXT] + f"\n… ({len(text) - _MAX_TEXT} more characters)"
-    return f"<h4>{escape(label)}</h4><pre>{escape(text)}</pre>"
+    return f"<h4>{_html(label, secrets)}</h4><pre>{escape(text)}</pre>"
+
+
+def _html(text: str, secrets: Sequence[str]) -> str:
+    return escape(clean_text(text, secrets=secrets))

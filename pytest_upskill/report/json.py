@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
+from ..environ import withheld_secrets
 from ..paths import write_json_atomically
 from ..results import Statistics
+from ..sanitize import clean_text
 
 __all__ = ["SCHEMA", "write_json_report"]
 
@@ -13,7 +16,9 @@ SCHEMA = "pytest-upskill/1"
 
 
 def write_json_report(path: Path, stats: Statistics) -> None:
-    """Write the report atomically, so a reader never sees half of it."""
+    """Write the report atomically, so a reader never sees half of it. Every string in it is
+    cleaned (`clean_text`): reasons and warnings quote models, builds and providers, and tools
+    that print the report must not run a terminal sequence or show a secret."""
     document = {
         "schema": SCHEMA,
         "samples": [record.model_dump(mode="json") for record in stats.records],
@@ -22,4 +27,14 @@ def write_json_report(path: Path, stats: Statistics) -> None:
         "tests": [row.model_dump(mode="json") for row in stats.by_test],
         "comparisons": [row.model_dump(mode="json") for row in stats.comparisons],
     }
-    write_json_atomically(path, document)
+    write_json_atomically(path, _cleaned(document, withheld_secrets()))
+
+
+def _cleaned(value: object, secrets: Sequence[str]) -> object:
+    if isinstance(value, str):
+        return clean_text(value, secrets=secrets)
+    if isinstance(value, dict):
+        return {_cleaned(k, secrets): _cleaned(v, secrets) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_cleaned(item, secrets) for item in value]
+    return value

@@ -1,8 +1,18 @@
-"""The cells of the summary tables and the lift lines, shared by the terminal and Markdown."""
+"""The cells of the summary tables and the lift lines, shared by the terminal and Markdown.
+
+Every value from the session (model, condition and test names, node ids, warnings) goes through
+`text`, once: the writer's own cleaning (`clean_text` for the terminal and HTML, which escapes
+the whole cell after, `markdown_text` for Markdown); what these functions add is safe as it is.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from ..results import FAST_P, ComparisonRow, LiftRow, SampleRecord, SummaryRow
+from ..sanitize import clean_text
+
+Text = Callable[[str], str]
 
 __all__ = [
     "comparison_line",
@@ -13,7 +23,9 @@ __all__ = [
 ]
 
 
-def summary_cells(rows: list[SummaryRow], per_test: bool) -> list[tuple[str, ...]]:
+def summary_cells(
+    rows: list[SummaryRow], per_test: bool, text: Text = clean_text
+) -> list[tuple[str, ...]]:
     """A header, then one line of cells per row."""
     header: tuple[str, ...] = ("model", "condition", "passed", "rate", "95% CI", "built")
     header += ("skipped", "errors", "tokens out", "cost")
@@ -25,10 +37,10 @@ def summary_cells(rows: list[SummaryRow], per_test: bool) -> list[tuple[str, ...
     for row in rows:
         cost = "-" if row.mean_cost_usd is None else f"${row.mean_cost_usd:.4f}"
         table.append(
-            ((row.test or "",) if per_test else ())
+            ((text(row.test or ""),) if per_test else ())
             + (
-                row.model,
-                row.condition,
+                text(row.model),
+                text(row.condition),
                 f"{row.passed}/{row.n}",
                 f"{row.pass_rate:.0%}" if row.n else "-",
                 f"[{row.ci_low:.0%}, {row.ci_high:.0%}]" if row.n else "-",
@@ -51,36 +63,39 @@ def _speed_cells(row: SummaryRow) -> tuple[str, ...]:
     return (geomean, *fast)
 
 
-def suspicious_lines(records: list[SampleRecord]) -> list[str]:
+def suspicious_lines(records: list[SampleRecord], text: Text = clean_text) -> list[str]:
     """One line per sample whose speedup looks too good to be true."""
     lines = []
     for record in records:
         if not record.speedup_suspicious:
             continue
         ratio = "inf" if record.speedup is None else f"{record.speedup:.1f}"
-        lines.append(f"upskill: suspicious speedup {ratio}x in {record.nodeid}: check for cheating")
+        nodeid = text(record.nodeid)
+        lines.append(f"upskill: suspicious speedup {ratio}x in {nodeid}: check for cheating")
         warned = dict.fromkeys(w for s in record.speedups for w in s.warnings)
-        lines += [f"upskill: {record.nodeid}: {warning}" for warning in warned]
+        lines += [f"upskill: {nodeid}: {text(warning)}" for warning in warned]
     return lines
 
 
-def lift_line(row: LiftRow) -> str:
+def lift_line(row: LiftRow, text: Text = clean_text) -> str:
     verdict = "" if row.evidence else "  no evidence of lift"
     return (
-        f"lift {row.model} {row.skill} vs baseline: {row.lift:+.0%} "
+        f"lift {text(row.model)} {text(row.skill)} vs baseline: {row.lift:+.0%} "
         f"[{row.ci_low:+.0%}, {row.ci_high:+.0%}]{verdict}"
     )
 
 
-def comparison_line(row: ComparisonRow) -> str:
+def comparison_line(row: ComparisonRow, text: Text = clean_text) -> str:
     verdict = "" if row.evidence else "  no evidence of a difference"
     return (
-        f"compare {row.model} {row.second} vs {row.first}: {row.difference:+.0%} "
+        f"compare {text(row.model)} {text(row.second)} vs {text(row.first)}: {row.difference:+.0%} "
         f"[{row.ci_low:+.0%}, {row.ci_high:+.0%}]{verdict}"
     )
 
 
-def context_lines(summary: list[SummaryRow], baseline: str = "baseline") -> list[str]:
+def context_lines(
+    summary: list[SummaryRow], baseline: str = "baseline", text: Text = clean_text
+) -> list[str]:
     """What each skill costs in context: its block's estimated tokens and, where the model
     reported them, the mean input tokens against the baseline's."""
     bases = {row.model: row for row in summary if row.condition == baseline}
@@ -89,7 +104,7 @@ def context_lines(summary: list[SummaryRow], baseline: str = "baseline") -> list
         if row.condition == baseline or not row.mean_skill_tokens_estimate:
             continue
         line = (
-            f"context {row.model} {row.condition}: skill block ~"
+            f"context {text(row.model)} {text(row.condition)}: skill block ~"
             f"{row.mean_skill_tokens_estimate:.0f} tokens (estimated: characters / 4)"
         )
         base = bases.get(row.model)
