@@ -12,7 +12,7 @@ import pytest
 
 from conftest import BUILD_DIR, EXAMPLES, ROW_SOFTMAX_TEST, plant
 from pytest_upskill.build import _ninja_jobs, build_project
-from pytest_upskill.environ import scrubbed_environ
+from pytest_upskill.environ import passed_environ, withheld_secrets
 from pytest_upskill.errors import SampleError, SampleFailed
 from pytest_upskill.models.oracle import read_project
 from pytest_upskill.project import Project, load_project, write_project
@@ -143,19 +143,27 @@ def test_a_build_past_its_timeout_is_stopped_and_not_cached(tmp_path: Path) -> N
     assert not list((tmp_path / "cache").glob("*/result.json"))
 
 
-def test_the_build_environment_holds_no_secrets() -> None:
-    environ = {
-        "PATH": "/usr/bin",
-        "HOME": "/root",
-        "CXX": "g++",
-        "ANTHROPIC_API_KEY": "sk-ant",
-        "OPENAI_BASE_URL": "http://x",
-        "HF_TOKEN": "hf",
-        "AWS_SECRET_ACCESS_KEY": "a",
-        "GITHUB_TOKEN": "g",
-        "MY_PASSWORD": "p",
+def test_generated_code_gets_an_allow_list_of_the_environment() -> None:
+    """What issue 13 found reaching builds and kernels through a deny-list stays out; paths are
+    not taken for secrets, so reports keep them."""
+    secrets = {
+        "ANTHROPIC_API_KEY": "sk-ant-0123456789",
+        "DATABASE_URL": "postgres://u:hunter2hunter2@db/x",
+        "PIP_EXTRA_INDEX_URL": "https://__token__:pypi-AgEIcHlwaS5vcmc@example/simple",
+        "SLACK_WEBHOOK": "https://hooks.example/T000/B000/XXXX",
+        "SENTRY_DSN": "https://key@sentry.example/1",
+        "HTTPS_PROXY": "http://user:pass@proxy:3128",
+        "CI_JOB_JWT": "eyJhbGciOiJSUzI1NiJ9.e30.sig",
+        "KUBECONFIG": "/root/.kube/config",
+        "CUDA_API_TOKEN": "cuda-family-but-a-token",
     }
-    assert scrubbed_environ(environ) == {"PATH": "/usr/bin", "HOME": "/root", "CXX": "g++"}
+    kept = {"PATH": "/usr/bin", "CXX": "g++", "LC_ALL": "C.UTF-8", "CUDA_VISIBLE_DEVICES": "0"}
+    environ = {**secrets, **kept, "HOME": "/root", "MY_SETTING": "x"}
+    assert passed_environ(environ=environ) == kept
+    assert passed_environ(["MY_SETTING"], environ) == {**kept, "MY_SETTING": "x"}
+    withheld = withheld_secrets(environ=environ)
+    assert set(withheld) == set(secrets.values()) - {"/root/.kube/config"}
+    assert withheld == sorted(withheld, key=len, reverse=True)
 
 
 def test_build_toml_flags_reach_the_compiler_and_an_older_file_warns(
@@ -231,7 +239,7 @@ def test_waiting_for_another_build_of_the_same_kernel_has_a_timeout(tmp_path: Pa
     cache = tmp_path / "cache"
     with ThreadPoolExecutor(1) as pool:
         first = pool.submit(build_project, project, task, cache, 5.0)
-        while not list(cache.glob("row_softmax-*/build.ninja")):  # it holds the lock now
+        while not list(cache.glob(".row_softmax-*/build.ninja")):  # it holds the lock now
             time.sleep(0.05)
         with pytest.raises(
             SampleError, match=r"waited 2 s for another process building the same kernel"

@@ -1,8 +1,10 @@
-"""Landlock (Linux >= 5.13): let a process write only beneath a few folders, for good; where
-the kernel can, also no TCP and no signals to processes outside the sandbox.
+"""Landlock (Linux >= 5.13): let a process read only beneath an allow-list and write only
+beneath a few folders, for good; where the kernel can, also no TCP and no signals or abstract
+sockets reaching processes outside the sandbox. Landlock also keeps the process from ptracing
+(and so from reading `/proc/PID/environ` of) any process outside its domain.
 
 Called through the three system calls directly: the `landlock` package on PyPI is a
-pre-release (1.0.0.dev5), and what is needed here is one ruleset of write rights.
+pre-release (1.0.0.dev5), and what is needed here is one ruleset.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import ctypes
 import os
 import platform
+import stat
 import sys
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["abi_version", "restrict_writes"]
+__all__ = ["abi_version", "restrict"]
 
 # asm-generic numbers, shared by x86_64 and aarch64.
 _CREATE_RULESET, _ADD_RULE, _RESTRICT_SELF = 444, 445, 446
@@ -22,7 +25,10 @@ _CREATE_RULESET_VERSION = 1
 _RULE_PATH_BENEATH = 1
 _PR_SET_NO_NEW_PRIVS = 38
 
+_EXECUTE = 1 << 0
 _WRITE_FILE = 1 << 1
+_READ_FILE = 1 << 2
+_READ_DIR = 1 << 3
 _REMOVE_DIR = 1 << 4
 _REMOVE_FILE = 1 << 5
 _MAKE_CHAR = 1 << 6
@@ -35,7 +41,8 @@ _MAKE_SYM = 1 << 12
 _REFER = 1 << 13  # ABI 2
 _TRUNCATE = 1 << 14  # ABI 3
 
-
+_READ = _EXECUTE | _READ_FILE | _READ_DIR
+_FILE_RIGHTS = _EXECUTE | _WRITE_FILE | _READ_FILE | _TRUNCATE  # what a rule on a file may hold
 _BIND_TCP, _CONNECT_TCP = 1 << 0, 1 << 1  # ABI 4
 _SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1 << 0, 1 << 1  # ABI 6
 
@@ -65,19 +72,10 @@ def abi_version() -> int:
     return max(int(version), 0)
 
 
-def _write_rights(abi: int) -> int:
-    rights = (
-        _WRITE_FILE
-        | _REMOVE_DIR
-        | _REMOVE_FILE
-        | _MAKE_CHAR
-        | _MAKE_DIR
-        | _MAKE_REG
-        | _MAKE_SOCK
-        | _MAKE_FIFO
-        | _MAKE_BLOCK
-        | _MAKE_SYM
-    )
+def _handled(abi: int) -> int:
+    rights = 0
+    for right in range(13):  # EXECUTE .. MAKE_SYM: ABI 1
+        rights |= 1 << right
     if abi >= 2:
         rights |= _REFER
     if abi >= 3:
@@ -85,18 +83,21 @@ def _write_rights(abi: int) -> int:
     return rights
 
 
-def restrict_writes(writable: Iterable[Path]) -> int:
-    """From now on this thread and every thread and process it starts may create, change or
-    delete files only beneath `writable`; reading and executing stay open. From ABI 4 it may
-    neither connect nor bind TCP sockets, from ABI 6 neither signal nor reach the abstract
-    sockets of processes outside. Call it before starting threads. Returns the ABI used;
-    OSError where Landlock is not available."""
+def restrict(
+    readable: Iterable[Path], writable: Iterable[Path], devices: Iterable[Path] = ()
+) -> int:
+    """From now on this thread and every thread and process it starts may read and execute only
+    beneath `readable` and `writable`, create, change or delete files only beneath `writable`
+    (never device nodes), and open only the device files `devices` for writing. From ABI 4 it
+    may neither connect nor bind TCP sockets, from ABI 6 neither signal nor reach the abstract
+    sockets of processes outside. Paths that do not exist are left out. Call it before starting
+    threads. Returns the ABI used; OSError where Landlock is not available."""
     abi = abi_version()
     if abi < 1:
         raise OSError("Landlock is not available on this kernel")
     libc = _libc()
-    rights = _write_rights(abi)
-    attr = _RulesetAttr(rights, 0, 0)
+    handled = _handled(abi)
+    attr = _RulesetAttr(handled, 0, 0)
     size = 8  # each ABI reads the fields it knows: the kernel refuses unknown ones
     if abi >= 4:
         attr.handled_access_net, size = _BIND_TCP | _CONNECT_TCP, 16
@@ -105,11 +106,20 @@ def restrict_writes(writable: Iterable[Path]) -> int:
     ruleset = libc.syscall(_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0)
     if ruleset < 0:
         raise OSError(ctypes.get_errno(), "landlock_create_ruleset failed")
+    write = handled & ~(_MAKE_BLOCK | _MAKE_CHAR)  # no device nodes, even in its own folder
+    rules = [(path, _READ) for path in readable]
+    rules += [(path, write) for path in writable]
+    rules += [(path, _READ_FILE | _WRITE_FILE) for path in devices]
     try:
-        for path in writable:
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        for path, rights in rules:
             try:
-                rule = _PathBeneath(rights, fd)
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except FileNotFoundError:
+                continue
+            try:
+                if not stat.S_ISDIR(os.fstat(fd).st_mode):
+                    rights &= _FILE_RIGHTS  # the kernel refuses directory rights on a file
+                rule = _PathBeneath(rights & handled, fd)
                 if libc.syscall(_ADD_RULE, ruleset, _RULE_PATH_BENEATH, ctypes.byref(rule), 0):
                     raise OSError(ctypes.get_errno(), f"landlock_add_rule failed for {path}")
             finally:
