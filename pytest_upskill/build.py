@@ -2,7 +2,8 @@
 
 As kernel-builder does, the build generates `registration.h` and `_ops.py` and gives each build
 its own op namespace (`_<name>_<key>`), so several builds of one kernel load side by side.
-Compilers run in a child process (ninja) with a timeout and without the user's secrets.
+Compilers run in the sandbox (ninja and all it starts), with a timeout, in a fresh folder written
+from the files this process holds; a cached build is checked against them before it is used.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,11 +23,13 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from .config import Binding
-from .environ import scrubbed_environ
+from .environ import passed_environ
 from .errors import SampleError, SampleFailed, SampleSkipped
 from .paths import write_json_atomically
 from .policy import cuda_flags, cxx_flags
 from .project import Project
+from .run.processes import kill_tree
+from .run.sandbox import Mechanism, Sandbox, python_paths, system_paths
 from .task import Task
 from .toolchain import CudaToolchain, Toolchain, detect_cuda, detect_toolchain
 
@@ -173,8 +176,23 @@ def _build_key(
     return digest.hexdigest()[:16]
 
 
+def _no_line_breaks(text: str) -> str:
+    # Stage policy refuses control characters in build.toml; this is the last line of defence,
+    # since a line break in build.ninja is a new rule, and a rule is a shell command.
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
+        raise SampleFailed("build", f"refusing a control character in {text[:60]!r}")
+    return text
+
+
 def _ninja_path(path: str) -> str:
-    return path.replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
+    """A path in a ninja `build` line."""
+    return _no_line_breaks(path).replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
+
+
+def _ninja_args(args: list[str]) -> str:
+    """Arguments for a ninja variable that a rule's shell command expands: quoted for the
+    shell, `$` escaped for ninja. Every value of build.toml passes through here."""
+    return shlex.join(_no_line_breaks(arg) for arg in args).replace("$", "$$")
 
 
 def _system_includes(*directories: str) -> list[str]:
@@ -231,10 +249,10 @@ def _ninja_file(recipe: _Recipe) -> str:
         ldflags += [f"-L{lib}" for lib in cuda.library_dirs]
         ldflags += [f"-Wl,-rpath,{lib}" for lib in cuda.library_dirs]
         ldflags += ["-lc10_cuda", "-ltorch_cuda", "-lcudart"]
-    cxx = shlex.quote(toolchain.cxx)
+    cxx = _ninja_args([toolchain.cxx])
     lines = [
-        f"cflags = {shlex.join(cflags)}",
-        f"ldflags = {shlex.join(ldflags)}",
+        f"cflags = {_ninja_args(cflags)}",
+        f"ldflags = {_ninja_args(ldflags)}",
         "rule cxx",
         f"  command = {cxx} -MMD -MF $out.d $cflags $extra -c $in -o $out",
         "  depfile = $out.d",
@@ -246,9 +264,10 @@ def _ninja_file(recipe: _Recipe) -> str:
     ]
     if cuda is not None:
         lines += [
-            f"cudaflags = {shlex.join(cudaflags)}",
+            f"cudaflags = {_ninja_args(cudaflags)}",
             "rule nvcc",
-            f"  command = {shlex.quote(cuda.nvcc)} -ccbin={cxx} -MD -MF $out.d $cudaflags "
+            f"  command = {_ninja_args([cuda.nvcc, f'-ccbin={toolchain.cxx}'])} -MD -MF $out.d "
+            "$cudaflags "
             "$extra -c $in -o $out",
             "  depfile = $out.d",
             "  deps = gcc",
@@ -267,7 +286,7 @@ def _ninja_file(recipe: _Recipe) -> str:
             objects.append(obj)
             lines.append(f"build {obj}: {rule} {_ninja_path('src/' + src)}")
             if src in extra:
-                lines.append(f"  extra = {shlex.join(extra[src])}")
+                lines.append(f"  extra = {_ninja_args(extra[src])}")
     library = _ninja_path(f"pkg/{project.name}/{ext}.so")
     lines.append(f"build {library}: link {' '.join(objects)}")
     lines.append(f"default {' '.join(objects) if recipe.compile_only else library}")
@@ -291,38 +310,103 @@ def _ninja_jobs() -> list[str]:
     return ["-j", jobs] if jobs.isdigit() and int(jobs) > 0 else []
 
 
-def _run_ninja(directory: Path, toolchain: Toolchain, timeout_s: float) -> tuple[int, str]:
+def _run_ninja(
+    directory: Path, toolchain: Toolchain, timeout_s: float, sandbox: Mechanism | None
+) -> tuple[int, str]:
+    """Run ninja in `directory`: inside the sandbox, which may write only there, reads only
+    the toolchain, and holds no secret; its compilers are killed with it at `timeout_s`."""
+    command = [toolchain.ninja, *_ninja_jobs(), "-C", str(directory)]
+    environ = {**passed_environ(), "HOME": str(directory), "TMPDIR": str(directory / "tmp")}
+    (directory / "tmp").mkdir()
+    if sandbox is not None:
+        readable = [*system_paths(), *python_paths(), Path(toolchain.cxx).resolve().parents[1]]
+        box = Sandbox(tuple(readable), (directory,), environ, directory)
+        command = box.command(command, sandbox)
     process = subprocess.Popen(
-        [toolchain.ninja, *_ninja_jobs(), "-C", str(directory)],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
         text=True,
-        env=scrubbed_environ(),
+        errors="replace",
+        env=environ,
+        cwd=directory,
         start_new_session=True,  # so a timeout ends the compilers too
     )
     try:
         output, _ = process.communicate(timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
+        kill_tree(process.pid)  # the compilers too, whatever session they started
         output, _ = process.communicate()
         raise SampleFailed(
             "build", f"the build took longer than {timeout_s:g} s and was stopped"
         ) from None
+    finally:
+        shutil.rmtree(directory / "tmp", ignore_errors=True)
     return process.returncode, output
 
 
-def _prepare(directory: Path, recipe: _Recipe) -> None:
-    if directory.exists():  # left by a build that was killed; its result was never written
-        shutil.rmtree(directory)
-    project = recipe.project
-    shutil.copytree(project.root, directory / "src")
-    (directory / "gen").mkdir()
-    (directory / "gen" / "registration.h").write_text(_REGISTRATION_H)
-    package = directory / "pkg" / project.name
-    shutil.copytree(project.root / "torch-ext" / project.name, package)
+def _package_files(recipe: _Recipe) -> dict[str, str]:
+    """The package the test imports, as the parent holds it: the project's `torch-ext/NAME/`
+    files and the generated `_ops.py`, by path inside `pkg/NAME/`."""
+    name = recipe.project.name
+    prefix = f"torch-ext/{name}/"
+    files = {
+        path.removeprefix(prefix): text
+        for path, text in recipe.project.files.items()
+        if path.startswith(prefix)
+    }
     ops_py = _OPS_PY if recipe.binding == "kernel-builder" else _OPS_ANY_PY
-    (package / "_ops.py").write_text(ops_py.format(ext=recipe.ext))
-    (directory / "build.ninja").write_text(_ninja_file(recipe))
+    files["_ops.py"] = ops_py.format(ext=recipe.ext)
+    return files
+
+
+def _write_new(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "x", encoding="utf-8") as stream:  # never through a link, never over a file
+        stream.write(text)
+
+
+def _prepare(directory: Path, recipe: _Recipe) -> None:
+    """Write the build's inputs from the files this process holds in memory (never copied
+    from the sample's folder on disk, which generated code may have rewritten since)."""
+    project = recipe.project
+    for path, text in project.files.items():
+        _write_new(directory / "src" / path, text)
+    _write_new(directory / "gen" / "registration.h", _REGISTRATION_H)
+    for path, text in _package_files(recipe).items():
+        _write_new(directory / "pkg" / project.name / path, text)
+    _write_new(directory / "build.ninja", _ninja_file(recipe))
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _manifest(directory: Path) -> dict[str, str]:
+    """The digest of every file a test loads from a build: its package, the library included."""
+    package = directory / "pkg"
+    return {
+        str(path.relative_to(package)): _digest(path)
+        for path in sorted(package.rglob("*"))
+        if path.is_file() and "__pycache__" not in path.parts
+    }
+
+
+def _intact(directory: Path, recipe: _Recipe, manifest: dict[str, str]) -> bool:
+    """Whether a cached build is what this recipe builds: its sources are the project's files,
+    its Python files are the package's, and no file it loads changed since it was built."""
+    try:
+        for path, text in recipe.project.files.items():
+            if (directory / "src" / path).read_text(encoding="utf-8") != text:
+                return False
+        package = directory / "pkg" / recipe.project.name
+        for path, text in _package_files(recipe).items():
+            if (package / path).read_text(encoding="utf-8") != text:
+                return False
+        return _manifest(directory) == manifest
+    except (OSError, UnicodeDecodeError):
+        return False
 
 
 def build_project(
@@ -331,8 +415,10 @@ def build_project(
     cache_dir: Path,
     timeout_s: float,
     binding: Binding = "kernel-builder",
+    sandbox: Mechanism | None = None,
 ) -> Build:
-    """Build `project` for `task`'s backend, or return the cached outcome of an identical build."""
+    """Build `project` for `task`'s backend, or return the cached outcome of an identical
+    build; `sandbox`: the mechanism the compilers run under (None: none)."""
     for framework in ("tvm_ffi", "torch_noarch"):
         if getattr(project.config, framework) is not None:
             raise SampleFailed(
@@ -349,8 +435,8 @@ def build_project(
     key = _build_key(project, task, binding, toolchain, cuda.fingerprint if cuda else "")
     recipe = _Recipe(project, task, binding, toolchain, cuda, key)
     directory = cache_dir / f"{project.name}-{key}"
-    result_file = directory / "result.json"
-    if not result_file.is_file():  # written last and atomically: no lock needed to read it
+    cached = _cached(directory, recipe)
+    if cached is None:
         cache_dir.mkdir(parents=True, exist_ok=True)
         # One builder per key across processes (xdist workers, parallel sessions); the others
         # wait, but never forever: a builder is killed at `timeout_s`, so a wait of twice that
@@ -358,8 +444,9 @@ def build_project(
         lock = FileLock(str(cache_dir / f"{project.name}-{key}.lock"), timeout=2 * timeout_s)
         try:
             with lock:
-                if not result_file.is_file():
-                    build = _build(directory, recipe, timeout_s)
+                cached = _cached(directory, recipe)
+                if cached is None:
+                    build = _build(directory, recipe, timeout_s, sandbox)
                     return _check_toolchain(build, toolchain)
         except Timeout:
             raise SampleError(
@@ -367,28 +454,54 @@ def build_project(
                 f"waited {lock.timeout:g} s for another process building the same kernel "
                 f"(lock {lock.lock_file}); is a stopped pytest still holding it?",
             ) from None
-    cached = Build(**{**json.loads(result_file.read_text()), "cached": True})
     return _check_toolchain(cached, toolchain)
 
 
-def _build(directory: Path, recipe: _Recipe, timeout_s: float) -> Build:
+def _cached(directory: Path, recipe: _Recipe) -> Build | None:
+    """The cached build in `directory` if there is one and it is intact, else None (a build
+    that does not match what it was built from is removed, and built again)."""
+    result_file = directory / "result.json"
+    if not result_file.is_file():  # written last and atomically: no lock needed to read it
+        return None
+    try:
+        document = json.loads(result_file.read_text())
+        manifest = document.pop("manifest")
+        build = Build(**{**document, "cached": True, "directory": str(directory)})
+    except (OSError, ValueError, TypeError, KeyError):
+        build, manifest = None, {}
+    if build is not None and (not build.ok or _intact(directory, recipe, manifest)):
+        return build
+    return None
+
+
+def _build(directory: Path, recipe: _Recipe, timeout_s: float, sandbox: Mechanism | None) -> Build:
+    """Build in a fresh folder that only this build's sandbox may write, then move it into the
+    cache once the sandbox has exited: nothing else writes a cached build."""
     start = time.perf_counter()
-    _prepare(directory, recipe)
-    returncode, log = _run_ninja(directory, recipe.toolchain, timeout_s)
-    build = Build(
-        ok=returncode == 0,
-        key=recipe.key,
-        directory=str(directory),
-        ext_name=recipe.ext,
-        reason="" if returncode == 0 else _first_error(log),
-        log=log,
-        seconds=round(time.perf_counter() - start, 3),
-        targets=sm_targets(recipe.capabilities) if recipe.cuda else (),
-        compile_only=recipe.compile_only,
-    )
-    (directory / "build.log").write_text(log)
-    # Written last and atomically: its presence means the build finished.
-    write_json_atomically(directory / "result.json", asdict(build))
+    workspace = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}-"))
+    try:
+        _prepare(workspace, recipe)
+        returncode, log = _run_ninja(workspace, recipe.toolchain, timeout_s, sandbox)
+        build = Build(
+            ok=returncode == 0,
+            key=recipe.key,
+            directory=str(directory),
+            ext_name=recipe.ext,
+            reason="" if returncode == 0 else _first_error(log),
+            log=log,
+            seconds=round(time.perf_counter() - start, 3),
+            targets=sm_targets(recipe.capabilities) if recipe.cuda else (),
+            compile_only=recipe.compile_only,
+        )
+        (workspace / "build.log").write_text(log)
+        # Written last and atomically: its presence means the build finished.
+        document = {**asdict(build), "manifest": _manifest(workspace)}
+        write_json_atomically(workspace / "result.json", document)
+        if directory.exists():  # a build found broken or tampered with: built again
+            shutil.rmtree(directory)
+        os.rename(workspace, directory)
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
     return build
 
 

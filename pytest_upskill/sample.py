@@ -24,6 +24,7 @@ from .task import Task
 
 if TYPE_CHECKING:
     from .replies import Replies
+    from .run.sandbox import Mechanism
     from .skill import Skill
     from .task import TextTask
 
@@ -115,8 +116,9 @@ class Sample:
         assert isinstance(task, Task), "an upskill test case has no kernel"
         return task
 
-    def make_project(self, settings: Settings) -> None:
-        """Extract the project from the reply, check it and build it; no generated code runs."""
+    def make_project(self, settings: Settings, sandbox: Mechanism | None = None) -> None:
+        """Extract the project from the reply, check it and build it (the compilers inside
+        `sandbox`); no generated code runs in this process."""
         assert self.reply is not None, "generate() comes first"
         task = self.kernel_task
         self.stage = "extract"
@@ -128,7 +130,9 @@ class Sample:
         check_project(project, task.backend, binding)
         check_task_rules(project, task)
         self.stage = "build"
-        self.build = build_project(project, task, settings.build_dir, settings.timeout_s, binding)
+        self.build = build_project(
+            project, task, settings.build_dir, settings.timeout_s, binding, sandbox
+        )
         if not self.build.ok:
             raise SampleFailed("build", self.build.reason)
         if self.build.compile_only:
