@@ -96,6 +96,8 @@ class Settings(BaseModel):
     # process's build of the same kernel), load, and the test body.
     timeout_s: float = Field(default=900.0, gt=0)
     isolation: Isolation = "sandbox"
+    # Variables generated code gets besides the allow-list (pytest_upskill.environ).
+    pass_env: tuple[str, ...] = ()
     # The most memory the process testing a kernel may use; None: half of this machine's.
     memory_limit_gb: float | None = None
     binding: Binding = "kernel-builder"
@@ -217,6 +219,10 @@ def load_settings(config: pytest.Config) -> Settings:
 
     binding = _choice(config, "binding", ("kernel-builder", "any"))
     isolation = _choice(config, "isolation", ("sandbox", "process", "off"))
+    pass_env = tuple(option.upskill_pass_env or config.getini("upskill_pass_env"))
+    for name in pass_env:
+        if not name.isidentifier():
+            raise pytest.UsageError(f"--upskill-pass-env: {name!r} is not a variable name")
     memory_limit_gb = _optional(config, "memory_limit", lambda g: g > 0, "a number of GiB above 0")
     references = _choice(config, "skill_references", ("list", "inline"))
     record = _choice(config, "record", ("new", "none", "all", "off"))
@@ -241,6 +247,7 @@ def load_settings(config: pytest.Config) -> Settings:
             timeout_s=timeout_s,
             binding=cast(Binding, binding),
             isolation=cast(Isolation, isolation),
+            pass_env=pass_env,
             memory_limit_gb=memory_limit_gb,
             record=cast(RecordMode, record),
             cassette_dir=configured_path(config, "upskill_cassette_dir", "upskill_cassette_dir")

@@ -11,15 +11,11 @@ from pathlib import Path
 import pytest
 
 __all__ = [
-    "LOCK_DIR_VARIABLE",
     "configured_path",
     "default_build_dir",
     "lock_dir",
     "write_json_atomically",
 ]
-
-# Set for a kernel's process, whose TMPDIR is its own: its GPU locks are everyone's.
-LOCK_DIR_VARIABLE = "PYTEST_UPSKILL_LOCK_DIR"
 
 
 def default_build_dir() -> Path:
@@ -56,9 +52,6 @@ def write_json_atomically(path: Path, document: object) -> None:
 def lock_dir() -> Path:
     """This user's folder for lock files, on this machine: never beside files users commit, and
     never a folder another user made (its locks would be theirs to open)."""
-    inherited = os.environ.get(LOCK_DIR_VARIABLE)
-    if inherited:
-        return Path(inherited)
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no name for this uid (a container)

@@ -15,8 +15,8 @@ from .paths import configured_path, default_build_dir
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from .child import ChildServer
     from .results import Outcome
+    from .run.child import ChildServer
     from .sample import Case, Sample
     from .session import UpskillSession
 
@@ -90,10 +90,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--upskill-isolation",
         choices=("sandbox", "process", "off"),
-        help="where kernels are loaded and tested: sandbox (default) = a child process without "
-        "secrets that may write only in pytest's temporary folders (Landlock); process = the "
-        "same without Landlock; off = in the pytest process, as --pdb and --trace imply (a crash "
-        "ends the session)",
+        help="where builds and kernels run: sandbox (default) = bubblewrap or Landlock, with no "
+        "network, no secrets, reads only of the toolchain and your tests, writes only in each "
+        "sample's folder; process = a child process without secrets, unsandboxed; off = in the "
+        "pytest process, as --pdb and --trace imply (a crash ends the session)",
+    )
+    group.addoption(
+        "--upskill-pass-env",
+        action="append",
+        metavar="NAME",
+        help="an environment variable the sandboxed builds and tests get besides the "
+        "allow-list (repeatable)",
+    )
+    group.addoption(
+        "--upskill-sandbox-check",
+        action="store_true",
+        default=False,
+        help="run probes in the sandbox and print which protections hold on this machine",
     )
     group.addoption(
         "--upskill-memory-limit",
@@ -181,6 +194,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("upskill_isolation", "sandbox (default), process or off", default="")
     parser.addini("upskill_memory_limit", "most memory a kernel's test may use, GiB", default="")
+    parser.addini(
+        "upskill_pass_env",
+        "environment variables sandboxed builds and tests get besides the allow-list",
+        type="linelist",
+        default=[],
+    )
 
 
 def _wanted(config: pytest.Config) -> bool:
@@ -211,6 +230,14 @@ def pytest_configure(config: pytest.Config) -> None:
         for path in upskill.settings.cases:
             if not any(path.is_relative_to(arg.absolute()) for arg in given):
                 config.args.append(str(path))
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.option.upskill_sandbox_check:
+        from .run.selfcheck import sandbox_check
+
+        return sandbox_check(config)
+    return None
 
 
 def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
@@ -323,7 +350,7 @@ def pytest_runtest_makereport(
     if sample is None or not ends_sample:
         return report
     from .errors import UpskillIssue
-    from .session import attach_record
+    from .run.reports import attach_record
 
     error = call.excinfo.value if call.excinfo else None
     if isinstance(error, UpskillIssue):

@@ -10,13 +10,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from .cassettes import Cassettes
 from .config import BASELINE, Settings, load_settings
-from .errors import SampleError, SampleFailed, UpskillIssue
+from .errors import SampleError, UpskillIssue
 from .gpu import pin_worker_gpu
 from .models import Request
 from .prices import cost_usd
@@ -29,12 +29,14 @@ from .report import (
     write_markdown_report,
 )
 from .results import SampleRecord, Statistics, gate_failures, statistics
+from .run.reports import crash_reports, result_reports
 from .sample import Case, Sample, directory_name
 from .skill import Skill, SkillInvalid, condition_name, load_skill
 from .task import Task, TaskInvalid, task_from_marker
 
 if TYPE_CHECKING:
-    from .isolate import KernelProcess, Verdict
+    from .run.kernels import KernelProcess
+    from .run.sandbox import Mechanism
 
 __all__ = ["UpskillSession"]
 
@@ -47,59 +49,34 @@ _RECORD_WORDS = {
 
 
 _ISOLATION_WORDS = {
-    "sandbox": "kernels load and run in a child process without secrets, writing only in "
-    "pytest's temporary folders (Landlock)",
-    "process": "kernels load and run in a child process without secrets; sandbox off: they may "
-    "write wherever you can",
+    "bubblewrap": "builds and kernels run in a sandbox (bubblewrap, then {inner}): no network, "
+    "no secrets, no other processes, reads only of the toolchain and your tests, writes only "
+    "in each sample's own folder",
+    "landlock": "builds and kernels run in a sandbox ({inner}; bubblewrap is missing or refused "
+    "here, so other processes are hidden by Landlock alone): no network, no secrets, reads only "
+    "of the toolchain and your tests, writes only in each sample's own folder",
+    "process": "kernels load and run in a child process without secrets; sandbox off "
+    "(--upskill-isolation=process): builds and kernels may read and write wherever you can",
     "off": "kernels load and run in this pytest process (--upskill-isolation=off): a crash in "
     "one ends the session",
 }
-_NO_LANDLOCK = " (this kernel offers no Landlock)"
+NO_SANDBOX = (
+    "--upskill-isolation=sandbox: neither bubblewrap nor Landlock works here; install "
+    "bubblewrap (apt-get install bubblewrap) or pass --upskill-isolation=process to run "
+    "generated code without a sandbox"
+)
+
+
+def sandbox_words(how: Mechanism) -> str:
+    """The header's line for the sandbox in force."""
+    from .run.landlock import abi_version
+
+    abi = abi_version()
+    inner = f"Landlock ABI {abi}, seccomp" if abi else "seccomp; no Landlock on this kernel"
+    return _ISOLATION_WORDS[how].format(inner=inner)
+
+
 _isolated_key: pytest.StashKey[Case | None] = pytest.StashKey()
-
-
-def crash_reports(item: pytest.Item, sample: Sample, verdict: Verdict) -> list[pytest.TestReport]:
-    """The reports of an item whose kernel process died or was stopped, so the report stays
-    complete: the call failed, or (the process did not start) the setup ended in error."""
-    sample.stage = verdict.stage
-    issue = (SampleError if verdict.harness else SampleFailed)(verdict.stage, verdict.reason)
-    longrepr = f"{issue}\n\n{verdict.detail}" if verdict.detail else str(issue)
-    keywords: dict[str, Any] = {name: 1 for name in item.keywords}
-
-    def report(
-        outcome: Literal["passed", "failed"], when: Literal["setup", "call", "teardown"]
-    ) -> pytest.TestReport:
-        text = longrepr if outcome == "failed" else None
-        return pytest.TestReport(
-            item.nodeid,
-            item.location,
-            keywords,
-            outcome,
-            text,
-            when,
-            user_properties=list(item.user_properties),  # junitxml reads the teardown's
-        )
-
-    ending = report("failed", "setup") if verdict.harness else report("failed", "call")
-    attach_record(item, ending, sample.record(issue.outcome, issue.reason))
-    reports = [ending] if verdict.harness else [report("passed", "setup"), ending]
-    return [*reports, report("passed", "teardown")]
-
-
-def attach_record(item: pytest.Item, report: pytest.TestReport, record: SampleRecord) -> None:
-    """Put a sample's record on its report (xdist carries it to the controller like any report)
-    and on the JUnit XML properties."""
-    report.upskill_sample = record.model_dump(mode="json")  # type: ignore[attr-defined]
-    item.user_properties += [
-        ("upskill_model", record.model),
-        ("upskill_condition", record.condition),
-        ("upskill_sample", record.sample),
-        ("upskill_outcome", record.outcome),
-        ("upskill_stage", record.stage),
-        ("upskill_input_tokens", record.usage.input_tokens),
-        ("upskill_output_tokens", record.usage.output_tokens),
-    ]
-    report.user_properties = list(item.user_properties)
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -128,13 +105,15 @@ class UpskillSession:
         self.workerinput = workerinput
         # A child session tests kernels its parent prepared: it asks no model and reports nothing.
         self.child = child
-        # Where kernels run: Landlock needs a kernel that offers it.
+        # Where builds and kernels run: the strongest sandbox this machine offers.
         self.isolation = settings.isolation
+        self.sandbox: Mechanism | None = None
         if self.isolation == "sandbox" and not child:
-            from .landlock import abi_version
+            from .run.sandbox import mechanism
 
-            if abi_version() < 1:
-                self.isolation = "process"
+            self.sandbox = mechanism()
+            if self.sandbox is None:
+                raise pytest.UsageError(NO_SANDBOX)
         self.kernels: KernelProcess | None = None
         # The controller (or a plain run) owns the session's start time and a scratch folder its
         # xdist workers share: locks on replies, and the replies themselves under record=off.
@@ -255,12 +234,19 @@ class UpskillSession:
 
     @contextmanager
     def hold_device(self, sample: Sample) -> Iterator[None]:
-        """Hold this process's GPU while a CUDA sample's test runs its kernel."""
-        if getattr(sample.case.task, "backend", None) != "cuda" or sample.issue is not None:
-            yield  # no kernel will run: the test fails at once with the sample's issue
+        """Hold this process's GPU while a CUDA sample's test runs its kernel (never in the
+        sandboxed test process: generated code takes no lock)."""
+        cuda = getattr(sample.case.task, "backend", None) == "cuda"
+        if not cuda or sample.issue is not None or self.child:
+            yield  # no kernel will run here: the test fails at once with the sample's issue
             return
+        import torch
+
         from .gpu import current_device, device_lock
 
+        if not torch.cuda.is_available():
+            yield  # the test skips: nothing to hold
+            return
         try:
             with device_lock(current_device(), self.settings.timeout_s):
                 yield  # pytest never throws the test's own exceptions into a fixture
@@ -273,7 +259,7 @@ class UpskillSession:
         sample = self.start(item, case, item.config._tmp_path_factory)  # type: ignore[attr-defined]
         if sample.issue is None:
             try:
-                sample.make_project(self.settings)
+                sample.make_project(self.settings, self.sandbox)
             except UpskillIssue as issue:
                 sample.issue = issue
             except Exception as exc:  # outside the test's own phases: never an INTERNALERROR
@@ -288,7 +274,7 @@ class UpskillSession:
             return None
         try:
             if sample.build is None:
-                sample.make_project(self.settings)
+                sample.make_project(self.settings, self.sandbox)
             return sample.load(self.settings)
         except UpskillIssue as issue:
             sample.issue = issue
@@ -318,13 +304,13 @@ class UpskillSession:
 
     def _kernel_process(self, config: pytest.Config) -> KernelProcess:
         if self.kernels is None:
-            from .isolate import KernelProcess, memory_total_gib
+            from .run.kernels import KernelProcess, memory_total_gib
 
             self.kernels = KernelProcess(
                 config,
-                timeout_s=self.settings.timeout_s,
+                self.settings,
                 memory_limit_gib=self.settings.memory_limit_gb or memory_total_gib() / 2 or 64,
-                sandbox=self.isolation == "sandbox",
+                sandbox=self.sandbox,
                 upskill_input={"upskill_since": self.since, "upskill_scratch": str(self.scratch)},
             )
         return self.kernels
@@ -344,9 +330,17 @@ class UpskillSession:
             return None  # no generated code will run: the test fails here at once
         ihook = item.ihook
         ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-        following = nextitem.nodeid if nextitem and self._isolated_case(nextitem) else None
-        outcome = self._kernel_process(item.config).run(item, following, sample)
-        reports = outcome if isinstance(outcome, list) else crash_reports(item, sample, outcome)
+        from .run.kernels import Verdict
+
+        try:
+            with self.hold_device(sample):
+                outcome = self._kernel_process(item.config).run(item, sample)
+        except UpskillIssue as issue:  # waiting for the GPU timed out
+            outcome = Verdict(issue.stage, issue.reason, harness=True)
+        if isinstance(outcome, Verdict):
+            reports = crash_reports(item, sample, outcome)
+        else:
+            reports = result_reports(item, sample, outcome)
         for report in reports:
             ihook.pytest_runtest_logreport(report=report)
         # This process ran none of the item's fixtures, but may hold earlier items' fixtures
@@ -368,8 +362,8 @@ class UpskillSession:
         lines = [
             f"upskill: models {', '.join(str(m) for m in settings.models) or 'none'}; "
             f"conditions {', '.join(self.conditions)}; {settings.samples} sample(s) each",
-            f"upskill: {_ISOLATION_WORDS[self.isolation]}"
-            + (_NO_LANDLOCK if settings.isolation == "sandbox" != self.isolation else ""),
+            "upskill: "
+            + (sandbox_words(self.sandbox) if self.sandbox else _ISOLATION_WORDS[self.isolation]),
         ]
         if any(model.provider != "oracle" for model in settings.models):  # the oracle records none
             where = "" if settings.record == "off" else f" ({settings.cassette_dir})"

@@ -134,7 +134,7 @@ def test_two_models_three_conditions_five_samples_serial_and_parallel_agree(
     assert (summary, lifts) == numbers("p.json")
     assert len(summary) == 6
     assert len(lifts) == 4
-    assert "| openai:large | terse | 5/5 |" in (pytester.path / "r.md").read_text()
+    assert "| openai\\:large | terse | 5/5 |" in (pytester.path / "r.md").read_text()
     dom = render(chromium, pytester.path / "r.html", "--dump-dom").stdout
     assert dom.count('class="bar"') == 6
     assert dom.count('<details class="sample">') == 30

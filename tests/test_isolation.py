@@ -18,10 +18,10 @@ from test_fuzz import ATTACKS, hostile_reply
 from conftest import ROW_SOFTMAX_TEST
 from pytest_upskill.config import Settings
 from pytest_upskill.extract import render_reply
-from pytest_upskill.landlock import abi_version
 from pytest_upskill.models.oracle import read_project
-from pytest_upskill.paths import lock_dir
-from pytest_upskill.session import UpskillSession
+from pytest_upskill.run.processes import tree
+from pytest_upskill.run.sandbox import mechanism
+from pytest_upskill.session import NO_SANDBOX, UpskillSession
 
 # Appended to the row softmax package's __init__.py; armed only when the test says so, so one
 # quiet session builds (and caches) every variant first.
@@ -35,13 +35,17 @@ HOSTILE = {
     "        chunks.append(b'x' * (128 << 20))\n",
     # It floods the harness's channel with its own "phase" messages, then leaves half a message
     # there: neither wins it time.
-    "jams_the_channel": "def row_softmax(x):\n    import json, os, struct, sys, time\n"
+    "jams_the_channel": "def row_softmax(x):\n    import json, os, struct, time\n"
+    "    sockets = [fd for fd in range(3, 256) if os.path.exists(f'/proc/self/fd/{fd}')\n"
+    "               and os.readlink(f'/proc/self/fd/{fd}').startswith('socket:')]\n"
     "    for _ in range(200):\n"
     "        for phase in ('setup', 'load', 'check', 'teardown'):\n"
     "            message = json.dumps({'phase': phase}).encode()\n"
-    "            os.write(int(sys.argv[1]), struct.pack('!i', len(message)) + message)\n"
+    "            for fd in sockets:\n"
+    "                os.write(fd, struct.pack('!i', len(message)) + message)\n"
     "        time.sleep(0.01)\n"
-    "    os.write(int(sys.argv[1]), struct.pack('!i', 100))\n"
+    "    for fd in sockets:\n"
+    "        os.write(fd, struct.pack('!i', 100))\n"
     "    while True:\n"
     "        time.sleep(1)\n",
     "steals": _ARMED + "    import os, pathlib\n"
@@ -50,17 +54,13 @@ HOSTILE = {
     "    link.symlink_to(os.environ['UPSKILL_TEST_VICTIM'])\n"
     "    try:\n"
     "        link.write_text('through a link')\n"
-    "    except PermissionError:\n"
+    "    except OSError:  # refused, or read-only\n"
     "        pathlib.Path('link-refused.txt').write_text('refused')\n"
     "    import socket\n"
     "    try:\n"  # out over TCP, to the model server on loopback
     "        socket.create_connection(('127.0.0.1', int(os.environ['UPSKILL_TEST_PORT'])))\n"
-    "    except PermissionError:\n"
+    "    except OSError:  # refused, or read-only\n"
     "        pathlib.Path('tcp-refused.txt').write_text('refused')\n"
-    "    try:\n"  # the pytest session that started it
-    "        os.kill(os.getppid(), 0)\n"  # a probe: SIGSTOP would hang a session unscoped
-    "    except PermissionError:\n"
-    "        pathlib.Path('signal-refused.txt').write_text('refused')\n"
     "    pathlib.Path(os.environ['UPSKILL_TEST_VICTIM']).write_text(\n"
     "        os.environ.get('ANTHROPIC_API_KEY', 'no key'))\n",
 }
@@ -92,7 +92,7 @@ def _hostile_suite(pytester: pytest.Pytester, reference: Path) -> Path:
     return pytester.makepyfile(test_hostile="import pytest\nimport torch\n" + tests)
 
 
-@pytest.mark.skipif(abi_version() < 1, reason="this kernel offers no Landlock")
+@pytest.mark.skipif(mechanism() is None, reason="no sandbox works on this machine")
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
     pytester: pytest.Pytester,
@@ -114,6 +114,7 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
 
     with ModelServer(answer=answer) as server:
         args = [f"--upskill-model=openai:m@{server.url}/v1", "--upskill-report=r.json"]
+        args += [f"--upskill-pass-env=UPSKILL_TEST_{n}" for n in ("HOSTILE", "VICTIM", "PORT")]
         args += [*upskill_args, *workers]
         warm = pytester.runpytest(*args)  # builds every kernel, unarmed
         warm.assert_outcomes(failed=len(ATTACKS), passed=len(HOSTILE) + 1)
@@ -145,24 +146,23 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
         "steals": ("load", ends["steals"][1]),
     }
     assert "over the limit of 1.5 GiB (--upskill-memory-limit)" in ends["hogs_memory"][1]
-    assert "importing the package raised PermissionError" in ends["steals"][1]
+    # The write through the link is refused; the write over the test file ends the import.
+    assert "importing the package raised " in ends["steals"][1]
     assert {s["isolation"] for s in samples if s["stage"] != "extract"} == {"sandbox"}
     # The user's file is intact, the key never reached the generated code, nothing leaked.
     assert test_file.read_text() == original
     (steals,) = (s for s in samples if s["test"] == "test_steals")
-    environ = (Path(steals["directory"]) / "environ.txt").read_text()  # the sample's own folder
-    assert "UPSKILL_TEST_VICTIM" in environ
+    scratch = Path(steals["directory"]) / "run"  # the sample's own scratch folder
+    environ = (scratch / "environ.txt").read_text()
+    assert "UPSKILL_TEST_VICTIM" in environ  # passed with --upskill-pass-env
     assert SECRET not in environ
     assert "ANTHROPIC" not in environ
-    assert (Path(steals["directory"]) / "link-refused.txt").exists()
-    # Where the kernel offers them, Landlock's network rules (ABI 4) and scopes (ABI 6).
-    assert (Path(steals["directory"]) / "tcp-refused.txt").exists() == (abi_version() >= 4)
-    assert (Path(steals["directory"]) / "signal-refused.txt").exists() == (abi_version() >= 6)
+    assert (scratch / "link-refused.txt").exists()
+    assert (scratch / "tcp-refused.txt").exists()
     assert SECRET not in result.stdout.str() + (pytester.path / "r.json").read_text()
     result.stdout.fnmatch_lines(
         [
-            "upskill: kernels load and run in a child process without secrets, writing only in "
-            "pytest's temporary folders (Landlock)",
+            "upskill: builds and kernels run in a sandbox (*): no network, no secrets*",
             "*Fatal Python error: Segmentation fault*",
             "*openai:m*baseline*1/14*",
         ]
@@ -172,7 +172,7 @@ def test_hostile_kernels_each_fail_one_sample_and_leak_nothing(
 @pytest.mark.parametrize(
     ("isolation", "words"),
     [
-        ("process", "*in a child process without secrets; sandbox off: they may write wherever*"),
+        ("process", "*in a child process without secrets; sandbox off (--upskill-isolation=proc*"),
         ("off", "*in this pytest process (--upskill-isolation=off): a crash in one ends the*"),
     ],
 )
@@ -203,8 +203,6 @@ from pathlib import Path
 
 import pytest
 
-from pytest_upskill.paths import lock_dir
-
 MARKER = pytest.mark.upskill(
     "Softmax of each row. Expose row_softmax(x).",
     name="row_softmax", backend="cpu", reference="solutions/row_softmax",
@@ -220,10 +218,6 @@ def test_warning_as_error(kernel):
     warnings.warn("deprecated kernel API", DeprecationWarning)
 
 @MARKER
-def test_shares_gpu_locks(kernel):
-    assert lock_dir() == Path(os.environ["UPSKILL_TEST_LOCKS"])
-
-@MARKER
 def test_crash(kernel):
     os.abort()
 """
@@ -235,12 +229,11 @@ def test_the_kernel_process_runs_under_pytests_own_wrappers(
     upskill_args: list[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Assertion diffs, warning filters, the user's GPU locks and JUnit properties all work for
-    a test whose kernel runs in the child process, a crashed one included."""
-    monkeypatch.setenv("UPSKILL_TEST_LOCKS", str(lock_dir()))
+    """Assertion diffs, warning filters and JUnit properties all work for a test whose kernel
+    runs in the sandboxed process, a crashed one included."""
     pytester.makepyfile(WRAPPED_TESTS)
     result = pytester.runpytest("--upskill-model=oracle", "--junitxml=junit.xml", *upskill_args)
-    result.assert_outcomes(passed=1, failed=3)
+    result.assert_outcomes(failed=3)
     result.stdout.fnmatch_lines(["*At index 2 diff: 3 != 4*", "*DeprecationWarning: deprecated*"])
     junit = ElementTree.parse(pytester.path / "junit.xml")
     crashed = junit.find(".//testcase[@name='test_crash[oracle-baseline-0]']")
@@ -296,17 +289,15 @@ def test_a_skip_in_the_child_process_reads_back_as_a_skip(
     assert (sample["outcome"], sample["reason"]) == ("skipped", "no tensor cores today")
 
 
-def _kernel_processes(parent: int) -> list[int]:
-    """The pids of the kernel processes `parent` started."""
+def _kernel_processes(session: int) -> list[int]:
+    """The pids of the sandboxed test processes below `session`."""
     found = []
-    for proc in Path("/proc").iterdir():
+    for pid in tree(session):
         try:
-            stat = (proc / "stat").read_text()
-            cmdline = (proc / "cmdline").read_bytes()
-        except (OSError, ValueError):
+            if b"pytest_upskill.run.child" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+        except OSError:
             continue
-        if int(stat.rpartition(")")[2].split()[1]) == parent and b"pytest_upskill.child" in cmdline:
-            found.append(int(proc.name))
     return found
 
 
@@ -328,14 +319,16 @@ def test_a_session_killed_outright_takes_its_kernel_process_with_it(
         while not list(basetemp.rglob("spinning")):  # in the sample's folder, the kernel's cwd
             assert time.monotonic() < deadline, "the kernel's test never started"
             time.sleep(0.2)
-        (child,) = _kernel_processes(session.pid)
+        # The child session, its fork running the kernel, and the sandbox around them.
+        children = [pid for pid in tree(session.pid) if pid != session.pid]
+        assert len(_kernel_processes(session.pid)) >= 2
     finally:
         session.kill()
         session.wait()
     deadline = time.monotonic() + 10
-    while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
+    while any(Path(f"/proc/{pid}").exists() for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not Path(f"/proc/{child}").exists()
+    assert not [pid for pid in children if Path(f"/proc/{pid}").exists()]
 
 
 def test_pdb_runs_kernels_in_the_pytest_process(
@@ -347,17 +340,18 @@ def test_pdb_runs_kernels_in_the_pytest_process(
     result.stdout.fnmatch_lines(["upskill: kernels load and run in this pytest process*"])
 
 
-def test_without_landlock_the_header_says_the_sandbox_is_off(
+def test_without_any_sandbox_the_sandbox_is_a_usage_error_naming_the_fix(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # A kernel without Landlock cannot be had here: its answer is stood in for.
-    monkeypatch.setattr("pytest_upskill.landlock.abi_version", lambda: 0)
-    session = UpskillSession(Settings(), [])
+    # A machine without bubblewrap and Landlock cannot be had here: its answer is stood in for.
+    monkeypatch.setattr("pytest_upskill.run.sandbox.mechanism", lambda: None)
+    with pytest.raises(pytest.UsageError, match="install bubblewrap") as raised:
+        UpskillSession(Settings(), [])
+    assert str(raised.value) == NO_SANDBOX
+    session = UpskillSession(Settings(isolation="process"), [])  # the explicit opt-out
     try:
-        assert session.isolation == "process"
-        assert session.pytest_report_header(config=None)[1] == (  # type: ignore[arg-type]
-            "upskill: kernels load and run in a child process without secrets; sandbox off: "
-            "they may write wherever you can (this kernel offers no Landlock)"
+        assert session.pytest_report_header(config=None)[1].startswith(  # type: ignore[arg-type]
+            "upskill: kernels load and run in a child process without secrets; sandbox off"
         )
     finally:
         session.pytest_unconfigure(config=None)  # type: ignore[arg-type]

@@ -381,7 +381,7 @@ def test_markdown_junit_properties_and_gates(
     markdown = (pytester.path / "summary.md").read_text()
     assert "| oracle | cpu-kernels | 2/2 | 100% |" in markdown
     assert "- lift oracle cpu-kernels vs baseline: +0% [" in markdown
-    assert "**gate failed**: oracle cpu-kernels: lift +0%" in markdown
+    assert "**gate failed**: oracle cpu-kernels\\: lift \\+0\\%" in markdown  # escaped
     junit = ElementTree.parse(pytester.path / "junit.xml").getroot()
     properties = [
         {p.get("name"): p.get("value") for p in case.iter("property")}

@@ -103,8 +103,9 @@ def test_the_examples_skill_runs_with_and_without_it_through_a_loopback_model(
     assert rows["cuda-review"]["mean_skill_tokens_estimate"] > 300
     assert {s["stage"] for s in data["samples"]} == {"check"}
     markdown = (pytester.path / "r.md").read_text()
-    assert "| anthropic:claude-loopback | cuda-review | 3/3 |" in markdown
-    assert "- lift anthropic:claude-loopback cuda-review vs baseline: +100%" in markdown
+    # Markdown escapes the names (a hostile one reads as text).
+    assert "| anthropic\\:claude-loopback | cuda-review | 3/3 |" in markdown
+    assert "- lift anthropic\\:claude-loopback cuda-review vs baseline: +100%" in markdown
     html = (pytester.path / "r.html").read_text()
     assert "Skill against skill" not in html
     assert "Findings: COALESC" in html  # the reply, in the sample's drill-down
@@ -314,7 +315,7 @@ def test_two_versions_of_one_skill_and_the_baseline_on_upskill_cases(
     assert (comparison["difference"], comparison["evidence"]) == (1.0, True)
     assert 0 < comparison["ci_low"] < comparison["ci_high"] == 1.0
     assert (
-        "- compare openai:m cuda-review@v2 vs cuda-review@v1: +100%"
+        "- compare openai\\:m cuda-review\\@v2 vs cuda-review\\@v1: +100%"
         in (pytester.path / "r.md").read_text()
     )
     assert (

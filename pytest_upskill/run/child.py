@@ -1,49 +1,57 @@
-"""The child pytest session that loads kernels and runs their tests (`python -m`).
+"""The sandboxed pytest session that tests kernels (`python -m pytest_upskill.run.child FD`).
 
-It collects what its parent collected, then runs the items its parent hands it, one at a time,
-and sends back their reports. The parent outlives whatever the generated code does here.
-
-Wire: the parent sends pickles (it is trusted); this process sends JSON only, so nothing the
-generated code writes can run code in the parent.
+It starts inside the sandbox, collects what its parent collected (importing torch and the
+user's tests, never a kernel), then forks once per sample. Each fork narrows the sandbox to its
+own scratch folder, loads the kernel, runs the test's whole protocol, answers on the sample's
+own socket with one typed result, and exits; whatever it started is killed with it. So no
+kernel sees another sample's process, files or channel, and none runs in this process.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import os
 import pickle
-import signal
 import socket
 import sys
+import tempfile
+import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .isolate import receive_frame, send_frame
+from ..errors import SampleFailed
+from .processes import become_subreaper, die_with_parent, kill_orphans
+from .wire import Measurement, PhaseReport, Result, receive_frame, send_frame
 
-__all__ = ["ChildServer", "main"]
+if TYPE_CHECKING:
+    from collections.abc import Generator
 
-_PR_SET_PDEATHSIG = 1
+__all__ = ["SAMPLE_MARK", "ChildServer", "main"]
+
+SAMPLE_MARK = "--- pytest-upskill: sample {} ---"
 
 
 class ChildServer:
-    """The child session's own plugin: it serves items instead of running the test loop."""
+    """The child session's own plugin: it serves samples instead of running the test loop."""
 
-    def __init__(self, channel: socket.socket, upskill_input: dict[str, Any]) -> None:
-        self.channel = channel
-        self.upskill_input = upskill_input  # what the parent's session shares, as xdist does
-        self.request: int | None = None  # the parent's request being served
+    def __init__(self, channel: socket.socket, hello: dict[str, Any]) -> None:
+        self.channel = channel  # to the parent: requests in, exit statuses out
+        self.hello = hello
+        self.upskill_input: dict[str, Any] = hello["upskill_input"]  # as xdist shares it
+        self.sample_channel: socket.socket | None = None  # the running sample's, in its fork
         self.reports: list[pytest.TestReport] = []
+        self.watched: dict[str, object] = {}  # what the test relies on, as the fork began
 
     def send(self, message: dict[str, Any]) -> None:
-        send_frame(self.channel, json.dumps({"id": self.request, **message}).encode())
+        """A message about the running sample, on its own socket (in the fork)."""
+        if self.sample_channel is not None:
+            send_frame(self.sample_channel, json.dumps(message).encode())
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
-        from .plugin import child_key
+        from ..plugin import child_key
 
         config.stash[child_key] = self
         # Files are the parent's to write: the reports it writes, not a second copy from here.
@@ -53,42 +61,80 @@ class ChildServer:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
-        from .plugin import sample_key
+        # Imported before any fork, so what a kernel replaces in them is seen as replaced.
+        import torch  # noqa: F401
+
+        import pytest_upskill.check  # noqa: F401
 
         items = {item.nodeid: item for item in session.items}
-        self.send({"ready": True})
-        expected: pytest.Item | None = None  # the item the last one was torn down for
+        send_frame(self.channel, json.dumps({"ready": True}).encode())
         while True:
+            try:
+                _, fds, _, _ = socket.recv_fds(self.channel, 1, 1)
+            except OSError:
+                fds = []
             frame = receive_frame(self.channel)
-            if frame is None:  # the parent is done
+            if frame is None or not fds:  # the parent is done
                 return True
             request = pickle.loads(frame)
-            self.request = request["id"]
+            sample_channel = socket.socket(fileno=fds[0])
             item = items.get(request["nodeid"])
-            if item is None:
-                self.send({"missing": request["nodeid"]})
-                continue
-            if expected is not item:  # fixtures kept for another item: start clean
-                # A fixture of an item already reported that fails to tear down is no fault
-                # of this one's.
-                with contextlib.suppress(Exception):
-                    session._setupstate.teardown_exact(None)
-            expected = items.get(request["nextitem"] or "")
-            sample = request["sample"]
-            item.stash[sample_key] = sample
-            self.reports = []
-            cwd = os.getcwd()
-            os.chdir(sample.directory)
-            try:  # the whole protocol, so assertion, warnings and timeout plugins wrap it
-                item.ihook.pytest_runtest_protocol(item=item, nextitem=expected)
-            finally:
-                os.chdir(cwd)
-            hook = session.config.hook
-            serialized = [
-                hook.pytest_report_to_serializable(config=session.config, report=report)
-                for report in self.reports
-            ]
-            self.send({"reports": serialized})
+            why_not = _cannot_fork()
+            if item is None or why_not:
+                answer = {"missing": request["nodeid"]} if item is None else {"refused": why_not}
+                send_frame(sample_channel, json.dumps(answer).encode())
+                sample_channel.close()
+                status = 0
+            else:
+                # Where this sample's own output starts in the log, for the parent to show.
+                print(SAMPLE_MARK.format(request["id"]), flush=True)
+                sys.stderr.flush()
+                zygote = os.getpid()
+                pid = os.fork()
+                if pid == 0:
+                    die_with_parent(zygote)
+                    self.channel.close()
+                    self.sample_channel = sample_channel
+                    code = 70
+                    try:
+                        self._serve(session, item, request)
+                        code = 0
+                    except BaseException:  # to the log, which the parent shows on a crash
+                        traceback.print_exc()
+                    finally:
+                        os._exit(code)
+                sample_channel.close()
+                status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+            kill_orphans()  # whatever the sample left running, a daemon too
+            send_frame(self.channel, json.dumps({"id": request["id"], "exit": status}).encode())
+
+    def _serve(self, session: pytest.Session, item: pytest.Item, request: dict[str, Any]) -> None:
+        """In the fork: confine it to the sample's scratch folder, run the item, answer."""
+        from ..plugin import sample_key
+        from .landlock import abi_version, restrict
+
+        sample = request["sample"]
+        scratch = Path(request["scratch"])
+        kernel_readable = self.hello["kernel_readable"]  # None: the sandbox is off
+        if kernel_readable is not None and abi_version() >= 1:
+            # Within the session's sandbox, this sample's scratch folder is all it may write.
+            readable = [*(Path(p) for p in kernel_readable), Path(sample.directory)]
+            if sample.build is not None:
+                readable.append(Path(sample.build.directory))
+            restrict(readable, [scratch], [Path(p) for p in self.hello["devices"]])
+        for name, folder in (("HOME", scratch), ("TMPDIR", scratch / "tmp")):
+            folder.mkdir(exist_ok=True)
+            os.environ[name] = str(folder)
+        tempfile.tempdir = None
+        # The user's tmp_path goes in the scratch folder too.
+        factory = session.config._tmp_path_factory  # type: ignore[attr-defined]
+        factory._given_basetemp, factory._basetemp = scratch / "basetemp", None
+        item.stash[sample_key] = sample
+        self.watched = _watched()  # before the kernel is imported: its import may patch too
+        os.chdir(scratch)
+        # The whole protocol, so assertion, warnings and timeout plugins wrap it.
+        item.ihook.pytest_runtest_protocol(item=item, nextitem=None)
+        self.send({"result": _result(self.reports, sample).model_dump(mode="json")})
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.reports.append(report)
@@ -100,35 +146,116 @@ class ChildServer:
         if fixturedef.argname == "kernel":
             self.send({"phase": "load"})
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_call(self, item: pytest.Item) -> None:
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None]:
         self.send({"phase": "check"})
+        try:
+            return (yield)
+        finally:
+            now = _watched()
+            replaced = [
+                name
+                for name, obj in self.watched.items()
+                if obj is not None and not _same(obj, now[name])
+            ]
+            if replaced:  # whatever the test concluded, it concluded with the kernel's tools
+                from ..plugin import sample_key
+
+                issue = SampleFailed(
+                    "check",
+                    f"the kernel replaced {', '.join(replaced[:5])}: its test's verdict is not "
+                    "believed",
+                )
+                item.stash[sample_key].issue = issue
+                raise issue
 
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         self.send({"phase": "teardown"})
 
 
-def _confine(parent: int, writable: list[Path]) -> None:
-    # A parent killed outright takes this process with it: a kernel spinning here never reads
-    # the end of the connection.
-    if sys.platform == "linux":
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != parent:  # it died before the line above
-        os._exit(1)
-    # Out-of-memory: this process goes first, never the pytest session that started it.
-    with contextlib.suppress(OSError):
-        Path("/proc/self/oom_score_adj").write_text("1000")
-    if writable:
-        from .landlock import restrict_writes
+# What a test's verdict rests on: comparisons, the check helpers, pytest's assertion machinery.
+_WATCHED = {
+    "builtins": ("AssertionError", "isinstance", "all", "any", "abs", "len", "getattr"),
+    "math": ("isclose",),
+    "torch": ("allclose", "isclose", "equal", "testing", "Tensor"),
+    "torch.testing": ("assert_close",),
+    "pytest": ("approx", "fail", "raises", "skip"),
+    "_pytest.assertion.rewrite": ("_call_reprcompare", "_format_explanation", "_saferepr"),
+    # (not util._reprcompare: pytest itself sets it for each test)
+    "_pytest.assertion.util": ("assertrepr_compare",),
+}
+_TENSOR = ("__eq__", "__ne__", "__bool__", "allclose", "isclose", "equal", "item", "tolist")
 
-        restrict_writes(writable)  # before any thread starts: they inherit it
+
+def _watched() -> dict[str, object]:
+    """The objects a test's verdict rests on, by name; a kernel that swaps one fails."""
+    found: dict[str, object] = {}
+    for module_name, names in _WATCHED.items():
+        module = sys.modules.get(module_name)
+        found[f"sys.modules[{module_name!r}]"] = module
+        for name in names:
+            found[f"{module_name}.{name}"] = getattr(module, name, None)
+    check = sys.modules.get("pytest_upskill.check")
+    if check is not None:
+        for name in dir(check):
+            if not name.startswith("__"):
+                found[f"pytest_upskill.check.{name}"] = getattr(check, name)
+        found["pytest_upskill.check.TOLERANCES (its values)"] = tuple(check.TOLERANCES.items())
+    tensor = getattr(sys.modules.get("torch"), "Tensor", None)
+    for name in _TENSOR:
+        found[f"torch.Tensor.{name}"] = getattr(tensor, name, None)
+    return found
+
+
+def _same(before: object, after: object) -> bool:
+    return before is after or (isinstance(before, tuple) and before == after)
+
+
+def _result(reports: list[pytest.TestReport], sample: Any) -> Result:
+    phases = []
+    record: dict[str, Any] = {}
+    for report in reports:
+        record = getattr(report, "upskill_sample", None) or record
+        text = report.longreprtext
+        if report.skipped and isinstance(report.longrepr, tuple):
+            text = str(report.longrepr[2]).removeprefix("Skipped: ")
+        phases.append(
+            PhaseReport(
+                when=report.when,
+                outcome=report.outcome,
+                text=text,
+                duration=report.duration,
+                sections=[(str(title), str(body)) for title, body in report.sections[-16:]],
+                wasxfail=getattr(report, "wasxfail", None),
+            )
+        )
+    stage = record.get("stage", sample.stage)
+    return Result(
+        reports=phases,
+        stage=stage if stage in ("load", "check") else "load",
+        outcome=record.get("outcome", "error"),
+        reason=record.get("reason", ""),
+        speedups=[Measurement.model_validate(s.model_dump()) for s in sample.speedups[:1000]],
+    )
+
+
+def _cannot_fork() -> str | None:
+    """Why forking now would break the sample, if it would: CUDA cannot be used in a fork of
+    a process that initialized it."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        return (
+            "CUDA was initialized while the tests were collected (a test module or conftest "
+            "used the GPU when imported): create CUDA tensors inside tests or fixtures"
+        )
+    return None
 
 
 def main() -> int:
     channel = socket.socket(fileno=int(sys.argv[1]))
     hello = pickle.loads(receive_frame(channel) or b"")
-    _confine(hello["parent"], [Path(path) for path in hello["writable"]])
-    server = ChildServer(channel, hello["upskill_input"])
+    become_subreaper()
+    server = ChildServer(channel, hello)
     return int(pytest.main(hello["args"], plugins=[server]))
 
 

@@ -1,9 +1,11 @@
-"""Load kernels and run their tests in a child pytest session: a segfault, abort, `exit()`,
-endless loop or runaway allocation in generated code fails that one test, never the session.
+"""Load kernels and run their tests in the sandboxed child session (`run.child`), one fork per
+sample: a segfault, abort, `exit()`, endless loop, runaway allocation or hostile message in
+generated code fails that one sample, never the session or another sample.
 
-The child is spawned (never forked: CUDA may be initialized here), collects what this process
-collected, and runs the items handed to it with the prepared sample. It holds no secrets, works
-in the sample's folder, and where Landlock is on may write only in pytest's temporary folders.
+The child is spawned inside the sandbox (never forked from here: CUDA may be initialized
+here), collects what this process collected, and forks for each sample this process hands it.
+Nothing it says is believed: its answer is one typed message, and the reports and the record
+are built here from this process's own sample.
 """
 
 from __future__ import annotations
@@ -23,33 +25,36 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from pydantic import ValidationError
 
-from .environ import scrubbed_environ
-from .errors import Stage
-from .paths import LOCK_DIR_VARIABLE, lock_dir
+from ..environ import passed_environ
+from ..errors import Stage
+from .child import SAMPLE_MARK
+from .processes import kill_tree, tree
+from .sandbox import Mechanism, Sandbox, gpu_devices, python_paths, system_paths
+from .wire import HEADER, LARGEST_FRAME, Result, send_frame
 
 if TYPE_CHECKING:
-    from .sample import Sample
+    from ..config import Settings
+    from ..sample import Sample
 
-__all__ = ["KernelProcess", "Verdict", "memory_total_gib", "receive_frame", "send_frame"]
+__all__ = ["KernelProcess", "Verdict", "memory_total_gib"]
 
-# The child's phases, in order -> the stage a sample is at when the child stops answering in it.
+# The test's phases, in order -> the stage a sample is at when its process stops answering.
 _STAGE_OF_PHASE: dict[str, Stage] = {
-    "start": "load",
     "setup": "load",
     "load": "load",
     "check": "check",
     "teardown": "check",
 }
-_LARGEST_MESSAGE = 256 << 20  # reports with captured output; more is a broken child
-_HEADER = 4  # each message on the wire: its length, 4 bytes big-endian, then its bytes
 _POLL_S = 0.1
-_START_S = 300.0  # a child's start-up: Python, pytest, collection and torch on a busy runner
+_START_S = 300.0  # the child's start-up: Python, pytest, collection and torch on a busy runner
+_DRAIN_S = 2.0  # after a sample's process exited, for the last of what it sent
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """Why the child did not bring back an item's reports: stage, one line, and detail.
+    """Why the sample's process brought back no result: stage, one line, and detail.
     `harness`: the harness failed (the child could not start), no fault of the model's."""
 
     stage: Stage
@@ -87,42 +92,67 @@ def _death(returncode: int) -> str:
     return f"the test process exited with status {returncode}"
 
 
-def send_frame(channel: socket.socket, data: bytes) -> None:
-    channel.sendall(len(data).to_bytes(_HEADER, "big") + data)
+class _Frames:
+    """Length-framed JSON messages from a socket that may be hostile: never blocks, never
+    holds more than one frame's worth."""
 
+    def __init__(self, channel: socket.socket) -> None:
+        self.channel = channel
+        self.buffer = b""
+        self.closed = False
 
-def receive_frame(channel: socket.socket) -> bytes | None:
-    """The next message, waiting as long as it takes (the child's side); None at the end."""
-    data = b""
-    while len(data) < _HEADER or len(data) < _HEADER + int.from_bytes(data[:_HEADER], "big"):
-        chunk = channel.recv(1 << 20)
-        if not chunk:
-            return None
-        data += chunk
-    return data[_HEADER:]
+    def read(self) -> list[Any]:
+        """The whole messages that arrived (None for one that is not a JSON object); raises
+        OverflowError for a frame over the limit."""
+        try:
+            chunk = self.channel.recv(1 << 20)
+        except BlockingIOError:  # nothing yet
+            chunk = None
+        except OSError:
+            chunk = b""
+        if chunk is not None:
+            self.closed = self.closed or not chunk
+            self.buffer += chunk
+        messages = []
+        while len(self.buffer) >= HEADER:
+            length = int.from_bytes(self.buffer[:HEADER], "big")
+            if length > LARGEST_FRAME:
+                raise OverflowError(length)
+            if len(self.buffer) < HEADER + length:
+                break
+            frame, self.buffer = (
+                self.buffer[HEADER : HEADER + length],
+                self.buffer[HEADER + length :],
+            )
+            try:
+                message = json.loads(frame)
+            except ValueError:
+                message = None
+            messages.append(message if isinstance(message, dict) else None)
+        return messages
 
 
 class KernelProcess:
-    """This process's child session: started on first use, and again after it dies."""
+    """This process's sandboxed child session: started on first use, and again after it dies."""
 
     def __init__(
         self,
         config: pytest.Config,
+        settings: Settings,
         *,
-        timeout_s: float,
         memory_limit_gib: float,
-        sandbox: bool,
+        sandbox: Mechanism | None,
         upskill_input: dict[str, Any],
     ) -> None:
         self.config = config
-        self.timeout_s = timeout_s
+        self.settings = settings
+        self.timeout_s = settings.timeout_s
         self.memory_limit_gib = memory_limit_gib
         self.sandbox = sandbox
         self.upskill_input = upskill_input
-        self.basetemp = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+        self.basetemp: Path = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
         self._process: subprocess.Popen[bytes] | None = None
-        self._channel: socket.socket | None = None
-        self._buffer = b""  # what the child sent that is not a whole message yet
+        self._control: _Frames | None = None
         self._log: Path | None = None
         self._ready = False
         self._started = 0
@@ -138,26 +168,56 @@ class KernelProcess:
             args += ["-n", "0"]  # the child runs what it is given, in its own process only
         return args
 
+    def readable(self) -> list[Path]:
+        """What the tests may read: the system, this Python, the user's test tree, skills and
+        the build cache; not the home folder, not other processes."""
+        config, settings = self.config, self.settings
+        user = {config.rootpath, config.invocation_params.dir, settings.build_dir}
+        if config.inipath is not None:
+            user.add(config.inipath.parent)
+        for arg in config.args:
+            path = config.invocation_params.dir / arg.partition("::")[0]
+            user.add(path if path.is_dir() else path.parent)
+        user.update(settings.skills)
+        user.update(path.parent for path in settings.cases)
+        return [*system_paths(), *python_paths(), *sorted(user)]
+
     def start(self) -> None:
-        """Spawn the child; it collects while this process asks models and builds."""
+        """Spawn the child in the sandbox; it collects while this process asks models and
+        builds."""
         if self._process is not None or self._broken is not None:
             return
         self._started += 1
         home = self.basetemp / f"upskill-kernels-{self._started}"
-        home.mkdir(parents=True, exist_ok=True)
+        (home / "tmp").mkdir(parents=True, exist_ok=True)
         self._log = home / "output.log"
-        environ = scrubbed_environ()
-        # Temporary files (and in the sandbox the JIT caches of CUDA and Triton) go where the
-        # sandbox lets them; GPU locks stay where every process of this user finds them.
-        environ["TMPDIR"] = str(home)
-        environ[LOCK_DIR_VARIABLE] = str(lock_dir())
-        if self.sandbox:
-            environ.setdefault("CUDA_CACHE_PATH", str(home / "cuda-cache"))
-            environ.setdefault("TRITON_CACHE_DIR", str(home / "triton-cache"))
+        environ = passed_environ(self.settings.pass_env)
+        environ.update(
+            HOME=str(home),
+            TMPDIR=str(home / "tmp"),
+            # JIT caches where the sandbox lets them write; torch.cuda.is_available() without
+            # initializing CUDA, which a fork could not use.
+            CUDA_CACHE_PATH=str(home / "cuda-cache"),
+            TRITON_CACHE_DIR=str(home / "triton-cache"),
+            PYTORCH_NVML_BASED_CUDA_CHECK="1",
+        )
+        # Bound into the sandbox now, so it must exist before the first build.
+        self.settings.build_dir.mkdir(parents=True, exist_ok=True)
         ours, theirs = socket.socketpair()
+        command = [sys.executable, "-m", "pytest_upskill.run.child", str(theirs.fileno())]
+        readable = self.readable()
+        box = Sandbox(
+            tuple(readable),
+            (self.basetemp,),
+            environ,
+            self.config.invocation_params.dir,
+            gpu=bool(gpu_devices()),
+        )
+        if self.sandbox is not None:
+            command = box.command(command, self.sandbox)
         with open(self._log, "wb") as log:
             self._process = subprocess.Popen(
-                [sys.executable, "-m", "pytest_upskill.child", str(theirs.fileno())],
+                command,
                 pass_fds=[theirs.fileno()],
                 env=environ,
                 cwd=self.config.invocation_params.dir,
@@ -167,143 +227,171 @@ class KernelProcess:
                 start_new_session=True,  # its own process group: killed whole
             )
         theirs.close()
-        self._channel, self._buffer = ours, b""
-        writable = [self.basetemp, lock_dir(), Path("/dev")] if self.sandbox else []
+        # Out of memory, the sandbox goes first, never the pytest session that started it.
+        with contextlib.suppress(OSError):
+            Path(f"/proc/{self._process.pid}/oom_score_adj").write_text("1000")
+        ours.setblocking(False)
+        self._control = _Frames(ours)
         hello = {
             "args": self._arguments(home / "basetemp"),
-            "writable": [str(path) for path in writable],
             "upskill_input": self.upskill_input,
-            "parent": os.getpid(),
+            "kernel_readable": [str(p) for p in readable] if self.sandbox else None,
+            "devices": box.devices(),
         }
         self._ready = False
-        self._send(hello)
+        ours.setblocking(True)
+        ours.settimeout(self.timeout_s)  # a child that never reads cannot hang us
+        send_frame(ours, pickle.dumps(hello))
+        ours.setblocking(False)
 
-    def _send(self, message: dict[str, Any]) -> bool:
-        """Send the child a message; False if it does not take it within the timeout."""
-        assert self._channel is not None
-        self._channel.settimeout(self.timeout_s)  # a child that never reads cannot hang us
-        try:
-            send_frame(self._channel, pickle.dumps(message))
-        except OSError:
-            return False
-        return True
-
-    def run(
-        self, item: pytest.Item, nextitem: str | None, sample: Sample
-    ) -> list[pytest.TestReport] | Verdict:
-        """Run `item` in the child with `sample` prepared; its reports, or why there are none."""
+    def run(self, item: pytest.Item, sample: Sample) -> Result | Verdict:
+        """Run `item` with `sample` in a fork of the child; its result, or why there is none."""
         self.start()
         if self._broken is not None:
             return self._broken
-        phase = "start"
+        assert self._control is not None
         if not self._ready:
-            answer = self._receive(phase, time.monotonic(), max(self.timeout_s, _START_S), None)
-            if isinstance(answer, Verdict):
-                reason = f"the test process did not start: {answer.reason}"
+            ready = self._wait_ready()
+            if isinstance(ready, Verdict):
+                reason = f"the test process did not start: {ready.reason}"
                 self._broken = Verdict("load", reason, self._log_tail(), harness=True)
                 return self._broken
             self._ready = True
         self._requests += 1
-        request = self._requests  # its answers carry it: a kernel's leftovers are told apart
-        if not self._send(
-            {"id": request, "nodeid": item.nodeid, "nextitem": nextitem, "sample": sample}
-        ):
-            return self._stop(phase, "the test process took no more work")
-        phases = list(_STAGE_OF_PHASE)
-        since = time.monotonic()
-        while True:
-            answer = self._receive(phase, since, self.timeout_s, request)
-            if isinstance(answer, Verdict):
-                return answer
-            new = answer.get("phase")
-            if new in phases and phases.index(new) > phases.index(phase):
-                phase, since = new, time.monotonic()  # each phase gets the timeout, once
-            elif "reports" in answer:
-                return self._reports(item, answer["reports"], phase)
-            elif "missing" in answer:  # the child is fine: only this item is not there
-                reason = f"the test process did not collect {item.nodeid}"
-                return Verdict(_STAGE_OF_PHASE[phase], reason, harness=True)
-            else:
-                return self._stop(phase, "the test process sent a message out of turn")
+        request = self._requests
+        scratch = Path(sample.directory) / "run"  # the only folder the kernel may write
+        scratch.mkdir(exist_ok=True)
+        ours, theirs = socket.socketpair()
+        control = self._control.channel
+        try:
+            control.setblocking(True)
+            control.settimeout(self.timeout_s)
+            socket.send_fds(control, [b"F"], [theirs.fileno()])
+            message = {"id": request, "nodeid": item.nodeid, "sample": sample, "scratch": scratch}
+            send_frame(control, pickle.dumps(message))
+        except OSError:
+            ours.close()
+            return self._stop("setup", "the test process took no more work")
+        finally:
+            theirs.close()
+            control.setblocking(False)
+        ours.setblocking(False)
+        try:
+            return self._follow(request, _Frames(ours))
+        finally:
+            ours.close()
 
-    def _receive(
-        self, phase: str, since: float, seconds: float, request: int | None
-    ) -> dict[str, Any] | Verdict:
-        """The child's next message about `request`, waiting until `seconds` after `since` and
-        watching its memory; messages about earlier requests are dropped."""
+    def _wait_ready(self) -> dict[str, Any] | Verdict:
+        assert self._control is not None
+        deadline = time.monotonic() + max(self.timeout_s, _START_S)
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                return self._stop("setup", None)
+            select.select([self._control.channel], [], [], _POLL_S)
+            try:
+                messages = self._control.read()
+            except OverflowError:
+                return self._stop("setup", "the test process sent a message too long to read")
+            for message in messages:
+                if message and message.get("ready"):
+                    return {"ready": True}
+            if self._control.closed:
+                return self._stop("setup", None)
+        return self._stop("setup", f"timed out after {max(self.timeout_s, _START_S):g} s")
+
+    def _follow(self, request: int, sample: _Frames) -> Result | Verdict:
+        """Watch the sample's process: its phases (each gets the timeout once), its memory,
+        its one result, and its exit as the child reports it."""
+        assert self._control is not None
         assert self._process is not None
-        assert self._channel is not None
-        while True:  # the clock and the memory are checked however busy the child keeps us
-            if time.monotonic() > since + seconds:
-                return self._stop(phase, f"timed out after {seconds:g} s (--upskill-timeout)")
-            used = _proc_gib(f"/proc/{self._process.pid}/status", "VmRSS:")
+        phases = list(_STAGE_OF_PHASE)
+        phase, since = "setup", time.monotonic()
+        raw_result: Any = None
+        harness: str | None = None
+        exited: int | None = None
+        exited_at = 0.0
+        hostile = False
+        while True:
+            now = time.monotonic()
+            if exited is not None and (sample.closed or now > exited_at + _DRAIN_S):
+                break
+            if exited is None and now > since + self.timeout_s:
+                return self._stop(
+                    phase, f"timed out after {self.timeout_s:g} s (--upskill-timeout)"
+                )
+            used = sum(
+                _proc_gib(f"/proc/{pid}/status", "VmRSS:") for pid in tree(self._process.pid)
+            )
             if used > self.memory_limit_gib:
                 return self._stop(
                     phase,
                     f"the test process used {used:.1f} GiB of memory, over the limit of "
                     f"{self.memory_limit_gib:g} GiB (--upskill-memory-limit)",
                 )
-            data = self._buffer
-            length = int.from_bytes(data[:_HEADER], "big") if len(data) >= _HEADER else 0
-            if length > _LARGEST_MESSAGE:
-                return self._stop(phase, "the test process sent a message too long to read")
-            if len(data) < _HEADER or len(data) < _HEADER + length:
-                if not select.select([self._channel], [], [], _POLL_S)[0]:
-                    continue
-                try:
-                    chunk = self._channel.recv(1 << 20)
-                except OSError:
-                    chunk = b""
-                if not chunk:
-                    return self._stop(phase, None)
-                self._buffer += chunk
-                continue
-            frame, self._buffer = data[_HEADER : _HEADER + length], data[_HEADER + length :]
+            channels = [c.channel for c in (sample, self._control) if not c.closed]
+            select.select(channels, [], [], _POLL_S)
             try:
-                message = json.loads(frame)
-            except ValueError:
-                message = None
-            if not isinstance(message, dict):
-                return self._stop(phase, "the test process sent something that is not a message")
-            if message.get("id") == request:
-                return message
-
-    def _reports(
-        self, item: pytest.Item, data: Any, phase: str
-    ) -> list[pytest.TestReport] | Verdict:
-        hook = self.config.hook
-        try:
-            reports = [
-                hook.pytest_report_from_serializable(config=self.config, data=d) for d in data
-            ]
-        except Exception:  # a child that writes its own "reports" is broken, or hostile
-            reports = []
-        whens = [getattr(report, "when", None) for report in reports]
-        if (
-            not reports
-            or not all(
-                isinstance(r, pytest.TestReport) and r.nodeid == item.nodeid for r in reports
+                messages = sample.read() if not sample.closed else []
+            except OverflowError:
+                hostile, sample.closed = True, True
+                messages = []
+            for message in messages:
+                new = message.get("phase") if message else None
+                if exited is None and new in phases and phases.index(new) > phases.index(phase):
+                    phase, since = new, time.monotonic()  # each phase gets the timeout, once
+                elif message and "result" in message:
+                    raw_result = message["result"]  # the last one: the harness sends it last
+                elif message and "refused" in message:
+                    harness = str(message["refused"])[:500]
+                elif message and "missing" in message:
+                    harness = f"the test process did not collect {str(message['missing'])[:300]}"
+                elif message is None or new is None:
+                    hostile = True
+            try:
+                control = self._control.read()
+            except OverflowError:
+                return self._stop(phase, "the test process sent a message too long to read")
+            for message in control:
+                if (
+                    message
+                    and message.get("id") == request
+                    and isinstance(message.get("exit"), int)
+                ):
+                    exited, exited_at = message["exit"], time.monotonic()
+            if self._control.closed and exited is None:
+                return self._stop(phase, None)
+        if harness is not None:
+            return Verdict(_STAGE_OF_PHASE[phase], harness, harness=True)
+        if raw_result is None:
+            reason = (
+                "the test process sent something that is not a message"
+                if hostile
+                else _death(exited or 0)
             )
-            or whens not in (["setup", "teardown"], ["setup", "call", "teardown"])
-        ):
-            return self._stop(phase, "the test process sent reports that do not read back")
-        for report in reports:
-            if isinstance(report.longrepr, list):  # a skip's (path, line, reason), through JSON
-                report.longrepr = tuple(report.longrepr)
-        return reports
+            return Verdict(_STAGE_OF_PHASE[phase], reason, self._fault())
+        try:
+            return Result.model_validate(raw_result)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            where = ".".join(str(part) for part in error["loc"])
+            return Verdict(
+                "check",
+                f"the test process sent a result that does not read back ({where}: {error['msg']})",
+            )
 
     def _stop(self, phase: str, reason: str | None) -> Verdict:
-        """End the child (and anything it started); a fresh one serves the next item."""
+        """End the child and everything in its sandbox; a fresh one serves the next sample."""
         process, self._process = self._process, None
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
+        if self._control is not None:
+            self._control.channel.close()
+            self._control = None
         returncode = 0
         if process is not None:
             if process.poll() is None and reason is None:
                 # It closed the connection: give it a moment to finish dying.
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=5)
+            kill_tree(process.pid)
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(process.pid, signal.SIGKILL)
             returncode = process.wait()
@@ -320,12 +408,16 @@ class KernelProcess:
             return log.read().decode("utf-8", "replace")
 
     def _fault(self, lines: int = 12) -> str:
-        """Where Python's fault handler says the child crashed, if it crashed."""
+        """Where Python's fault handler says the sample's process crashed, if it crashed, or
+        the traceback of what broke in it."""
         text = self._log_tail()
-        start = text.rfind("Fatal Python error")
-        return "\n".join(text[start:].splitlines()[:lines]) if start >= 0 else ""
+        text = text[text.rfind(SAMPLE_MARK.format(self._requests)) :]
+        for start in (text.rfind("Fatal Python error"), text.rfind("Traceback (most recent")):
+            if start >= 0:
+                return "\n".join(text[start:].splitlines()[:lines])
+        return ""
 
     def close(self) -> None:
-        """End the child: told first (it tears down the fixtures it keeps), then killed."""
+        """End the child and everything in its sandbox."""
         if self._process is not None:
-            self._stop("start", None)
+            self._stop("setup", None)
