@@ -20,6 +20,7 @@ from .config import RecordMode
 from .errors import SampleError
 from .models import Reply, Request, Usage
 from .paths import write_json_atomically
+from .sanitize import redacted
 
 __all__ = ["CASSETTE_SCHEMA", "Cassettes"]
 
@@ -96,7 +97,7 @@ class Cassettes:
             "schema": CASSETTE_SCHEMA,
             "request": request.fingerprint(),
             "reply": {
-                "text": reply.text,
+                "text": redacted(reply.text),  # committed with the tests: no secret in it
                 "usage": {
                     "input_tokens": reply.usage.input_tokens,
                     "output_tokens": reply.usage.output_tokens,

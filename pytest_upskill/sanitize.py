@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .environ import withheld_secrets
 
-__all__ = ["clean_text", "markdown_text"]
+__all__ = ["clean_text", "markdown_text", "redacted"]
 
 _REDACTED = "[redacted]"
 
@@ -61,6 +61,12 @@ def markdown_text(text: str, *, secrets: Sequence[str] | None = None) -> str:
     Markdown, a table cell included: no heading, list, link, image, HTML, or cell boundary."""
     text = _BLANKS.sub(" ", clean_text(text, secrets=secrets))
     return _MARKDOWN.sub(_escape, text)
+
+
+def redacted(text: str) -> str:
+    """`text` with every secret this process withholds from generated code replaced by
+    `[redacted]`, and nothing else changed (a reply kept to be replayed)."""
+    return _redact(text, withheld_secrets())
 
 
 def _escape(match: re.Match[str]) -> str:

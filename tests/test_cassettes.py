@@ -41,6 +41,19 @@ def test_a_reply_round_trips_through_its_cassette(tmp_path: Path) -> None:
     assert document["request"]["messages"] == [{"role": "user", "content": "Softmax of each row."}]
 
 
+def test_a_cassette_holds_no_secret_of_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cassettes are committed: a key that found its way into a reply stays out of them."""
+    secret = "sk-proj-0123456789AbCdEfGhIjKlMn"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    store = Cassettes(tmp_path, "new", since=time.time())
+    store.save(REQUEST, dataclasses.replace(REPLY, text=f"```cpp x.cpp\n// {secret}\n```"))
+    (path,) = tmp_path.iterdir()
+    assert secret not in path.read_text()
+    assert "// [redacted]" in path.read_text()
+
+
 @pytest.mark.parametrize(
     "change",
     [
