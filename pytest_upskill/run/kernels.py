@@ -180,7 +180,7 @@ class KernelProcess:
             user.add(path if path.is_dir() else path.parent)
         user.update(settings.skills)
         user.update(path.parent for path in settings.cases)
-        return [*system_paths(), *python_paths(), *sorted(user)]
+        return [*system_paths(), *python_paths(imports=True), *sorted(user)]
 
     def start(self) -> None:
         """Spawn the child in the sandbox; it collects while this process asks models and

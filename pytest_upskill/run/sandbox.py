@@ -13,6 +13,7 @@ import functools
 import glob
 import os
 import shutil
+import site
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -154,13 +155,18 @@ def system_paths() -> list[Path]:
     return paths
 
 
-def python_paths() -> list[Path]:
-    """This Python: its prefixes and every folder on `sys.path` (site-packages, the user's
-    editable installs)."""
+def python_paths(*, imports: bool = False) -> list[Path]:
+    """This Python: its prefixes, its site-packages (torch's headers and libraries among them)
+    and this plugin; with `imports`, every folder on `sys.path` too (the user's tests and
+    editable installs, which a build has no need to read)."""
     paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
     paths.add(Path(sys.executable).resolve().parent.parent)
-    paths.update(Path(entry).absolute() for entry in sys.path if entry)
+    paths.update(Path(folder) for folder in site.getsitepackages())
+    if site.ENABLE_USER_SITE:  # ~/.local/lib/pythonX.Y/site-packages, outside a venv
+        paths.add(Path(site.getusersitepackages()))
     paths.add(Path(__file__).resolve().parents[1])  # this plugin, wherever it is installed
+    if imports:
+        paths.update(Path(entry).absolute() for entry in sys.path if entry)
     return sorted(paths)
 
 

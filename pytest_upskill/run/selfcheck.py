@@ -71,7 +71,7 @@ def sandbox_check(config: pytest.Config) -> int:
     writer.line(f"upskill sandbox check: sandbox: {how}; {sandbox_words(how)}")
     scratch = Path(tempfile.mkdtemp(prefix="pytest-upskill-check-"))
     here = config.invocation_params.dir
-    readable = [*system_paths(), *python_paths(), here, config.rootpath]
+    readable = [*system_paths(), *python_paths(imports=True), here, config.rootpath]
     environ = {**passed_environ(), "HOME": str(scratch), "TMPDIR": str(scratch)}
     mark = f"pytest-upskill-probe-{uuid.uuid4().hex}"
     entries = json.dumps(_home_entries(readable))
