@@ -8,6 +8,7 @@ from the files this process holds; a cached build is checked against them before
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -29,13 +30,15 @@ from .paths import write_json_atomically
 from .policy import cuda_flags, cxx_flags
 from .project import Project
 from .run.processes import kill_tree
-from .run.sandbox import Mechanism, Sandbox, python_paths, system_paths
+from .run.sandbox import Limits, Mechanism, Sandbox, python_paths, system_paths
 from .task import Task
 from .toolchain import CudaToolchain, Toolchain, detect_cuda, detect_toolchain
 
 __all__ = ["Build", "build_project", "gencode_flags", "sm_targets"]
 
 _CXX_SOURCES = (".cpp", ".cc", ".cxx", ".c")
+_LARGEST_BUILD = 2 << 30  # bytes a build may write, and the largest file
+_LARGEST_LOG = 1 << 20  # bytes of compiler output kept: the beginning and the end
 _CUDA_SOURCES = (".cu",)
 _MISSING_HEADER = re.compile(r"fatal error: (\S+): No such file")
 # Headers of CUDA libraries that ATen's CUDA headers include; a minimal toolkit lacks them.
@@ -296,8 +299,9 @@ def _ninja_file(recipe: _Recipe) -> str:
 def _first_error(log: str) -> str:
     for line in log.splitlines():
         lowered = line.lower()
+        # ninja's own lines name folders, whose names may hold "error" too.
         if ("error" in lowered or "fatal" in lowered) and not line.startswith(
-            ("FAILED:", "ninja: build stopped")
+            ("FAILED:", "ninja: ")
         ):
             return line.strip().removeprefix("src/")[:400]
     tail = [line for line in log.splitlines() if line.strip()]
@@ -314,36 +318,62 @@ def _run_ninja(
     directory: Path, toolchain: Toolchain, timeout_s: float, sandbox: Mechanism | None
 ) -> tuple[int, str]:
     """Run ninja in `directory`: inside the sandbox, which may write only there, reads only
-    the toolchain, and holds no secret; its compilers are killed with it at `timeout_s`."""
+    the toolchain, and holds no secret; its compilers are killed with it at `timeout_s`.
+    Returns the exit status and the output, of which this process reads a bounded part."""
     command = [toolchain.ninja, *_ninja_jobs(), "-C", str(directory)]
     environ = {**passed_environ(), "HOME": str(directory), "TMPDIR": str(directory / "tmp")}
     (directory / "tmp").mkdir()
     if sandbox is not None:
         readable = [*system_paths(), *python_paths(), Path(toolchain.cxx).resolve().parents[1]]
-        box = Sandbox(tuple(readable), (directory,), environ, directory)
+        limits = Limits(file_bytes=_LARGEST_BUILD)
+        box = Sandbox(tuple(readable), (directory,), environ, directory, limits=limits)
         command = box.command(command, sandbox)
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-        env=environ,
-        cwd=directory,
-        start_new_session=True,  # so a timeout ends the compilers too
-    )
+    output = directory / "tmp" / "output"
     try:
-        output, _ = process.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        kill_tree(process.pid)  # the compilers too, whatever session they started
-        output, _ = process.communicate()
-        raise SampleFailed(
-            "build", f"the build took longer than {timeout_s:g} s and was stopped"
-        ) from None
+        with open(output, "wb") as stream:  # a flood of errors fills a file, not this process
+            process = subprocess.Popen(
+                command,
+                stdout=stream,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=environ,
+                cwd=directory,
+                start_new_session=True,  # so a timeout ends the compilers too
+            )
+            try:
+                process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                kill_tree(process.pid)  # the compilers too, whatever session they started
+                process.wait()
+                raise SampleFailed(
+                    "build", f"the build took longer than {timeout_s:g} s and was stopped"
+                ) from None
+        return process.returncode, _bounded_text(output)
     finally:
         shutil.rmtree(directory / "tmp", ignore_errors=True)
-    return process.returncode, output
+
+
+def _bounded_text(path: Path) -> str:
+    """A log's beginning and end, at most `_LARGEST_LOG` bytes in all."""
+    size = path.stat().st_size
+    with open(path, "rb") as stream:
+        if size <= _LARGEST_LOG:
+            data = stream.read()
+        else:
+            head = stream.read(_LARGEST_LOG // 2)
+            stream.seek(size - _LARGEST_LOG // 2)
+            cut = f"\n[... {size - _LARGEST_LOG} bytes of output cut by pytest-upskill ...]\n"
+            data = head + cut.encode() + stream.read()
+    return data.decode("utf-8", "replace")
+
+
+def _bytes_written(directory: Path) -> int:
+    total = 0
+    for folder, _, names in os.walk(directory):
+        for name in names:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_size
+    return total
 
 
 def _package_files(recipe: _Recipe) -> dict[str, str]:
@@ -380,7 +410,11 @@ def _prepare(directory: Path, recipe: _Recipe) -> None:
 
 
 def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:  # a library of any size, in pieces
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _manifest(directory: Path) -> dict[str, str]:
@@ -482,12 +516,22 @@ def _build(directory: Path, recipe: _Recipe, timeout_s: float, sandbox: Mechanis
     try:
         _prepare(workspace, recipe)
         returncode, log = _run_ninja(workspace, recipe.toolchain, timeout_s, sandbox)
+        reason = "" if returncode == 0 else _first_error(log)
+        written = _bytes_written(workspace)
+        if written > _LARGEST_BUILD:
+            reason = (
+                f"the build wrote {written / (1 << 30):.1f} GiB, over the limit of "
+                f"{_LARGEST_BUILD >> 30} GiB"
+            )
+        if reason:  # nothing of a failed build is loaded: its objects need no disk
+            shutil.rmtree(workspace / "obj", ignore_errors=True)
+            shutil.rmtree(workspace / "pkg", ignore_errors=True)
         build = Build(
-            ok=returncode == 0,
+            ok=not reason,
             key=recipe.key,
             directory=str(directory),
             ext_name=recipe.ext,
-            reason="" if returncode == 0 else _first_error(log),
+            reason=reason,
             log=log,
             seconds=round(time.perf_counter() - start, 3),
             targets=sm_targets(recipe.capabilities) if recipe.cuda else (),

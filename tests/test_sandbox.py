@@ -124,13 +124,13 @@ def _daemon(results):
     _try(results, "daemon", lambda: _subprocess.Popen([_sys.executable, "-c", code, beat]).pid)
 
 
-def _forge(result):
+def _forge(messages):
     """Frames on every socket this process holds, then exit before the harness answers."""
     for fd in range(3, 256):
         try:
             if not _os.readlink("/proc/self/fd/%d" % fd).startswith("socket:"):
                 continue
-            for message in (b"not json", _json.dumps({"result": result}).encode()):
+            for message in messages:
                 _os.write(fd, len(message).to_bytes(4, "big") + message)
             _os.write(fd, (100).to_bytes(4, "big") + b"half")
         except OSError:
@@ -138,13 +138,28 @@ def _forge(result):
     _os._exit(0)
 
 
+def _result(result):
+    return [b"not json", _json.dumps({"result": result}).encode()]
+
+
 _PASSED = {"when": "call", "outcome": "passed", "text": "", "duration": 0.1}
 _FORGED = {
-    "forges": {"reports": [dict(_PASSED, when="setup"), _PASSED, dict(_PASSED, when="teardown")],
-               "stage": "check", "outcome": "passed", "model": "evil", "condition": "x",
-               "speedups": [{"shape": "x", "kernel_s": 1e-6, "reference_s": 4.2e-5}]},
-    "malformed": {"reports": [dict(_PASSED, duration="fast")], "stage": "check", "outcome": "passed"},
+    "forges": _result(
+        {"reports": [dict(_PASSED, when="setup"), _PASSED, dict(_PASSED, when="teardown")],
+         "stage": "check", "outcome": "passed", "model": "evil", "condition": "x",
+         "speedups": [{"shape": "x", "kernel_s": 1e-6, "reference_s": 4.2e-5}]}),
+    "malformed": _result(
+        {"reports": [dict(_PASSED, duration="fast")], "stage": "check", "outcome": "passed"}),
+    # What only the harness may say (a sample it did not run is no fault of the model's).
+    "claims": [_json.dumps({"refused": "the GPU fell over", "missing": "x"}).encode()],
+    "nests": [b"[" * 200000],  # deeper than a JSON parser goes
 }
+
+
+def _start_folder(results):
+    start = _os.environ["UPSKILL_TEST_START"]
+    _try(results, "credentials", lambda: _Path(start, "credentials").read_text())
+    _try(results, "listing", lambda: sorted(p.name for p in _Path(start).iterdir()))
 
 
 def _attack():
@@ -158,7 +173,7 @@ def _attack():
         torch.testing.assert_close = lambda *args, **kwargs: None
         return True
     attack = {"reads": _reads, "network": _network, "devices": _devices, "writes": _writes,
-              "daemon": _daemon}.get(name)
+              "daemon": _daemon, "start_folder": _start_folder}.get(name)
     if attack is not None:
         results = {}
         attack(results)
@@ -196,7 +211,17 @@ def test_after_them_a_failure_is_a_failure(kernel):
     assert kernel.row_softmax(torch.ones(2, 2)).sum().item() == 0
 """
 NAMES = ["reads", "network", "devices", "writes", "daemon"]
-NAMES += ["forges", "malformed", "patches", "honest"]
+NAMES += ["forges", "malformed", "claims", "nests", "patches", "honest"]
+
+
+def _hostile_reference(reference: Path, hostile: Path) -> Path:
+    """The row softmax with the attacks appended to its package: one build serves them all."""
+    for relative, text in read_project(reference).items():
+        (hostile / relative).parent.mkdir(parents=True, exist_ok=True)
+        (hostile / relative).write_text(text)
+    with open(hostile / "torch-ext" / "row_softmax" / "__init__.py", "a") as init:
+        init.write(ATTACKS)
+    return hostile
 
 
 @contextlib.contextmanager
@@ -262,13 +287,7 @@ def test_hostile_kernels_reach_nothing_outside_their_own_folder(
     """Reads of other processes and the home folder, every kind of socket, devices, writes
     outside, a daemon, forged and malformed messages: each stays inside its sample, and the
     samples after them keep their own results."""
-    hostile = reference.parent / "hostile"
-    hostile.mkdir()
-    for relative, text in read_project(reference).items():
-        (hostile / relative).parent.mkdir(parents=True, exist_ok=True)
-        (hostile / relative).write_text(text)
-    with open(hostile / "torch-ext" / "row_softmax" / "__init__.py", "a") as init:
-        init.write(ATTACKS)
+    _hostile_reference(reference, reference.parent / "hostile")
     tests = "".join(ATTACK_TEST.format(name=name) for name in NAMES) + HONEST_FAILURE
     test_file = pytester.makepyfile(test_hostile=TESTS.format(tests=tests))
     original = test_file.read_text()
@@ -349,6 +368,10 @@ def test_hostile_kernels_reach_nothing_outside_their_own_folder(
     assert forged.get("speedup") is None
     assert (malformed["outcome"], malformed["stage"]) == ("failed", "check")
     assert "does not read back (reports.0.duration" in malformed["reason"]
+    for name in ("claims", "nests"):  # not the harness's error: the model's failure
+        claimed = outcomes[name]
+        assert (claimed["outcome"], claimed["stage"]) == ("failed", "check"), claimed
+        assert claimed["reason"] == "the test process sent something that is not a message"
     patched = outcomes["patches"]
     assert (patched["outcome"], patched["stage"]) == ("failed", "check")
     assert patched["reason"] == (
@@ -358,7 +381,37 @@ def test_hostile_kernels_reach_nothing_outside_their_own_folder(
     assert (honest["outcome"], failure["outcome"]) == ("passed", "failed")
     assert "assert" in failure["reason"]
     assert len(outcomes) == len(NAMES) + 1
-    result.assert_outcomes(passed=len(NAMES) - 3, failed=4)
+    result.assert_outcomes(passed=len(NAMES) - 5, failed=6)
+
+
+def test_the_folder_pytest_starts_in_stays_out_of_reach(
+    pytester: pytest.Pytester,
+    reference: Path,
+    upskill_args: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`cd ~ && pytest proj/tests`: the tests are readable, the rest of the start folder not."""
+    project = pytester.path / "proj"
+    hostile = _hostile_reference(reference, project / "solutions" / "hostile")
+    assert hostile.is_dir()
+    (project / "pytest.ini").write_text("[pytest]\n")
+    tests = TESTS.format(tests=ATTACK_TEST.format(name="start_folder"))
+    (project / "test_start.py").write_text(tests)
+    (pytester.path / "credentials").write_text(f"aws_secret_access_key = {SECRET}")
+    monkeypatch.setenv("UPSKILL_TEST_START", str(pytester.path))
+    result = pytester.runpytest(
+        "proj/test_start.py",
+        "--upskill-model=oracle",
+        "--upskill-report=r.json",
+        "--upskill-pass-env=UPSKILL_TEST_START",
+        *upskill_args,
+    )
+    result.assert_outcomes(passed=1)
+    (sample,) = json.loads((pytester.path / "r.json").read_text())["samples"]
+    probe = json.loads((Path(sample["directory"]) / "run" / "probe.json").read_text())
+    assert probe["credentials"].startswith("refused"), probe
+    assert "credentials" not in probe["listing"]
+    assert SECRET not in result.stdout.str() + json.dumps(probe)
 
 
 @pytest.mark.parametrize(
@@ -448,3 +501,26 @@ def test_the_sandbox_check_says_every_protection_holds(
     assert "NOT HELD" not in result.stdout.str()
     assert _daemons() == []
     assert sys.executable  # the probes ran with this Python
+
+
+def test_a_flood_of_compiler_errors_is_kept_bounded(tmp_path: Path) -> None:
+    """A few megabytes of errors reach neither this process whole nor the cache: the log keeps
+    its beginning and end, and a failed build keeps no objects."""
+    files = read_project(EXAMPLES / "solutions" / "row_softmax")
+    flood = "".join(f"int a{i} = b{i};\n" for i in range(10000))  # 1.4 MB of errors
+    files["kernel_src/flood.cpp"] = flood
+    files["build.toml"] = files["build.toml"].replace(
+        'src = ["kernel_src/row_softmax.cpp"]',
+        'src = ["kernel_src/row_softmax.cpp", "kernel_src/flood.cpp"]',
+    )
+    project = load_project(tmp_path / "p", write_project(files, tmp_path / "p"), "row_softmax")
+    task = Task(prompt="t", name="row_softmax", backend="cpu")
+    build = build_project(project, task, tmp_path / "cache", timeout_s=600, sandbox=mechanism())
+    assert not build.ok
+    assert build.reason.startswith("kernel_src/flood.cpp:1:10: error:")
+    assert len(build.log) < 1.1 * (1 << 20)
+    assert "bytes of output cut by pytest-upskill" in build.log
+    assert "b9999" in build.log  # the end is kept too
+    cached = Path(build.directory)
+    assert (cached / "build.log").stat().st_size < 1.1 * (1 << 20)
+    assert not (cached / "obj").exists()

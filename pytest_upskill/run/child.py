@@ -80,9 +80,12 @@ class ChildServer:
             sample_channel = socket.socket(fileno=fds[0])
             item = items.get(request["nodeid"])
             why_not = _cannot_fork()
+            answer: dict[str, Any] = {"id": request["id"]}
             if item is None or why_not:
-                answer = {"missing": request["nodeid"]} if item is None else {"refused": why_not}
-                send_frame(sample_channel, json.dumps(answer).encode())
+                # On the parent's channel, which no sample holds: no kernel can claim these.
+                answer.update(
+                    {"missing": request["nodeid"]} if item is None else {"refused": why_not}
+                )
                 sample_channel.close()
                 status = 0
             else:
@@ -106,7 +109,7 @@ class ChildServer:
                 sample_channel.close()
                 status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
             kill_orphans()  # whatever the sample left running, a daemon too
-            send_frame(self.channel, json.dumps({"id": request["id"], "exit": status}).encode())
+            send_frame(self.channel, json.dumps({**answer, "exit": status}).encode())
 
     def _serve(self, session: pytest.Session, item: pytest.Item, request: dict[str, Any]) -> None:
         """In the fork: confine it to the sample's scratch folder, run the item, answer."""

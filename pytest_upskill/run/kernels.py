@@ -126,7 +126,7 @@ class _Frames:
             )
             try:
                 message = json.loads(frame)
-            except ValueError:
+            except (ValueError, RecursionError):  # nested deeper than the parser goes
                 message = None
             messages.append(message if isinstance(message, dict) else None)
         return messages
@@ -161,7 +161,10 @@ class KernelProcess:
 
     def _arguments(self, basetemp: Path) -> list[str]:
         args = [str(arg) for arg in self.config.invocation_params.args]
-        args += ["--basetemp", str(basetemp)]
+        # The same rootdir and ini file, whatever else the folder pytest started in holds.
+        args += ["--rootdir", str(self.config.rootpath), "--basetemp", str(basetemp)]
+        if self.config.inipath is not None:
+            args += ["-c", str(self.config.inipath)]
         if self.config.pluginmanager.has_plugin("cacheprovider"):
             args += ["-o", f"cache_dir={basetemp / 'cache'}"]  # not the project's .pytest_cache
         if self.config.pluginmanager.has_plugin("xdist"):
@@ -169,18 +172,22 @@ class KernelProcess:
         return args
 
     def readable(self) -> list[Path]:
-        """What the tests may read: the system, this Python, the user's test tree, skills and
-        the build cache; not the home folder, not other processes."""
+        """What the tests may read: the system, this Python, the rootdir, the ini file, the
+        paths pytest was given, skills and the build cache; not the folder pytest started in
+        (often the home folder) beyond those, not other processes."""
         config, settings = self.config, self.settings
-        user = {config.rootpath, config.invocation_params.dir, settings.build_dir}
+        user = {config.rootpath, settings.build_dir, *settings.skills}
         if config.inipath is not None:
-            user.add(config.inipath.parent)
+            user.add(config.inipath)
         for arg in config.args:
             path = config.invocation_params.dir / arg.partition("::")[0]
-            user.add(path if path.is_dir() else path.parent)
-        user.update(settings.skills)
-        user.update(path.parent for path in settings.cases)
-        return [*system_paths(), *python_paths(imports=True), *sorted(user)]
+            if path.exists():
+                user.add(path)
+        user.update(path.parent for path in settings.cases)  # the skill beside them
+        # `python -m pytest` puts the start folder on sys.path: it is no import folder here.
+        away = {config.invocation_params.dir, Path.home()} - {config.rootpath}
+        imports = [path for path in python_paths(imports=True) if path not in away]
+        return [*system_paths(), *imports, *sorted(user)]
 
     def start(self) -> None:
         """Spawn the child in the sandbox; it collects while this process asks models and
@@ -341,23 +348,20 @@ class KernelProcess:
                     phase, since = new, time.monotonic()  # each phase gets the timeout, once
                 elif message and "result" in message:
                     raw_result = message["result"]  # the last one: the harness sends it last
-                elif message and "refused" in message:
-                    harness = str(message["refused"])[:500]
-                elif message and "missing" in message:
-                    harness = f"the test process did not collect {str(message['missing'])[:300]}"
                 elif message is None or new is None:
                     hostile = True
             try:
                 control = self._control.read()
             except OverflowError:
                 return self._stop(phase, "the test process sent a message too long to read")
-            for message in control:
-                if (
-                    message
-                    and message.get("id") == request
-                    and isinstance(message.get("exit"), int)
-                ):
+            for message in control:  # the child's own word, before and after the fork
+                if message and message.get("id") == request and type(message.get("exit")) is int:
                     exited, exited_at = message["exit"], time.monotonic()
+                    if "refused" in message:
+                        harness = str(message["refused"])[:500]
+                    elif "missing" in message:
+                        missing = str(message["missing"])[:300]
+                        harness = f"the test process did not collect {missing}"
             if self._control.closed and exited is None:
                 return self._stop(phase, None)
         if harness is not None:

@@ -21,9 +21,11 @@ def tree(pid: int) -> list[int]:
     """`pid` and every process below it, parents first, as this process sees them."""
     found, index = [pid], 0
     while index < len(found):
-        for task in Path(f"/proc/{found[index]}/task").glob("*"):
-            with contextlib.suppress(OSError, ValueError):
-                found += [int(child) for child in (task / "children").read_text().split()]
+        with contextlib.suppress(OSError, ValueError):  # it may exit while it is looked at
+            for task in os.listdir(f"/proc/{found[index]}/task"):
+                with contextlib.suppress(OSError, ValueError):
+                    children = Path(f"/proc/{found[index]}/task/{task}/children").read_text()
+                    found += [int(child) for child in children.split()]
         index += 1
     return found
 

@@ -138,7 +138,8 @@ class Sandbox:
         if self.gpu:
             for device in gpu_devices():
                 args += ["--dev-bind", device, device]
-        return [*args, "--chdir", str(self.cwd)]
+        # The working folder exists inside even where none of its files may be read.
+        return [*args, "--dir", str(self.cwd), "--chdir", str(self.cwd)]
 
 
 def system_paths() -> list[Path]:
