@@ -2,20 +2,18 @@
 
 As kernel-builder does, the build generates `registration.h` and `_ops.py` and gives each build
 its own op namespace (`_<name>_<key>`), so several builds of one kernel load side by side.
-Compilers run in the sandbox (ninja and all it starts), with a timeout, in a fresh folder written
-from the files this process holds; a cached build is checked against them before it is used.
+Compilers run in the sandbox (`run.compile`), in a fresh folder written from the files this
+process holds; a cached build is checked against them before it is used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
 import shlex
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -24,21 +22,18 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 
 from .config import Binding
-from .environ import passed_environ
 from .errors import SampleError, SampleFailed, SampleSkipped
 from .paths import write_json_atomically
 from .policy import cuda_flags, cxx_flags
 from .project import Project
-from .run.processes import kill_tree
-from .run.sandbox import Limits, Mechanism, Sandbox, python_paths, system_paths
+from .run.compile import LARGEST_BUILD, bytes_written, run_ninja
+from .run.sandbox import Mechanism
 from .task import Task
 from .toolchain import CudaToolchain, Toolchain, detect_cuda, detect_toolchain
 
 __all__ = ["Build", "build_project", "gencode_flags", "sm_targets"]
 
 _CXX_SOURCES = (".cpp", ".cc", ".cxx", ".c")
-_LARGEST_BUILD = 2 << 30  # bytes a build may write, and the largest file
-_LARGEST_LOG = 1 << 20  # bytes of compiler output kept: the beginning and the end
 _CUDA_SOURCES = (".cu",)
 _MISSING_HEADER = re.compile(r"fatal error: (\S+): No such file")
 # Headers of CUDA libraries that ATen's CUDA headers include; a minimal toolkit lacks them.
@@ -308,74 +303,6 @@ def _first_error(log: str) -> str:
     return tail[-1][:400] if tail else "the build failed without a message"
 
 
-def _ninja_jobs() -> list[str]:
-    """`-j MAX_JOBS` when set, as torch's extension builds read it."""
-    jobs = os.environ.get("MAX_JOBS", "").strip()
-    return ["-j", jobs] if jobs.isdigit() and int(jobs) > 0 else []
-
-
-def _run_ninja(
-    directory: Path, toolchain: Toolchain, timeout_s: float, sandbox: Mechanism | None
-) -> tuple[int, str]:
-    """Run ninja in `directory`: inside the sandbox, which may write only there, reads only
-    the toolchain, and holds no secret; its compilers are killed with it at `timeout_s`.
-    Returns the exit status and the output, of which this process reads a bounded part."""
-    command = [toolchain.ninja, *_ninja_jobs(), "-C", str(directory)]
-    environ = {**passed_environ(), "HOME": str(directory), "TMPDIR": str(directory / "tmp")}
-    (directory / "tmp").mkdir()
-    if sandbox is not None:
-        readable = [*system_paths(), *python_paths(), Path(toolchain.cxx).resolve().parents[1]]
-        limits = Limits(file_bytes=_LARGEST_BUILD)
-        box = Sandbox(tuple(readable), (directory,), environ, directory, limits=limits)
-        command = box.command(command, sandbox)
-    output = directory / "tmp" / "output"
-    try:
-        with open(output, "wb") as stream:  # a flood of errors fills a file, not this process
-            process = subprocess.Popen(
-                command,
-                stdout=stream,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=environ,
-                cwd=directory,
-                start_new_session=True,  # so a timeout ends the compilers too
-            )
-            try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                kill_tree(process.pid)  # the compilers too, whatever session they started
-                process.wait()
-                raise SampleFailed(
-                    "build", f"the build took longer than {timeout_s:g} s and was stopped"
-                ) from None
-        return process.returncode, _bounded_text(output)
-    finally:
-        shutil.rmtree(directory / "tmp", ignore_errors=True)
-
-
-def _bounded_text(path: Path) -> str:
-    """A log's beginning and end, at most `_LARGEST_LOG` bytes in all."""
-    size = path.stat().st_size
-    with open(path, "rb") as stream:
-        if size <= _LARGEST_LOG:
-            data = stream.read()
-        else:
-            head = stream.read(_LARGEST_LOG // 2)
-            stream.seek(size - _LARGEST_LOG // 2)
-            cut = f"\n[... {size - _LARGEST_LOG} bytes of output cut by pytest-upskill ...]\n"
-            data = head + cut.encode() + stream.read()
-    return data.decode("utf-8", "replace")
-
-
-def _bytes_written(directory: Path) -> int:
-    total = 0
-    for folder, _, names in os.walk(directory):
-        for name in names:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(folder, name)).st_size
-    return total
-
-
 def _package_files(recipe: _Recipe) -> dict[str, str]:
     """The package the test imports, as the parent holds it: the project's `torch-ext/NAME/`
     files and the generated `_ops.py`, by path inside `pkg/NAME/`."""
@@ -515,13 +442,14 @@ def _build(directory: Path, recipe: _Recipe, timeout_s: float, sandbox: Mechanis
     workspace = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}-"))
     try:
         _prepare(workspace, recipe)
-        returncode, log = _run_ninja(workspace, recipe.toolchain, timeout_s, sandbox)
+        toolchain = recipe.toolchain
+        returncode, log = run_ninja(workspace, toolchain.ninja, toolchain.cxx, timeout_s, sandbox)
         reason = "" if returncode == 0 else _first_error(log)
-        written = _bytes_written(workspace)
-        if written > _LARGEST_BUILD:
+        written = bytes_written(workspace)
+        if written > LARGEST_BUILD:
             reason = (
                 f"the build wrote {written / (1 << 30):.1f} GiB, over the limit of "
-                f"{_LARGEST_BUILD >> 30} GiB"
+                f"{LARGEST_BUILD >> 30} GiB"
             )
         if reason:  # nothing of a failed build is loaded: its objects need no disk
             shutil.rmtree(workspace / "obj", ignore_errors=True)

@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from conftest import BUILD_DIR, EXAMPLES, ROW_SOFTMAX_TEST, plant
-from pytest_upskill.build import _ninja_jobs, build_project
+from pytest_upskill.build import build_project
 from pytest_upskill.environ import passed_environ, withheld_secrets
 from pytest_upskill.errors import SampleError, SampleFailed
 from pytest_upskill.models.oracle import read_project
 from pytest_upskill.project import Project, load_project, write_project
+from pytest_upskill.run.compile import ninja_jobs
 from pytest_upskill.task import Task
 
 KERNEL = "kernel_src/row_softmax.cpp"
@@ -251,7 +252,7 @@ def test_waiting_for_another_build_of_the_same_kernel_has_a_timeout(tmp_path: Pa
 
 def test_max_jobs_bounds_ninja(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MAX_JOBS", "3")
-    assert _ninja_jobs() == ["-j", "3"]
+    assert ninja_jobs() == ["-j", "3"]
     for unset in ("", "0", "many"):
         monkeypatch.setenv("MAX_JOBS", unset)
-        assert _ninja_jobs() == []
+        assert ninja_jobs() == []
