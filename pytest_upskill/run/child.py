@@ -62,9 +62,13 @@ class ChildServer:
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtestloop(self, session: pytest.Session) -> bool:
         # Imported before any fork, so what a kernel replaces in them is seen as replaced.
-        import torch  # noqa: F401
+        import torch
 
         import pytest_upskill.check  # noqa: F401
+
+        # Its first call imports much (0.6 s): once here, not in every sample's fork. On the
+        # CPU: a fork cannot use CUDA once this process has initialized it.
+        torch.testing.assert_close(torch.zeros(2), torch.zeros(2))
 
         items = {item.nodeid: item for item in session.items}
         send_frame(self.channel, json.dumps({"ready": True}).encode())
