@@ -122,6 +122,11 @@ def _daemon(results):
     code = DAEMON % _os.environ["UPSKILL_TEST_DAEMON_MARK"]
     beat = str(_Path.cwd() / "heartbeat")
     _try(results, "daemon", lambda: _subprocess.Popen([_sys.executable, "-c", code, beat]).pid)
+    import time
+    for _ in range(500):  # until it beats: it is running, detached, when the sample ends
+        if _Path(beat).exists():
+            break
+        time.sleep(0.01)
 
 
 def _forge(messages):
