@@ -24,8 +24,9 @@ from pytest_upskill.project import load_project, write_project
 from pytest_upskill.run.sandbox import mechanism
 from pytest_upskill.task import Task
 
-if os.environ.get("UPSKILL_REQUIRE_SANDBOX") and mechanism() != "bubblewrap":
-    raise RuntimeError("UPSKILL_REQUIRE_SANDBOX is set, but bubblewrap does not work here")
+_REQUIRED = os.environ.get("PYTEST_UPSKILL_SANDBOX") or "bubblewrap"
+if os.environ.get("UPSKILL_REQUIRE_SANDBOX") and mechanism() != _REQUIRED:
+    raise RuntimeError(f"UPSKILL_REQUIRE_SANDBOX is set, but {_REQUIRED} does not work here")
 pytestmark = pytest.mark.skipif(mechanism() is None, reason="no sandbox works on this machine")
 
 SECRET = "sk-ant-api03-DoNotLeak0123456789abcdefXYZ"

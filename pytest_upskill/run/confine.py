@@ -1,6 +1,6 @@
 """Confine this process for good, then (as `python -m pytest_upskill.run.confine SPEC -- ARGV`)
 run ARGV: resource limits, death with the parent, Landlock reads and writes, and a seccomp
-filter (no sockets but Unix ones, no device nodes, no keystrokes pushed into a terminal).
+filter (no sockets but Unix socket pairs, no device nodes, no keystrokes pushed into a terminal).
 
 The seccomp filter is a dozen BPF instructions written here: libseccomp's Python bindings come
 only with the system's packages (not from PyPI), and the filter is small enough to read.
@@ -74,16 +74,17 @@ def seccomp_filter(machine: str) -> list[tuple[int, int, int, int]]:
         (_RET, 0, 0, _KILL),
         (_LD, 0, 0, 0),  # seccomp_data.nr
         (_JGE, "deny", 0, _X32_BIT),
-        (_JEQ, "socket", 0, socket_),
-        (_JEQ, "socket", 0, socketpair),
+        (_JEQ, "no_socket", 0, socket_),  # a Unix socket by path would reach docker.sock
+        (_JEQ, "socketpair", 0, socketpair),
         (_JEQ, "deny", 0, mknod),
         (_JEQ, "deny", 0, mknodat),
         (_JEQ, "deny", 0, io_uring),  # its socket operations would pass the checks above
         (_JEQ, "ioctl", 0, ioctl),
         (_RET, 0, 0, _ALLOW),
-        ("socket", 0, 0, 0),
+        ("socketpair", 0, 0, 0),
         (_LD, 0, 0, 16),  # args[0]: the address family
         (_JEQ, "allow", 0, _AF_UNIX),
+        ("no_socket", 0, 0, 0),
         (_RET, 0, 0, _ERRNO | _EACCES),
         ("ioctl", 0, 0, 0),
         (_LD, 0, 0, 24),  # args[1]: the request, whose low 32 bits the kernel reads

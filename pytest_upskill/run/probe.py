@@ -93,15 +93,14 @@ def _raw() -> tuple[bool, str]:
 
 
 def _unix_path() -> tuple[bool, str]:
-    """No Unix socket on a path (docker.sock, D-Bus) can be reached."""
+    """No Unix socket on a path (docker.sock, D-Bus, any in a readable folder) can be reached,
+    nor a netlink socket made."""
     for path in ("/var/run/docker.sock", "/run/dbus/system_bus_socket"):
-        with socket.socket(socket.AF_UNIX) as unix:
-            try:
-                unix.connect(path)
-            except OSError:
-                continue
+        with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as unix:
+            unix.connect(path)
             return False, f"connected to {path}"
-    # One this probe makes itself must fail too: creating sockets of other families does.
+    if not _refused(lambda: socket.socket(socket.AF_UNIX).close())[0]:
+        return False, "made a Unix socket, which could connect to any it can find by path"
     return _refused(lambda: socket.socket(socket.AF_NETLINK, socket.SOCK_RAW).close())
 
 
