@@ -237,7 +237,6 @@ class KernelProcess:
         # Out of memory, the sandbox goes first, never the pytest session that started it.
         with contextlib.suppress(OSError):
             Path(f"/proc/{self._process.pid}/oom_score_adj").write_text("1000")
-        ours.setblocking(False)
         self._control = _Frames(ours)
         hello = {
             "args": self._arguments(home / "basetemp"),
@@ -246,10 +245,7 @@ class KernelProcess:
             "devices": box.devices(),
         }
         self._ready = False
-        ours.setblocking(True)
-        ours.settimeout(self.timeout_s)  # a child that never reads cannot hang us
-        send_frame(ours, pickle.dumps(hello))
-        ours.setblocking(False)
+        self._send(hello)
 
     def run(self, item: pytest.Item, sample: Sample) -> Result | Verdict:
         """Run `item` with `sample` in a fork of the child; its result, or why there is none."""
@@ -258,9 +254,9 @@ class KernelProcess:
             return self._broken
         assert self._control is not None
         if not self._ready:
-            ready = self._wait_ready()
-            if isinstance(ready, Verdict):
-                reason = f"the test process did not start: {ready.reason}"
+            failed = self._wait_ready()
+            if failed is not None:
+                reason = f"the test process did not start: {failed.reason}"
                 self._broken = Verdict("load", reason, self._log_tail(), harness=True)
                 return self._broken
             self._ready = True
@@ -269,26 +265,35 @@ class KernelProcess:
         scratch = Path(sample.directory) / "run"  # the only folder the kernel may write
         scratch.mkdir(exist_ok=True)
         ours, theirs = socket.socketpair()
-        control = self._control.channel
+        message = {"id": request, "nodeid": item.nodeid, "sample": sample, "scratch": scratch}
         try:
-            control.setblocking(True)
-            control.settimeout(self.timeout_s)
-            socket.send_fds(control, [b"F"], [theirs.fileno()])
-            message = {"id": request, "nodeid": item.nodeid, "sample": sample, "scratch": scratch}
-            send_frame(control, pickle.dumps(message))
+            self._send(message, theirs.fileno())
         except OSError:
             ours.close()
             return self._stop("setup", "the test process took no more work")
         finally:
             theirs.close()
-            control.setblocking(False)
         ours.setblocking(False)
         try:
             return self._follow(request, _Frames(ours))
         finally:
             ours.close()
 
-    def _wait_ready(self) -> dict[str, Any] | Verdict:
+    def _send(self, message: dict[str, Any], fd: int | None = None) -> None:
+        """Send the child a message (after `fd`, the sample's socket, when given); a child that
+        does not read it within the timeout cannot hang this process."""
+        assert self._control is not None
+        channel = self._control.channel
+        channel.settimeout(self.timeout_s)
+        try:
+            if fd is not None:
+                socket.send_fds(channel, [b"F"], [fd])
+            send_frame(channel, pickle.dumps(message))
+        finally:
+            channel.setblocking(False)  # read by polling
+
+    def _wait_ready(self) -> Verdict | None:
+        """None once the child has collected and is ready; else why it is not."""
         assert self._control is not None
         deadline = time.monotonic() + max(self.timeout_s, _START_S)
         while time.monotonic() < deadline:
@@ -301,7 +306,7 @@ class KernelProcess:
                 return self._stop("setup", "the test process sent a message too long to read")
             for message in messages:
                 if message and message.get("ready"):
-                    return {"ready": True}
+                    return None
             if self._control.closed:
                 return self._stop("setup", None)
         return self._stop("setup", f"timed out after {max(self.timeout_s, _START_S):g} s")

@@ -73,9 +73,7 @@ def abi_version() -> int:
 
 
 def _handled(abi: int) -> int:
-    rights = 0
-    for right in range(13):  # EXECUTE .. MAKE_SYM: ABI 1
-        rights |= 1 << right
+    rights = (_MAKE_SYM << 1) - 1  # EXECUTE .. MAKE_SYM: ABI 1
     if abi >= 2:
         rights |= _REFER
     if abi >= 3:
