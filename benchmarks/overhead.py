@@ -176,7 +176,7 @@ def main() -> None:
             print("cold builds: no sandbox works on this machine")
             return
         cold_sandboxed, cold_plain = compare(
-            options.builds - 1,
+            max(options.builds - 1, 1),
             lambda: cold_build(build_dir, sandbox),
             lambda: cold_build(build_dir, None),
         )
