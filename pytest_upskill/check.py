@@ -15,7 +15,9 @@ How `assert_correct` catches kernels that cheat:
 - mutated inputs: the kernel's inputs are compared, bit for bit, with copies taken before;
 - returned inputs: an output that is one of the inputs, or equal to one, is named;
 - replayed outputs: each trial has fresh inputs (its own seed); an output equal to the kernel's
-  output of an earlier trial while the reference's outputs differ is a cached result.
+  output of an earlier trial while the reference's outputs differ is a cached result;
+- a kernel that replaced what the comparison uses: in the sandbox, each trial is judged in a
+  clean process (`run.judge`), not in the kernel's.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -37,7 +39,9 @@ __all__ = [
     "TOLERANCES",
     "Speedup",
     "Timing",
+    "Trial",
     "assert_correct",
+    "judge",
     "speedup",
     "time_callable",
 ]
@@ -66,6 +70,40 @@ _CPU_FLUSH_BYTES = 32 * 1024 * 1024  # more than the last-level cache of most ma
 MakeInputs = Callable[..., Sequence[Any]]
 
 
+@dataclass(frozen=True)
+class Trial:
+    """One call of the kernel and of the reference on the same inputs: what is judged."""
+
+    index: int  # within its shape: trial 0 starts a new series of replays to look for
+    args: tuple[Any, ...]  # the kernel's arguments, as its call left them
+    pristine: tuple[Any, ...]  # copies of them taken before the call
+    got: list[torch.Tensor]
+    expected: list[torch.Tensor]
+    table: dict[torch.dtype, tuple[float, float]]
+    # The outputs' devices: a judge in another process holds copies on the CPU.
+    devices: tuple[list[str], list[str]] = ([], [])
+
+    def __post_init__(self) -> None:
+        if not self.devices[0] and not self.devices[1]:
+            found = ([str(t.device) for t in self.got], [str(t.device) for t in self.expected])
+            object.__setattr__(self, "devices", found)
+
+    def kept(self) -> Trial:
+        """This trial as later ones compare with it: the kernel may reuse its output tensor."""
+        return replace(self, got=[g.detach().clone() for g in self.got])
+
+
+def judge(trial: Trial, earlier: Sequence[Trial]) -> str | None:
+    """What is wrong with one trial's outputs (None: nothing), given the earlier trials of the
+    same shape that passed."""
+    return _mutated_inputs(trial.args, trial.pristine) or _compare(trial, earlier)
+
+
+# Set in the sandbox's test process: each trial is judged by a clean process, not by this one,
+# which has imported the kernel (which may have replaced what a comparison here would use).
+_outside: Callable[[Trial], str | None] | None = None
+
+
 def assert_correct(
     kernel_fn: Callable[..., Any],
     reference_fn: Callable[..., Any],
@@ -88,7 +126,7 @@ def assert_correct(
         raise ValueError("assert_correct needs at least one shape (None for make_inputs())")
     table = {**TOLERANCES, **(tolerances or {})}
     for shape in shapes:
-        earlier: list[tuple[int, list[torch.Tensor], list[torch.Tensor]]] = []
+        earlier: list[Trial] = []
         for trial in range(trials):
             trial_seed = seed + trial
             where = f"trial {trial} (seed {trial_seed}, shape {_shape_text(shape)})"
@@ -99,37 +137,33 @@ def assert_correct(
             _poison(expected)
             got = _outputs(kernel_fn(*args), "the kernel")
             _synchronize(args)
-            problem = _mutated_inputs(args, pristine)
-            if problem is None:
-                problem = _compare(got, expected, pristine, earlier, table)
-                if problem is not None and problem.startswith(_VALUES):
-                    problem = _diagnose(kernel_fn, pristine, got, expected, table) or problem
+            this = Trial(trial, args, pristine, got, expected, table)
+            problem = judge(this, earlier) if _outside is None else _outside(this)
+            if problem is not None and problem.startswith(_VALUES):
+                problem = _diagnose(kernel_fn, this) or problem
             if problem is not None:
                 raise AssertionError(f"{where}: {problem.removeprefix(_VALUES)}")
-            earlier.append((trial, [g.detach().clone() for g in got], expected))
+            earlier.append(this.kept())
 
 
-def _diagnose(
-    kernel_fn: Callable[..., Any],
-    pristine: tuple[Any, ...],
-    got: list[torch.Tensor],
-    expected: list[torch.Tensor],
-    table: dict[torch.dtype, tuple[float, float]],
-) -> str | None:
+def _diagnose(kernel_fn: Callable[..., Any], first: Trial) -> str | None:
     """Wrong values: call the kernel again on the same inputs, freshly poisoned, to tell unwritten
     output (NaN where the poison landed, or values that change from call to call) from a wrong
-    computation. A freed block is not always handed back (glibc keeps several bins)."""
+    computation. A freed block is not always handed back (glibc keeps several bins). It only
+    words the failure, so it may run in the kernel's process."""
     for _ in range(_RERUNS):
-        args = _clone(pristine)
-        _poison(expected)
+        args = _clone(first.pristine)
+        _poison(first.expected)
         again = _outputs(kernel_fn(*args), "the kernel")
         _synchronize(args)
-        problem = _compare(again, expected, pristine, [], table)
+        problem = _compare(
+            Trial(first.index, args, first.pristine, again, first.expected, first.table), []
+        )
         if problem is not None and _UNWRITTEN in problem:
             return problem
         changed = [
             i
-            for i, (a, g) in enumerate(zip(again, got, strict=True))
+            for i, (a, g) in enumerate(zip(again, first.got, strict=True))
             if a.shape == g.shape and not bool(torch.equal(_bits(a), _bits(g)))
         ]
         if changed and problem is not None:
@@ -215,40 +249,38 @@ def _bits(tensor: torch.Tensor) -> torch.Tensor:
     return t.view(integer) if integer is not None and not t.is_complex() else torch.view_as_real(t)
 
 
-def _compare(
-    got: list[torch.Tensor],
-    expected: list[torch.Tensor],
-    inputs: tuple[Any, ...],
-    earlier: list[tuple[int, list[torch.Tensor], list[torch.Tensor]]],
-    table: dict[torch.dtype, tuple[float, float]],
-) -> str | None:
+def _compare(trial: Trial, earlier: Sequence[Trial]) -> str | None:
+    got, expected = trial.got, trial.expected
     if len(got) != len(expected):
         return f"the kernel returned {len(got)} outputs, the reference {len(expected)}"
     many = len(expected) > 1
     for i, (out, exp) in enumerate(zip(got, expected, strict=True)):
         name = f"output {i}" if many else "the kernel's output"
-        for attribute in ("shape", "dtype", "device"):
+        for attribute in ("shape", "dtype"):
             if getattr(out, attribute) != getattr(exp, attribute):
                 return (
                     f"{name} has {attribute} {_plain(getattr(out, attribute))}, expected "
                     f"{_plain(getattr(exp, attribute))}"
                 )
-    for trial, old_got, old_expected in earlier:
+        device, expected_device = trial.devices[0][i], trial.devices[1][i]
+        if device != expected_device:
+            return f"{name} has device {device}, expected {expected_device}"
+    for old in earlier:
         replayed = all(
             o.shape == g.shape and bool(torch.equal(_bits(o), _bits(g)))
-            for o, g in zip(old_got, got, strict=True)
+            for o, g in zip(old.got, got, strict=True)
         )
         differ = any(
-            not torch.equal(_bits(o), _bits(e)) for o, e in zip(old_expected, expected, strict=True)
+            not torch.equal(_bits(o), _bits(e)) for o, e in zip(old.expected, expected, strict=True)
         )
         if replayed and differ:
             return (
-                f"the kernel's output equals its output of trial {trial} while the reference's "
+                f"the kernel's output equals its output of trial {old.index} while the reference's "
                 "differ: it replays a cached result instead of computing on the new inputs"
             )
     for i, (out, exp) in enumerate(zip(got, expected, strict=True)):
         name = f"output {i}" if many else "the kernel's output"
-        problem = _values(out, exp, inputs, table.get(exp.dtype, _EXACT), name)
+        problem = _values(out, exp, trial.pristine, trial.table.get(exp.dtype, _EXACT), name)
         if problem is not None:
             return problem
     return None

@@ -100,6 +100,8 @@ class Settings(BaseModel):
     pass_env: tuple[str, ...] = ()
     # The most memory the process testing a kernel may use; None: half of this machine's.
     memory_limit_gb: float | None = None
+    # The most a kernel's test may leave in its sample's folder.
+    disk_limit_gb: float = Field(default=4.0, gt=0)
     binding: Binding = "kernel-builder"
     record: RecordMode = "new"
     cassette_dir: Path = Path(".upskill/cassettes")
@@ -224,6 +226,9 @@ def load_settings(config: pytest.Config) -> Settings:
         if not name.isidentifier():
             raise pytest.UsageError(f"--upskill-pass-env: {name!r} is not a variable name")
     memory_limit_gb = _optional(config, "memory_limit", lambda g: g > 0, "a number of GiB above 0")
+    disk_limit_gb = _number(
+        config, "disk_limit", "4", float, lambda g: g > 0, "a number of GiB above 0"
+    )
     references = _choice(config, "skill_references", ("list", "inline"))
     record = _choice(config, "record", ("new", "none", "all", "off"))
     concurrency = int(_number(config, "concurrency", "8", int, lambda n: n >= 1, whole))
@@ -249,6 +254,7 @@ def load_settings(config: pytest.Config) -> Settings:
             isolation=cast(Isolation, isolation),
             pass_env=pass_env,
             memory_limit_gb=memory_limit_gb,
+            disk_limit_gb=disk_limit_gb,
             record=cast(RecordMode, record),
             cassette_dir=configured_path(config, "upskill_cassette_dir", "upskill_cassette_dir")
             or config.rootpath / ".upskill" / "cassettes",

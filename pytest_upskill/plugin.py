@@ -114,6 +114,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="most memory the process testing a kernel may use (default: half of this machine's)",
     )
     group.addoption(
+        "--upskill-disk-limit",
+        metavar="GIB",
+        help="most a kernel's test may write in its sample's folder (default: 4)",
+    )
+    group.addoption(
         "--upskill-record",
         choices=("none", "new", "all", "off"),
         help="cassettes: none = replay only, new = replay and record what is missing (default), "
@@ -194,6 +199,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("upskill_isolation", "sandbox (default), process or off", default="")
     parser.addini("upskill_memory_limit", "most memory a kernel's test may use, GiB", default="")
+    parser.addini(
+        "upskill_disk_limit", "most a kernel's test may write in its folder, GiB", default=""
+    )
     parser.addini(
         "upskill_pass_env",
         "environment variables sandboxed builds and tests get besides the allow-list",

@@ -162,6 +162,15 @@ _FORGED = {
 }
 
 
+def _fills(results):
+    with open("big", "wb") as big:  # 400 MB/s at most: the limit sees it in time
+        while True:
+            big.write(b"x" * (4 << 20))
+            big.flush()
+            _os.sched_yield()
+            __import__("time").sleep(0.01)
+
+
 def _start_folder(results):
     start = _os.environ["UPSKILL_TEST_START"]
     _try(results, "credentials", lambda: _Path(start, "credentials").read_text())
@@ -179,11 +188,38 @@ def _attack():
         torch.testing.assert_close = lambda *args, **kwargs: None
         return True
     attack = {"reads": _reads, "network": _network, "devices": _devices, "writes": _writes,
-              "daemon": _daemon, "start_folder": _start_folder}.get(name)
+              "daemon": _daemon, "start_folder": _start_folder, "fills": _fills}.get(name)
     if attack is not None:
         results = {}
         attack(results)
         _Path("probe.json").write_text(_json.dumps(results))
+
+
+def _forge_a_pass():
+    """A well-formed passing result on the sample's own channel, then an exit."""
+    import gc
+
+    server = next(o for o in gc.get_objects() if type(o).__name__ == "ChildServer")
+    phases = [dict(_PASSED, when="setup"), _PASSED, dict(_PASSED, when="teardown")]
+    server.send({"result": {"reports": phases, "stage": "check", "outcome": "passed"}})
+    _os._exit(0)
+
+
+_calls = []
+
+
+def _checked_attack():
+    """Against check.assert_correct: a wrong answer (None: the honest one)."""
+    name = _os.environ.get("PYTEST_CURRENT_TEST", "").split("::test_")[-1].split("[")[0]
+    _calls.append(name)
+    if name == "inverts":  # what the comparison's `~isclose` uses: every value then matches
+        import torch
+
+        torch.Tensor.__invert__ = lambda self: torch.zeros_like(self, dtype=torch.bool)
+        return True
+    if name == "forges_early" or (name == "forges_late" and len(_calls) > 1):
+        _forge_a_pass()  # before any comparison, or after a failed one
+    return name == "forges_late"
 
 
 _honest_row_softmax = row_softmax
@@ -192,12 +228,16 @@ _honest_row_softmax = row_softmax
 def row_softmax(x):
     if _attack():
         return x * 0
+    if _checked_attack():
+        return x + 1
     return _honest_row_softmax(x)
 '''
 
 TESTS = """
 import pytest
 import torch
+
+from pytest_upskill import check
 
 MARKER = pytest.mark.upskill(
     "Softmax of each row. Expose row_softmax(x).",
@@ -216,8 +256,16 @@ HONEST_FAILURE = """
 def test_after_them_a_failure_is_a_failure(kernel):
     assert kernel.row_softmax(torch.ones(2, 2)).sum().item() == 0
 """
+CHECKED_TEST = """
+@MARKER
+def test_{name}(kernel):
+    check.assert_correct(
+        kernel.row_softmax, lambda x: torch.softmax(x, dim=-1), lambda: torch.randn(8, 33)
+    )
+"""
 NAMES = ["reads", "network", "devices", "writes", "daemon"]
 NAMES += ["forges", "malformed", "claims", "nests", "patches", "honest"]
+CHECKED = ["inverts", "forges_early", "forges_late", "checked"]
 
 
 def _hostile_reference(reference: Path, hostile: Path) -> Path:
@@ -295,6 +343,7 @@ def test_hostile_kernels_reach_nothing_outside_their_own_folder(
     samples after them keep their own results."""
     _hostile_reference(reference, reference.parent / "hostile")
     tests = "".join(ATTACK_TEST.format(name=name) for name in NAMES) + HONEST_FAILURE
+    tests += "".join(CHECKED_TEST.format(name=name) for name in CHECKED)
     test_file = pytester.makepyfile(test_hostile=TESTS.format(tests=tests))
     original = test_file.read_text()
     home = tmp_path_factory.mktemp("home")
@@ -386,8 +435,22 @@ def test_hostile_kernels_reach_nothing_outside_their_own_folder(
     honest, failure = outcomes["honest"], outcomes["after_them_a_failure_is_a_failure"]
     assert (honest["outcome"], failure["outcome"]) == ("passed", "failed")
     assert "assert" in failure["reason"]
-    assert len(outcomes) == len(NAMES) + 1
-    result.assert_outcomes(passed=len(NAMES) - 5, failed=6)
+
+    # check.assert_correct compares outside the kernel's process, and that word stands.
+    for name in ("inverts", "forges_early", "forges_late"):
+        assert (outcomes[name]["outcome"], outcomes[name]["stage"]) == ("failed", "check")
+    assert "values out of tolerance" in outcomes["inverts"]["reason"]
+    assert outcomes["forges_early"]["reason"] == (
+        "the test process reported a pass, but none of its check.assert_correct comparisons "
+        "reached the judge outside the kernel's process"
+    )
+    late = outcomes["forges_late"]["reason"]
+    assert late.startswith("check.assert_correct, compared outside the kernel's process: ")
+    assert "values out of tolerance" in late
+    assert late.endswith("(the test process reported a pass)")
+    assert outcomes["checked"]["outcome"] == "passed"
+    assert len(outcomes) == len(NAMES) + len(CHECKED) + 1
+    result.assert_outcomes(passed=len(NAMES) - 5 + 1, failed=6 + 3)
 
 
 def test_the_folder_pytest_starts_in_stays_out_of_reach(
@@ -418,6 +481,32 @@ def test_the_folder_pytest_starts_in_stays_out_of_reach(
     assert probe["credentials"].startswith("refused"), probe
     assert "credentials" not in probe["listing"]
     assert SECRET not in result.stdout.str() + json.dumps(probe)
+
+
+def test_a_sample_that_fills_its_folder_is_stopped(
+    pytester: pytest.Pytester,
+    reference: Path,
+    upskill_args: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _hostile_reference(reference, reference.parent / "hostile")
+    pytester.makepyfile(test_fills=TESTS.format(tests=ATTACK_TEST.format(name="fills")))
+    result = pytester.runpytest(
+        "--upskill-model=oracle",
+        "--upskill-report=r.json",
+        "--upskill-timeout=60",
+        "--upskill-disk-limit=0.0625",
+        *upskill_args,
+    )
+    result.assert_outcomes(failed=1)
+    (sample,) = json.loads((pytester.path / "r.json").read_text())["samples"]
+    assert sample["stage"] == "check"
+    assert sample["reason"].startswith("the test process wrote ")
+    assert sample["reason"].endswith(
+        " GiB in its folder, over the limit of 0.0625 GiB (--upskill-disk-limit)"
+    )
+    # Stopped soon after it passed the limit: far from the 4 GiB a file may have.
+    assert (Path(sample["directory"]) / "run" / "big").stat().st_size < 1 << 30
 
 
 @pytest.mark.parametrize(

@@ -9,6 +9,7 @@ kernel sees another sample's process, files or channel, and none runs in this pr
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import pickle
@@ -16,6 +17,7 @@ import socket
 import sys
 import tempfile
 import traceback
+import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +68,8 @@ class ChildServer:
 
         import pytest_upskill.check  # noqa: F401
 
+        from .judge import Judged, run_judge
+
         # Its first call imports much (0.6 s): once here, not in every sample's fork. On the
         # CPU: a fork cannot use CUDA once this process has initialized it.
         torch.testing.assert_close(torch.zeros(2), torch.zeros(2))
@@ -96,28 +100,54 @@ class ChildServer:
                 # Where this sample's own output starts in the log, for the parent to show.
                 print(SAMPLE_MARK.format(request["id"]), flush=True)
                 sys.stderr.flush()
+                trials, judge_end = socket.socketpair()
                 zygote = os.getpid()
                 pid = os.fork()
                 if pid == 0:
                     die_with_parent(zygote)
                     self.channel.close()
+                    judge_end.close()
                     self.sample_channel = sample_channel
                     code = 70
                     try:
-                        self._serve(session, item, request)
+                        self._serve(session, item, request, trials)
                         code = 0
                     except BaseException:  # to the log, which the parent shows on a crash
                         traceback.print_exc()
                     finally:
                         os._exit(code)
                 sample_channel.close()
+                trials.close()
+                # Forked after the sample's process, so that one never held its memory.
+                judged = Judged()
+                if os.fork() == 0:
+                    die_with_parent(zygote)
+                    self.channel.close()
+                    run_judge(judge_end, judged, self.hello["kernel_readable"])
+                    os._exit(0)
+                judge_end.close()
                 status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+                kill_orphans()  # the judge too: every trial the sample waited for is judged
+                answer.update(
+                    compared=judged.compared,
+                    problem=judged.problem,
+                    names_check=_names_assert_correct(item),
+                )
+                judged.close()
             kill_orphans()  # whatever the sample left running, a daemon too
             send_frame(self.channel, json.dumps({**answer, "exit": status}).encode())
 
-    def _serve(self, session: pytest.Session, item: pytest.Item, request: dict[str, Any]) -> None:
+    def _serve(
+        self,
+        session: pytest.Session,
+        item: pytest.Item,
+        request: dict[str, Any],
+        trials: socket.socket,
+    ) -> None:
         """In the fork: confine it to the sample's scratch folder, run the item, answer."""
+        from .. import check
         from ..plugin import sample_key
+        from .judge import hand_over
         from .landlock import abi_version, restrict
 
         sample = request["sample"]
@@ -137,6 +167,7 @@ class ChildServer:
         factory = session.config._tmp_path_factory  # type: ignore[attr-defined]
         factory._given_basetemp, factory._basetemp = scratch / "basetemp", None
         item.stash[sample_key] = sample
+        check._outside = functools.partial(hand_over, trials)
         self.watched = _watched()  # before the kernel is imported: its import may patch too
         os.chdir(scratch)
         # The whole protocol, so assertion, warnings and timeout plugins wrap it.
@@ -244,6 +275,19 @@ def _result(reports: list[pytest.TestReport], sample: Any) -> Result:
         reason=record.get("reason", ""),
         speedups=[Measurement.model_validate(s.model_dump()) for s in sample.speedups[:1000]],
     )
+
+
+def _names_assert_correct(item: pytest.Item) -> bool:
+    """Whether the test's own code (not helpers it calls) names `check.assert_correct`: then it
+    can pass only after a comparison reached the judge."""
+    code = getattr(getattr(item, "obj", None), "__code__", None)
+    codes = [code] if isinstance(code, types.CodeType) else []
+    while codes:
+        code = codes.pop()
+        if "assert_correct" in code.co_names:
+            return True
+        codes += [const for const in code.co_consts if isinstance(const, types.CodeType)]
+    return False
 
 
 def _cannot_fork() -> str | None:

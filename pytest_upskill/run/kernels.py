@@ -30,6 +30,7 @@ from pydantic import ValidationError
 from ..environ import passed_environ
 from ..errors import Stage
 from .child import SAMPLE_MARK
+from .compile import bytes_written
 from .processes import kill_tree, tree
 from .sandbox import Mechanism, Sandbox, gpu_devices, python_paths, system_paths
 from .wire import HEADER, LARGEST_FRAME, Result, send_frame
@@ -48,6 +49,7 @@ _STAGE_OF_PHASE: dict[str, Stage] = {
     "teardown": "check",
 }
 _POLL_S = 0.1
+_SIZE_EVERY_S = 1.0  # how often the scratch folder is measured
 _START_S = 300.0  # the child's start-up: Python, pytest, collection and torch on a busy runner
 _DRAIN_S = 2.0  # after a sample's process exited, for the last of what it sent
 
@@ -90,6 +92,27 @@ def _death(returncode: int) -> str:
             name, what = f"signal {number}", ""
         return f"the test process was killed by {name}" + (f" ({what.lower()})" if what else "")
     return f"the test process exited with status {returncode}"
+
+
+def _overruled(result: Result, judged: dict[str, Any]) -> Verdict | None:
+    """The judge's word over a pass the sample's process claims: a comparison the judge saw
+    fail, or none at all from a test that names `check.assert_correct`."""
+    if result.outcome != "passed":
+        return None
+    problem = judged.get("problem")
+    if isinstance(problem, str) and problem:
+        return Verdict(
+            "check",
+            f"check.assert_correct, compared outside the kernel's process: {problem[:2000]} "
+            "(the test process reported a pass)",
+        )
+    if judged.get("names_check") is True and judged.get("compared") == 0:
+        return Verdict(
+            "check",
+            "the test process reported a pass, but none of its check.assert_correct "
+            "comparisons reached the judge outside the kernel's process",
+        )
+    return None
 
 
 class _Frames:
@@ -275,7 +298,7 @@ class KernelProcess:
             theirs.close()
         ours.setblocking(False)
         try:
-            return self._follow(request, _Frames(ours))
+            return self._follow(request, _Frames(ours), scratch)
         finally:
             ours.close()
 
@@ -311,18 +334,20 @@ class KernelProcess:
                 return self._stop("setup", None)
         return self._stop("setup", f"timed out after {max(self.timeout_s, _START_S):g} s")
 
-    def _follow(self, request: int, sample: _Frames) -> Result | Verdict:
-        """Watch the sample's process: its phases (each gets the timeout once), its memory,
-        its one result, and its exit as the child reports it."""
+    def _follow(self, request: int, sample: _Frames, scratch: Path) -> Result | Verdict:
+        """Watch the sample's process: its phases (each gets the timeout once), its memory and
+        its scratch folder's size, its one result, and its exit as the child reports it."""
         assert self._control is not None
         assert self._process is not None
         phases = list(_STAGE_OF_PHASE)
         phase, since = "setup", time.monotonic()
         raw_result: Any = None
         harness: str | None = None
+        judged: dict[str, Any] = {}
         exited: int | None = None
         exited_at = 0.0
         hostile = False
+        measured = time.monotonic()
         while True:
             now = time.monotonic()
             if exited is not None and (sample.closed or now > exited_at + _DRAIN_S):
@@ -340,6 +365,15 @@ class KernelProcess:
                     f"the test process used {used:.1f} GiB of memory, over the limit of "
                     f"{self.memory_limit_gib:g} GiB (--upskill-memory-limit)",
                 )
+            if exited is None and now > measured + _SIZE_EVERY_S:
+                measured = now
+                written = bytes_written(scratch) / (1 << 30)
+                if written > self.settings.disk_limit_gb:
+                    return self._stop(
+                        phase,
+                        f"the test process wrote {written:.3g} GiB in its folder, over the "
+                        f"limit of {self.settings.disk_limit_gb:g} GiB (--upskill-disk-limit)",
+                    )
             channels = [c.channel for c in (sample, self._control) if not c.closed]
             select.select(channels, [], [], _POLL_S)
             try:
@@ -362,6 +396,7 @@ class KernelProcess:
             for message in control:  # the child's own word, before and after the fork
                 if message and message.get("id") == request and type(message.get("exit")) is int:
                     exited, exited_at = message["exit"], time.monotonic()
+                    judged = message
                     if "refused" in message:
                         harness = str(message["refused"])[:500]
                     elif "missing" in message:
@@ -379,7 +414,7 @@ class KernelProcess:
             )
             return Verdict(_STAGE_OF_PHASE[phase], reason, self._fault())
         try:
-            return Result.model_validate(raw_result)
+            result = Result.model_validate(raw_result)
         except ValidationError as exc:
             error = exc.errors()[0]
             where = ".".join(str(part) for part in error["loc"])
@@ -387,6 +422,7 @@ class KernelProcess:
                 "check",
                 f"the test process sent a result that does not read back ({where}: {error['msg']})",
             )
+        return _overruled(result, judged) or result
 
     def _stop(self, phase: str, reason: str | None) -> Verdict:
         """End the child and everything in its sandbox; a fresh one serves the next sample."""
