@@ -51,6 +51,16 @@ _LONG_TOKEN = 20
 _CHARACTER_CLASSES = (str.islower, str.isupper, str.isdigit)
 
 
+def _snapshot() -> dict[str, str]:
+    """This process's environment, read whole while another thread may change it (pytest sets
+    and deletes PYTEST_CURRENT_TEST around every test while replies arrive in threads)."""
+    while True:
+        try:
+            return dict(os.environ)
+        except (KeyError, RuntimeError):  # a variable went, or came, while it was read
+            continue
+
+
 def _passes(name: str, extra: Iterable[str]) -> bool:
     if name in extra:
         return True
@@ -64,7 +74,7 @@ def passed_environ(
 ) -> dict[str, str]:
     """The variables of `environ` (default: this process's) that generated code may see: the
     allow-list, plus the names in `extra` (`--upskill-pass-env`)."""
-    source = os.environ if environ is None else environ
+    source = _snapshot() if environ is None else environ
     extra = frozenset(extra)
     return {name: value for name, value in source.items() if _passes(name, extra)}
 
@@ -86,7 +96,7 @@ def withheld_secrets(
     (by the variable's name, credentials in a URL, or a long random word), longest first:
     they are redacted from everything written. Other values (paths, model names, settings)
     stay: redacting them would garble every report."""
-    source = os.environ if environ is None else environ
+    source = _snapshot() if environ is None else environ
     extra = frozenset(extra)
     values = {
         value
