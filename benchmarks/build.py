@@ -62,9 +62,9 @@ _WARM = """
 import sys, time
 from pathlib import Path
 import torch  # a session has imported it by its first upskill test
-from pytest_upskill.build import build_project
-from pytest_upskill.models.oracle import read_project
-from pytest_upskill.project import load_project
+from pytest_upskill.project.build import build_project
+from pytest_upskill.generate.providers.oracle import read_project
+from pytest_upskill.project.layout import load_project
 from pytest_upskill.task import Task
 root, cache, name, backend = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3], sys.argv[4]
 start = time.perf_counter()
@@ -77,7 +77,7 @@ print(time.perf_counter() - start)
 
 def fresh_files(kernel: Kernel) -> dict[str, str]:
     """The example project with a comment no cache has seen."""
-    from pytest_upskill.models.oracle import read_project
+    from pytest_upskill.generate.providers.oracle import read_project
 
     files = read_project(kernel.project)
     files[kernel.source] = f"// {uuid.uuid4()}\n" + files[kernel.source]
@@ -85,8 +85,8 @@ def fresh_files(kernel: Kernel) -> dict[str, str]:
 
 
 def upskill_cold(kernel: Kernel, work: Path) -> tuple[float, Path, Path]:
-    from pytest_upskill.build import build_project
-    from pytest_upskill.project import load_project, write_project
+    from pytest_upskill.project.build import build_project
+    from pytest_upskill.project.layout import load_project, write_project
     from pytest_upskill.task import Task
 
     root, cache = work / "project", work / "cache"
@@ -136,7 +136,7 @@ def warm(kernel: Kernel, root: Path, cache: Path) -> float:
 
 def cuda_home() -> str:
     """The toolkit nvcc belongs to, from the folder nvcc links libcudart from."""
-    from pytest_upskill.toolchain import detect_cuda
+    from pytest_upskill.project.toolchain import detect_cuda
 
     for library_dir in detect_cuda().library_dirs:
         for parent in Path(library_dir).parents:

@@ -75,9 +75,9 @@ def pytest_seconds(directory: Path, *args: str, wall: bool = False) -> float:
 def cold_build(cache: Path, sandbox: Mechanism | None) -> float:
     """Wall seconds of one cold build of the example row softmax (a comment no build has seen
     makes it new)."""
-    from pytest_upskill.build import build_project
-    from pytest_upskill.models.oracle import read_project
-    from pytest_upskill.project import load_project, write_project
+    from pytest_upskill.generate.providers.oracle import read_project
+    from pytest_upskill.project.build import build_project
+    from pytest_upskill.project.layout import load_project, write_project
     from pytest_upskill.task import Task
 
     files = read_project(REPO / "examples" / "solutions" / "row_softmax")

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 
-from .results import SUSPICIOUS_SPEEDUP
+from .report.results import SUSPICIOUS_SPEEDUP
 
 __all__ = [
     "SUSPICIOUS_SPEEDUP",

@@ -15,7 +15,7 @@ from .paths import configured_path, default_build_dir
 if TYPE_CHECKING:
     from collections.abc import Generator
 
-    from .results import Outcome
+    from .report.results import Outcome
     from .run.child import ChildServer
     from .sample import Case, Sample
     from .session import UpskillSession

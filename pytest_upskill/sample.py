@@ -10,20 +10,20 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from .build import Build, build_project
 from .config import ModelSpec, Settings
 from .errors import SampleFailed, SampleSkipped, Stage, UpskillIssue
-from .extract import extract_files
-from .load import NO_DEVICE, device_mismatch, load_kernel
-from .models import Request, Usage
-from .policy import check_project, check_task_rules
-from .project import load_project, write_project
-from .prompt import Prompt
-from .results import Outcome, SampleRecord, SpeedupRecord, UsageRecord, speedup_fields
+from .generate.prompt import Prompt
+from .generate.providers import Request, Usage
+from .project.build import Build, build_project
+from .project.extract import extract_files
+from .project.layout import load_project, write_project
+from .project.policy import check_project, check_task_rules
+from .report.results import Outcome, SampleRecord, SpeedupRecord, UsageRecord, speedup_fields
+from .run.load import NO_DEVICE, device_mismatch, load_kernel
 from .task import Task
 
 if TYPE_CHECKING:
-    from .replies import Replies
+    from .generate.replies import Replies
     from .run.sandbox import Mechanism
     from .skill import Skill
     from .task import TextTask

@@ -14,21 +14,21 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from .cassettes import Cassettes
 from .config import BASELINE, Settings, load_settings
 from .errors import SampleError, UpskillIssue
-from .gpu import pin_worker_gpu
-from .models import Request
-from .prices import cost_usd
-from .prompt import build_prompt
-from .replies import Replies
+from .generate.cassettes import Cassettes
+from .generate.prices import cost_usd
+from .generate.prompt import build_prompt
+from .generate.providers import Request
+from .generate.replies import Replies
 from .report import (
     summary_table,
     write_html_report,
     write_json_report,
     write_markdown_report,
 )
-from .results import SampleRecord, Statistics, gate_failures, statistics
+from .report.results import SampleRecord, Statistics, gate_failures, statistics
+from .run.gpu import pin_worker_gpu
 from .run.reports import crash_reports, result_reports
 from .sample import Case, Sample, directory_name
 from .skill import Skill, SkillInvalid, condition_name, load_skill
@@ -242,7 +242,7 @@ class UpskillSession:
             return
         import torch
 
-        from .gpu import current_device, device_lock
+        from .run.gpu import current_device, device_lock
 
         if not torch.cuda.is_available():
             yield  # the test skips: nothing to hold

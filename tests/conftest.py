@@ -9,7 +9,7 @@ import pytest
 # while it ran, and torch imported a second time in one process corrupts it (a segfault later).
 import torch  # noqa: F401
 
-from pytest_upskill.models.oracle import read_project
+from pytest_upskill.generate.providers.oracle import read_project
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import BUILD_DIR, EXAMPLES, ROW_SOFTMAX_TEST, plant
-from pytest_upskill.build import build_project
 from pytest_upskill.environ import passed_environ, withheld_secrets
 from pytest_upskill.errors import SampleError, SampleFailed
-from pytest_upskill.models.oracle import read_project
-from pytest_upskill.project import Project, load_project, write_project
+from pytest_upskill.generate.providers.oracle import read_project
+from pytest_upskill.project.build import build_project
+from pytest_upskill.project.layout import Project, load_project, write_project
 from pytest_upskill.run.compile import ninja_jobs
 from pytest_upskill.task import Task
 

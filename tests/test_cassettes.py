@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_upskill.cassettes import Cassettes
 from pytest_upskill.config import ModelSpec
 from pytest_upskill.errors import SampleError
-from pytest_upskill.models import Reply, Request, Usage
-from pytest_upskill.prices import cost_usd
-from pytest_upskill.prompt import Prompt
+from pytest_upskill.generate.cassettes import Cassettes
+from pytest_upskill.generate.prices import cost_usd
+from pytest_upskill.generate.prompt import Prompt
+from pytest_upskill.generate.providers import Reply, Request, Usage
 from pytest_upskill.task import Task
 
 REQUEST = Request(

@@ -14,7 +14,7 @@ import torch
 
 from conftest import plant
 from pytest_upskill.check import TOLERANCES, assert_correct, speedup, time_callable
-from pytest_upskill.results import (
+from pytest_upskill.report.results import (
     SampleRecord,
     SpeedupRecord,
     merge_parameter_sets,

@@ -12,7 +12,7 @@ import json
 import pytest
 import torch
 
-from pytest_upskill.build import gencode_flags, sm_targets
+from pytest_upskill.project.build import gencode_flags, sm_targets
 
 BUILD_TOML = """
 [general]

@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 
 from pytest_upskill.errors import SampleFailed
-from pytest_upskill.extract import (
+from pytest_upskill.project.extract import (
     MAX_FILE_BYTES,
     MAX_FILES,
     MAX_REPLY_BYTES,
     extract_files,
     render_reply,
 )
-from pytest_upskill.project import write_project
+from pytest_upskill.project.layout import write_project
 
 
 def test_info_string_form() -> None:

@@ -15,10 +15,10 @@ from model_server import ModelServer, Received
 
 from conftest import EXAMPLES
 from pytest_upskill.errors import SampleFailed
-from pytest_upskill.extract import extract_files, render_reply
-from pytest_upskill.models.oracle import read_project
-from pytest_upskill.policy import check_project
-from pytest_upskill.project import load_project, write_project
+from pytest_upskill.generate.providers.oracle import read_project
+from pytest_upskill.project.extract import extract_files, render_reply
+from pytest_upskill.project.layout import load_project, write_project
+from pytest_upskill.project.policy import check_project
 
 if sys.version_info >= (3, 11):
     import tomllib

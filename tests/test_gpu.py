@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from pytest_upskill.errors import SampleError
-from pytest_upskill.gpu import device_lock, pin_worker_gpu, visible_gpus, worker_gpu
 from pytest_upskill.paths import lock_dir
+from pytest_upskill.run.gpu import device_lock, pin_worker_gpu, visible_gpus, worker_gpu
 
 
 def test_visible_gpus_follow_cuda_visible_devices() -> None:

@@ -17,8 +17,8 @@ from test_fuzz import ATTACKS, hostile_reply
 
 from conftest import ROW_SOFTMAX_TEST
 from pytest_upskill.config import Settings
-from pytest_upskill.extract import render_reply
-from pytest_upskill.models.oracle import read_project
+from pytest_upskill.generate.providers.oracle import read_project
+from pytest_upskill.project.extract import render_reply
 from pytest_upskill.run.processes import tree
 from pytest_upskill.run.sandbox import mechanism
 from pytest_upskill.session import NO_SANDBOX, UpskillSession

@@ -13,8 +13,8 @@ import pytest
 from model_server import ModelServer, Received, tokens
 
 from conftest import EXAMPLES, ROW_SOFTMAX_TEST
-from pytest_upskill.extract import render_reply
-from pytest_upskill.models.oracle import read_project
+from pytest_upskill.generate.providers.oracle import read_project
+from pytest_upskill.project.extract import render_reply
 
 SKILL = EXAMPLES / "skills" / "cpu-kernels"
 ANTHROPIC_KEY = "sk-ant-loopback-secret"

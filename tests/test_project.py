@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from pytest_upskill.errors import SampleFailed
-from pytest_upskill.project import load_project, write_project
+from pytest_upskill.project.layout import load_project, write_project
 
 BUILD_TOML = """
 [general]

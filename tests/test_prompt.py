@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_upskill.prompt import build_prompt, skill_block
+from pytest_upskill.generate.prompt import build_prompt, skill_block
 from pytest_upskill.skill import load_skill
 from pytest_upskill.task import Task
 

@@ -18,7 +18,7 @@ from pytest_upskill.report import (
     write_json_report,
     write_markdown_report,
 )
-from pytest_upskill.results import SampleRecord, Statistics, statistics
+from pytest_upskill.report.results import SampleRecord, Statistics, statistics
 from pytest_upskill.sanitize import clean_text, markdown_text
 
 SECRET = "postgres://u:hunter2hunter2@h/db"

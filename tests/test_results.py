@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_upskill.results import (
+from pytest_upskill.report.results import (
     SampleRecord,
     gate_failures,
     lift,
@@ -10,7 +10,7 @@ from pytest_upskill.results import (
     summarize,
     summarize_by_test,
 )
-from pytest_upskill.stats import newcombe_interval, pass_at_k, wilson_interval
+from pytest_upskill.report.stats import newcombe_interval, pass_at_k, wilson_interval
 
 
 @pytest.mark.parametrize(

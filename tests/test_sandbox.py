@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, ROW_SOFTMAX_TEST, plant
-from pytest_upskill.build import build_project
 from pytest_upskill.errors import SampleFailed
-from pytest_upskill.models.oracle import read_project
-from pytest_upskill.project import load_project, write_project
+from pytest_upskill.generate.providers.oracle import read_project
+from pytest_upskill.project.build import build_project
+from pytest_upskill.project.layout import load_project, write_project
 from pytest_upskill.run.sandbox import mechanism
 from pytest_upskill.task import Task
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pytest_upskill.errors import SampleSkipped
-from pytest_upskill.toolchain import detect_cuda, detect_toolchain
+from pytest_upskill.project.toolchain import detect_cuda, detect_toolchain
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ from model_server import ModelServer, Received
 
 from conftest import EXAMPLES, ROW_SOFTMAX_TEST
 from pytest_upskill.cases import CasesInvalid, load_cases, missing_strings
-from pytest_upskill.prompt import build_prompt
-from pytest_upskill.results import SampleRecord, statistics
+from pytest_upskill.generate.prompt import build_prompt
+from pytest_upskill.report.results import SampleRecord, statistics
 from pytest_upskill.skill import SkillInvalid, condition_name, load_skill
 from pytest_upskill.task import TextTask
 

@@ -16,8 +16,8 @@ from html import escape
 from pathlib import Path
 
 from ..environ import withheld_secrets
-from ..results import SampleRecord, Statistics, SummaryRow
 from ..sanitize import clean_text
+from .results import SampleRecord, Statistics, SummaryRow
 from .tables import (
     comparison_line,
     context_lines,

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from ..environ import withheld_secrets
 from ..paths import write_json_atomically
-from ..results import Statistics
 from ..sanitize import clean_text
+from .results import Statistics
 
 __all__ = ["SCHEMA", "write_json_report"]
 

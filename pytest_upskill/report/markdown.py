@@ -6,8 +6,8 @@ from functools import partial
 from pathlib import Path
 
 from ..environ import withheld_secrets
-from ..results import Statistics
 from ..sanitize import markdown_text
+from .results import Statistics
 from .tables import (
     comparison_line,
     context_lines,

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..results import FAST_P, ComparisonRow, LiftRow, SampleRecord, SummaryRow
 from ..sanitize import clean_text
+from .results import FAST_P, ComparisonRow, LiftRow, SampleRecord, SummaryRow
 
 Text = Callable[[str], str]
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from ..environ import withheld_secrets
-from ..results import Statistics
 from ..sanitize import clean_text
+from .results import Statistics
 from .tables import (
     comparison_line,
     context_lines,

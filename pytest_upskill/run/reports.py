@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 
 from ..errors import SampleError, SampleFailed
-from ..results import Outcome, SampleRecord, SpeedupRecord
+from ..report.results import Outcome, SampleRecord, SpeedupRecord
 from ..sanitize import clean_text
 
 if TYPE_CHECKING:

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .config import ReferencesMode
-from .skill import Skill
-from .task import Task, TextTask
+from ..config import ReferencesMode
+from ..skill import Skill
+from ..task import Task, TextTask
 
 __all__ = ["CASE_SYSTEM", "Prompt", "build_prompt", "skill_block"]
 

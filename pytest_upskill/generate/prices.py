@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .models import Usage
+from .providers import Usage
 
 __all__ = ["PRICES", "cost_usd"]
 

@@ -12,7 +12,7 @@ import posixpath
 import re
 from pathlib import PurePosixPath
 
-from .errors import SampleFailed
+from ..errors import SampleFailed
 
 __all__ = [
     "MAX_FILES",

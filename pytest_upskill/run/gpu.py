@@ -9,8 +9,8 @@ from contextlib import contextmanager
 
 from filelock import FileLock, Timeout
 
-from .errors import SampleError
-from .paths import lock_dir
+from ..errors import SampleError
+from ..paths import lock_dir
 
 __all__ = ["current_device", "device_lock", "pin_worker_gpu", "visible_gpus", "worker_gpu"]
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import SampleFailed
+from ..errors import SampleFailed
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 from filelock import FileLock, Timeout
 
+from ..config import ModelSpec
+from ..errors import SampleError, UpskillIssue
 from .cassettes import Cassettes
-from .config import ModelSpec
-from .errors import SampleError, UpskillIssue
-from .models import Provider, Reply, Request, provider_for
+from .providers import Provider, Reply, Request, provider_for
 
 __all__ = ["Replies"]
 

@@ -16,11 +16,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .config import RecordMode
-from .errors import SampleError
-from .models import Reply, Request, Usage
-from .paths import write_json_atomically
-from .sanitize import redacted
+from ..config import RecordMode
+from ..errors import SampleError
+from ..paths import write_json_atomically
+from ..sanitize import redacted
+from .providers import Reply, Request, Usage
 
 __all__ = ["CASSETTE_SCHEMA", "Cassettes"]
 

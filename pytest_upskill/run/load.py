@@ -7,8 +7,8 @@ import sys
 import traceback
 from types import ModuleType
 
-from .build import Build
-from .errors import SampleFailed
+from ..errors import SampleFailed
+from ..project.build import Build
 
 __all__ = ["NO_DEVICE", "device_mismatch", "load_kernel"]
 

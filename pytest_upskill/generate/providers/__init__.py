@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from ..config import ModelSpec
+    from ...config import ModelSpec
+    from ...task import Task, TextTask
     from ..prompt import Prompt
-    from ..task import Task, TextTask
 
 __all__ = ["MAX_RETRIES", "Provider", "Reply", "Request", "Usage", "provider_for"]
 

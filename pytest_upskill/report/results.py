@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from .errors import Stage
+from ..errors import Stage
 from .stats import newcombe_interval, pass_at_k, wilson_interval
 
 __all__ = [

@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..errors import SampleError
-from ..extract import render_reply
-from ..task import TextTask
+from ...errors import SampleError
+from ...project.extract import render_reply
+from ...task import TextTask
 from . import Reply, Request
 
 __all__ = ["ORACLE_CASE_REPLY", "OracleProvider", "read_project"]

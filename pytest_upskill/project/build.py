@@ -21,14 +21,14 @@ from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from .config import Binding
-from .errors import SampleError, SampleFailed, SampleSkipped
-from .paths import write_json_atomically
+from ..config import Binding
+from ..errors import SampleError, SampleFailed, SampleSkipped
+from ..paths import write_json_atomically
+from ..run.compile import LARGEST_BUILD, bytes_written, run_ninja
+from ..run.sandbox import Mechanism
+from ..task import Task
+from .layout import Project
 from .policy import cuda_flags, cxx_flags
-from .project import Project
-from .run.compile import LARGEST_BUILD, bytes_written, run_ninja
-from .run.sandbox import Mechanism
-from .task import Task
 from .toolchain import CudaToolchain, Toolchain, detect_cuda, detect_toolchain
 
 __all__ = ["Build", "build_project", "gencode_flags", "sm_targets"]

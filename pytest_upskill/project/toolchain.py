@@ -14,7 +14,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import SampleError, SampleSkipped
+from ..errors import SampleError, SampleSkipped
 
 __all__ = ["CudaToolchain", "Toolchain", "detect_cuda", "detect_toolchain"]
 

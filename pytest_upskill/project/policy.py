@@ -18,10 +18,10 @@ import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .config import Binding
-from .errors import SampleFailed
-from .project import Project
-from .task import Task
+from ..config import Binding
+from ..errors import SampleFailed
+from ..task import Task
+from .layout import Project
 
 __all__ = ["check_project", "check_task_rules", "cuda_flags", "cxx_flags", "forbidden"]
 

@@ -7,8 +7,8 @@ import os
 import threading
 from typing import Any, Generic, TypeVar
 
-from ..config import ModelSpec
-from ..errors import SampleError
+from ...config import ModelSpec
+from ...errors import SampleError
 from . import MAX_RETRIES
 
 __all__ = ["SDKProvider", "sdk_error"]
