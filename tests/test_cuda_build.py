@@ -8,11 +8,12 @@ the build and the report counts the build.
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 import torch
 
-from pytest_upskill.project.build import gencode_flags, sm_targets
+from pytest_upskill.project.build_files import gencode_flags, sm_targets
 
 BUILD_TOML = """
 [general]
@@ -92,7 +93,9 @@ def write_relu(
     pytester.makepyfile(TEST)
 
 
-def run(pytester: pytest.Pytester, upskill_args: list[str]) -> tuple[pytest.RunResult, dict]:
+def run(
+    pytester: pytest.Pytester, upskill_args: list[str]
+) -> tuple[pytest.RunResult, dict[str, Any]]:
     result = pytester.runpytest(
         "-rs", "--upskill-model=oracle", "--upskill-report=r.json", *upskill_args
     )

@@ -13,13 +13,9 @@ from conftest import EXAMPLES, ROW_SOFTMAX_TEST
 from pytest_upskill.errors import SampleFailed
 from pytest_upskill.generate.providers.oracle import read_project
 from pytest_upskill.project.layout import Project, load_project, write_project
-from pytest_upskill.project.policy import (
-    check_project,
-    check_task_rules,
-    cuda_flags,
-    cxx_flags,
-    forbidden,
-)
+from pytest_upskill.project.policy import check_project, check_task_rules
+from pytest_upskill.project.policy_sources import forbidden
+from pytest_upskill.project.policy_toml import cuda_flags, cxx_flags
 from pytest_upskill.task import Task, TaskInvalid, task_from_marker
 
 BUILD_TOML = """
