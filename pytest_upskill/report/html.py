@@ -18,13 +18,7 @@ from pathlib import Path
 from ..environ import withheld_secrets
 from ..sanitize import clean_text
 from .results import SampleRecord, Statistics, SummaryRow
-from .tables import (
-    comparison_line,
-    context_lines,
-    lift_line,
-    summary_cells,
-    suspicious_lines,
-)
+from .sections import Section, Table, report_sections
 
 __all__ = ["write_html_report"]
 
@@ -51,27 +45,9 @@ def write_html_report(path: Path, stats: Statistics, gates: list[str]) -> None:
         f"<title>pytest-upskill</title><style>{_STYLE}</style></head><body>",
         "<h1>pytest-upskill</h1>",
         _chart(stats.summary, secrets),
-        "<h2>Summary</h2>",
-        _table(summary_cells(stats.summary, per_test=False, text=text)),
     ]
-    if stats.lift:
-        lifts = (f"<li>{escape(lift_line(r, text))}</li>" for r in stats.lift)
-        parts += ["<h2>Lift</h2><ul>", *lifts, "</ul>"]
-    if stats.comparisons:
-        lines = (f"<li>{escape(comparison_line(r, text))}</li>" for r in stats.comparisons)
-        parts += ["<h2>Skill against skill</h2><ul>", *lines, "</ul>"]
-    context = context_lines(stats.summary, text=text)
-    if context:
-        parts += ["<h2>Context</h2><ul>", *(f"<li>{escape(line)}</li>" for line in context)]
-        parts.append("</ul>")
-    if gates:
-        failed = (f"<li>{escape(text(g))}</li>" for g in gates)
-        parts += ["<h2>Gates failed</h2><ul>", *failed, "</ul>"]
-    suspicious = suspicious_lines(stats.records, text)
-    if suspicious:
-        parts += ['<h2>Suspicious speedups</h2><ul class="suspicious">']
-        parts += [*(f"<li>{escape(line)}</li>" for line in suspicious), "</ul>"]
-    parts += ["<h2>Per test</h2>", _table(summary_cells(stats.by_test, per_test=True, text=text))]
+    for section in report_sections(stats, gates, text):
+        parts += _section(section)
     parts += ["<h2>Samples</h2>", *(_drill_down(record, secrets) for record in stats.records)]
     parts.append("</body></html>")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,10 +106,21 @@ def _chart(summary: list[SummaryRow], secrets: Sequence[str]) -> str:
     return "\n".join(shapes)
 
 
-def _table(cells: list[tuple[str, ...]]) -> str:
-    header, *rows = cells
-    lines = ["<table><tr>", *(f"<th>{escape(cell)}</th>" for cell in header), "</tr>"]
-    for row in rows:
+def _section(section: Section) -> list[str]:
+    """A heading, then the table or the list; every text escaped (cleaned already)."""
+    heading = f"<h2>{escape(section.title)}</h2>"
+    if isinstance(section, Table):
+        notes = (f'<p class="note">{escape(note)}</p>' for note in section.notes)
+        return [heading, _table(section), *notes]
+    # The suspicious speedups get a class of their own: a reader's style can make them stand out.
+    kind = ' class="suspicious"' if section.kind == "suspicious" else ""
+    items = (f"<li>{escape(line)}</li>" for line in section.lines)
+    return [f"{heading}<ul{kind}>", *items, "</ul>"]
+
+
+def _table(table: Table) -> str:
+    lines = ["<table><tr>", *(f"<th>{escape(cell)}</th>" for cell in table.header), "</tr>"]
+    for row in table.rows:
         lines += ["<tr>", *(f"<td>{escape(cell)}</td>" for cell in row), "</tr>"]
     return "".join(lines) + "</table>"
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -10,17 +9,22 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from ..errors import Stage
-from .stats import newcombe_interval, pass_at_k, wilson_interval
+from .speed import FAST_P, SUSPICIOUS_SPEEDUP, SpeedupRecord, speedup_fields
+from .stats import geomean, mean, newcombe_interval, pass_at_k, wilson_interval
 
+# FAST_P, SUSPICIOUS_SPEEDUP, SpeedupRecord and speedup_fields live in `.speed`; they stay
+# importable from here, where the rest of the package and users' tests look for them.
 __all__ = [
     "FAST_P",
     "SUSPICIOUS_SPEEDUP",
     "ComparisonRow",
     "LiftRow",
+    "Outcome",
     "SampleRecord",
     "SpeedupRecord",
     "Statistics",
     "SummaryRow",
+    "UsageRecord",
     "comparisons",
     "gate_failures",
     "lift",
@@ -33,47 +37,10 @@ __all__ = [
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
 
-SUSPICIOUS_SPEEDUP = 10.0  # a kernel this much faster than its reference is flagged
-FAST_P = (0, 1, 2)  # fast_p: the share of samples correct and more than p times as fast
-
 
 class UsageRecord(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
-
-
-class SpeedupRecord(BaseModel):
-    """One `check.speedup` call of a sample's test: median times in seconds."""
-
-    shape: str = "default"
-    kernel_s: float
-    reference_s: float
-    warnings: list[str] = []
-
-
-def speedup_fields(speedups: list[SpeedupRecord]) -> dict[str, Any]:
-    """The speedup fields of a sample's record: geometric means over its measurements (so
-    speedup = reference_s / kernel_s), and whether it looks too good to be true."""
-    if not speedups:
-        return {"speedups": []}
-    kernel_s = _geomean([s.kernel_s for s in speedups])
-    reference_s = _geomean([s.reference_s for s in speedups])
-    ratio = reference_s / kernel_s if kernel_s > 0 else math.inf
-    return {
-        "speedup": round(ratio, 6) if math.isfinite(ratio) else None,
-        "kernel_s": kernel_s,
-        "reference_s": reference_s,
-        "speedup_suspicious": not math.isfinite(ratio)
-        or ratio > SUSPICIOUS_SPEEDUP
-        or any(s.warnings for s in speedups),
-        "speedups": speedups,
-    }
-
-
-def _geomean(values: list[float]) -> float:
-    if any(v <= 0 for v in values):
-        return 0.0
-    return math.exp(sum(math.log(v) for v in values) / len(values))
 
 
 class SampleRecord(BaseModel):
@@ -106,7 +73,7 @@ class SampleRecord(BaseModel):
     speedup: float | None = None
     kernel_s: float | None = None
     reference_s: float | None = None
-    speedup_suspicious: bool = False  # over SUSPICIOUS_SPEEDUP, or work outside the timed stream
+    speedup_suspicious: bool = False  # by `speed.suspicious_speedup`, over its measurements
     speedups: list[SpeedupRecord] = []
 
 
@@ -191,11 +158,11 @@ def _row(
         skipped=sum(r.outcome == "skipped" for r in group),
         errors=sum(r.outcome == "error" for r in group),
         pass_at_k=_pass_at_k(counted),
-        mean_input_tokens=_mean([r.usage.input_tokens for r in group]),
-        mean_output_tokens=_mean([r.usage.output_tokens for r in group]),
-        mean_latency_s=_mean([r.latency_s for r in group]),
-        mean_cost_usd=_mean(costs) if costs else None,
-        mean_skill_tokens_estimate=_mean([r.skill_tokens_estimate for r in group]),
+        mean_input_tokens=mean([r.usage.input_tokens for r in group]),
+        mean_output_tokens=mean([r.usage.output_tokens for r in group]),
+        mean_latency_s=mean([r.latency_s for r in group]),
+        mean_cost_usd=mean(costs) if costs else None,
+        mean_skill_tokens_estimate=mean([r.skill_tokens_estimate for r in group]),
         **_speed(counted, group),
     )
 
@@ -209,14 +176,10 @@ def _speed(counted: list[SampleRecord], group: list[SampleRecord]) -> dict[str, 
         for p in FAST_P
     }
     return {
-        "geomean_speedup": round(_geomean(passing), 6) if passing else None,
+        "geomean_speedup": round(geomean(passing), 6) if passing else None,
         "fast_p": fast,
         "suspicious_speedups": sum(r.speedup_suspicious for r in group),
     }
-
-
-def _mean(values: list[float] | list[int]) -> float:
-    return round(sum(values) / len(values), 6) if values else 0.0
 
 
 def _pass_at_k(counted: list[SampleRecord]) -> dict[str, float]:

@@ -1,10 +1,11 @@
-"""The statistics of pass rates: Wilson intervals, Newcombe's interval for a difference, pass@k."""
+"""The statistics of pass rates: Wilson intervals, Newcombe's interval for a difference, pass@k;
+and the means the summary rows hold."""
 
 from __future__ import annotations
 
 import math
 
-__all__ = ["Z95", "newcombe_interval", "pass_at_k", "wilson_interval"]
+__all__ = ["Z95", "geomean", "mean", "newcombe_interval", "pass_at_k", "wilson_interval"]
 
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
 
@@ -43,3 +44,15 @@ def pass_at_k(n: int, passed: int, k: int) -> float:
     if n - passed < k:
         return 1.0
     return 1.0 - math.comb(n - passed, k) / math.comb(n, k)
+
+
+def mean(values: list[float] | list[int]) -> float:
+    """The arithmetic mean, rounded as the reports store it; 0 when there is no value."""
+    return round(sum(values) / len(values), 6) if values else 0.0
+
+
+def geomean(values: list[float]) -> float:
+    """The geometric mean (of times or speedups); 0 when a value is not positive."""
+    if any(v <= 0 for v in values):
+        return 0.0
+    return math.exp(sum(math.log(v) for v in values) / len(values))

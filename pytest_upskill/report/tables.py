@@ -1,4 +1,4 @@
-"""The cells of the summary tables and the lift lines, shared by the terminal and Markdown.
+"""The cells of the summary tables and the lines of the other sections (`sections` orders them).
 
 Every value from the session (model, condition and test names, node ids, warnings) goes through
 `text`, once: the writer's own cleaning (`clean_text` for the terminal and HTML, which escapes
@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..sanitize import clean_text
-from .results import FAST_P, ComparisonRow, LiftRow, SampleRecord, SummaryRow
+from .results import ComparisonRow, LiftRow, SampleRecord, SummaryRow
+from .speed import FAST_P
 
 Text = Callable[[str], str]
 
 __all__ = [
+    "Text",
     "comparison_line",
     "context_lines",
     "lift_line",

@@ -1,0 +1,97 @@
+"""The sections of a report, in order, computed once for every writer.
+
+The terminal, Markdown and HTML writers only format these sections into their medium, so
+which sections a report has, in what order, and what each line says cannot drift between them.
+Values from the session go through the writer's `text` (see `tables`), once, while the sections
+are built: a writer adds only its own markup, escaped where its medium needs it (HTML).
+
+The JSON report is the data itself (`Statistics`), not these sections; the HTML chart and its
+per-sample drill-down read files and stay in `html`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ..sanitize import clean_text
+from .results import Statistics, SummaryRow
+from .tables import (
+    Text,
+    comparison_line,
+    context_lines,
+    lift_line,
+    summary_cells,
+    suspicious_lines,
+)
+
+__all__ = ["Kind", "Lines", "Section", "Table", "report_sections"]
+
+# What a section holds; a writer that treats one kind its own way (the per-test table only
+# with -v on the terminal, in <details> in Markdown) tests this, never the title.
+Kind = Literal["summary", "lift", "comparisons", "context", "gates", "suspicious", "per_test"]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of cells, already cleaned; `notes` say what its numbers leave out."""
+
+    kind: Kind
+    title: str
+    header: tuple[str, ...]
+    rows: list[tuple[str, ...]]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Lines:
+    """Lines of text, already cleaned, one statement each (a list item in Markdown and HTML)."""
+
+    kind: Kind
+    title: str
+    lines: list[str]
+
+
+Section = Table | Lines
+
+
+def report_sections(
+    stats: Statistics, gates: Sequence[str] = (), text: Text = clean_text
+) -> list[Section]:
+    """The summary table; the lift of each skill, the differences between skills, what each
+    skill costs in context, the CI gates missed and the suspicious speedups, each only when it
+    has a line; then the table per test."""
+    summary = _table("summary", "Summary", stats.summary, text, _error_notes(stats.summary))
+    listed = [
+        Lines("lift", "Lift", [lift_line(row, text) for row in stats.lift]),
+        Lines(
+            "comparisons",
+            "Skill against skill",
+            [comparison_line(row, text) for row in stats.comparisons],
+        ),
+        Lines("context", "Context", context_lines(stats.summary, text=text)),
+        # Gate lines quote model and condition names: cleaned like any value from the session.
+        Lines("gates", "Gates failed", [text(gate) for gate in gates]),
+        Lines("suspicious", "Suspicious speedups", suspicious_lines(stats.records, text)),
+    ]
+    per_test = _table("per_test", "Per test", stats.by_test, text)
+    return [summary, *(section for section in listed if section.lines), per_test]
+
+
+def _table(
+    kind: Kind, title: str, rows: list[SummaryRow], text: Text, notes: list[str] | None = None
+) -> Table:
+    header, *cells = summary_cells(rows, per_test=kind == "per_test", text=text)
+    return Table(kind, title, header, cells, notes or [])
+
+
+def _error_notes(summary: list[SummaryRow]) -> list[str]:
+    # Errors are out of n, so a rate alone hides them: say how many, in every report.
+    errors = sum(row.errors for row in summary)
+    if not errors:
+        return []
+    return [
+        f"{errors} sample(s) ended as errors (the harness's or the provider's, not the "
+        "model's): left out of every rate"
+    ]
