@@ -7,6 +7,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,9 @@ def two_tests(broken: str = "solutions/row_softmax") -> str:
     ) + ROW_SOFTMAX_TEST.replace("def test_row_softmax", "def test_b_good")
 
 
-def run(pytester: pytest.Pytester, upskill_args: list[str]) -> tuple[pytest.RunResult, list[dict]]:
+def run(
+    pytester: pytest.Pytester, upskill_args: list[str]
+) -> tuple[pytest.RunResult, list[dict[str, Any]]]:
     pytester.makepyfile(two_tests("solutions/broken"))
     result = pytester.runpytest("--upskill-model=oracle", "--upskill-report=r.json", *upskill_args)
     return result, json.loads((pytester.path / "r.json").read_text())["samples"]

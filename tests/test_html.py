@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from model_server import ModelServer, Received
@@ -125,7 +126,7 @@ def test_two_models_three_conditions_five_samples_serial_and_parallel_agree(
     )
     assert len(server.received) == 30  # every sample asked once; the parallel run replayed
 
-    def numbers(name: str) -> tuple[list[dict], list[dict]]:
+    def numbers(name: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         report = json.loads((pytester.path / name).read_text())
         summary = [{k: v for k, v in r.items() if k != "mean_latency_s"} for r in report["summary"]]
         return summary, report["lift"]

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from model_server import ModelServer, Received, tokens
@@ -36,8 +37,9 @@ def run(pytester: pytest.Pytester, upskill_args: list[str], *args: str) -> pytes
     return pytester.runpytest("--upskill-report=r.json", *upskill_args, *args)
 
 
-def samples(pytester: pytest.Pytester) -> list[dict]:
-    return json.loads((pytester.path / "r.json").read_text())["samples"]
+def samples(pytester: pytest.Pytester) -> list[dict[str, Any]]:
+    parsed: list[dict[str, Any]] = json.loads((pytester.path / "r.json").read_text())["samples"]
+    return parsed
 
 
 def test_each_provider_sends_the_task_and_its_replies_replay_without_a_server(

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
@@ -300,7 +301,9 @@ def test_xdist_workers_bring_their_records_to_the_controller(
         ]
     )
 
-    def outcomes(name: str) -> tuple[list[tuple[str, str]], list[dict], list[dict]]:
+    def outcomes(
+        name: str,
+    ) -> tuple[list[tuple[str, str]], list[dict[str, Any]], list[dict[str, Any]]]:
         report = json.loads((pytester.path / name).read_text())
         samples = sorted((s["nodeid"], s["outcome"]) for s in report["samples"])
         # Latency is measured, not aggregated: it differs between any two runs.

@@ -67,8 +67,8 @@ def test_a_project_nested_in_one_folder_is_unnested(tmp_path: Path) -> None:
 def test_invalid_projects_fail_at_extract(
     tmp_path: Path, change: dict[str, str | None], reason: str
 ) -> None:
-    files = {**FILES, **change}
-    files = {path: text for path, text in files.items() if text is not None}
+    merged = {**FILES, **change}
+    files = {path: text for path, text in merged.items() if text is not None}
     written = write_project(files, tmp_path / "p")
     with pytest.raises(SampleFailed, match=reason) as excinfo:
         load_project(tmp_path / "p", written, "add")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from model_server import ModelServer, Received
@@ -20,18 +21,19 @@ CUDA_REVIEW = EXAMPLES / "skills" / "cuda-review"
 KEY = "sk-loopback"
 
 
-def report(pytester: pytest.Pytester) -> dict:
-    return json.loads((pytester.path / "r.json").read_text())
+def report(pytester: pytest.Pytester) -> dict[str, Any]:
+    parsed: dict[str, Any] = json.loads((pytester.path / "r.json").read_text())
+    return parsed
 
 
-def expected_strings(user: str, cases: list[dict]) -> list[str]:
+def expected_strings(user: str, cases: list[dict[str, Any]]) -> list[str]:
     """The `contains` strings of the case whose input starts the user message."""
     (case,) = [c for c in cases if user.startswith(c["input"])]
     contains = case["expected"]["contains"]
     return [contains] if isinstance(contains, str) else list(contains)
 
 
-def answers_with_skill(cases: list[dict], marker: str) -> ModelServer:
+def answers_with_skill(cases: list[dict[str, Any]], marker: str) -> ModelServer:
     """A model that knows the answers only when `marker` is in its system prompt."""
 
     def answer(request: Received) -> str:
@@ -111,7 +113,7 @@ def test_the_examples_skill_runs_with_and_without_it_through_a_loopback_model(
     assert "Findings: COALESC" in html  # the reply, in the sample's drill-down
 
 
-def write_good_pr(root: Path, cases: list[dict]) -> Path:
+def write_good_pr(root: Path, cases: list[dict[str, Any]]) -> Path:
     """A skill with the shape of upskill's own sample (skills/write-good-pr in
     huggingface/upskill): SKILL.md with name and description, and the skill_meta.json upskill
     writes, its `metadata` included. The text is ours."""
@@ -138,7 +140,7 @@ def write_good_pr(root: Path, cases: list[dict]) -> Path:
     return skill
 
 
-PR_CASES = [
+PR_CASES: list[dict[str, Any]] = [
     {
         "input": "Write the PR description for the change in retry.py.",
         "context": {"files": {"retry.py": "def retry(f, n=3):\n    ...\n"}},
@@ -420,6 +422,6 @@ def test_skills_that_share_a_name_are_named_after_their_folder(tmp_path: Path) -
     first, second = load_skill(v1), load_skill(v2)
     assert condition_name(first, {"baseline": None}) == "cuda-review"
     assert condition_name(second, {"baseline": None, "cuda-review": v1}) == "cuda-review@v2"
-    taken = {"cuda-review": v1, "cuda-review@v2": v2}
+    taken: dict[str, Path | None] = {"cuda-review": v1, "cuda-review@v2": v2}
     with pytest.raises(SkillInvalid, match="put versions of one skill in folders"):
         condition_name(second, taken)
