@@ -18,9 +18,10 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from ._compat import tmp_path_factory
 from .config import BASELINE
-from .plugin import _raise_errors, sample_key, session_key
-from .sample import Case
+from .keys import runner_key, sample_key, session_key
+from .sample import SampleParams
 from .skill import Skill, SkillInvalid, load_skill
 from .task import TextTask
 
@@ -179,14 +180,14 @@ class CasesFile(pytest.File):
             )
             if session is None or not session.settings.models:
                 # Skipped like any upskill test without a model (plugin's collection hook).
-                yield CaseItem.from_parent(self, name=task.name, task=task, case=None)
+                yield CaseItem.from_parent(self, name=task.name, task=task, params=None)
                 continue
             for model in session.settings.models:
                 for condition in conditions:
                     for sample in range(session.settings.samples):
-                        param = Case(model, condition, sample, task)
+                        param = SampleParams(model, condition, sample, task)
                         name = f"{task.name}[{param.id}]"
-                        yield CaseItem.from_parent(self, name=name, task=task, case=param)
+                        yield CaseItem.from_parent(self, name=name, task=task, params=param)
 
     def _conditions(self, session: Any, owner: Skill | None) -> list[str]:
         """Baseline, the skill that owns the file, then the --upskill-skill ones."""
@@ -200,10 +201,10 @@ class CasesFile(pytest.File):
 class CaseItem(pytest.Item):
     """One sample of one upskill test case: the reply must hold every expected string."""
 
-    def __init__(self, *, task: TextTask, case: Case | None, **kwargs: Any) -> None:
+    def __init__(self, *, task: TextTask, params: SampleParams | None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.task = task
-        self.upskill_case = case  # the session prefetches the replies of these
+        self.sample_params = params  # the session prefetches the replies of these
         self.originalname = task.name
         self.add_marker("upskill")  # without a model it is skipped like any upskill test
         if task.validator is not None:
@@ -215,13 +216,12 @@ class CaseItem(pytest.Item):
             )
 
     def setup(self) -> None:
-        assert self.upskill_case is not None, "items without a model are skipped"
-        session = self.config.stash[session_key]
+        assert self.sample_params is not None, "items without a model are skipped"
+        runner = self.config.stash[runner_key]
         # The tmp_path_factory fixture's object: a non-Python item has no fixtures.
-        tmp: pytest.TempPathFactory = self.config._tmp_path_factory  # type: ignore[attr-defined]
-        sample = session.start(self, self.upskill_case, tmp)
+        sample = runner.start(self, self.sample_params, tmp_path_factory(self.config))
         self.stash[sample_key] = sample
-        _raise_errors(sample)
+        sample.raise_for_setup()
 
     def runtest(self) -> None:
         sample = self.stash[sample_key]

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any, Literal
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .options import OPTIONS, Option, default_of
 from .paths import configured_path, default_build_dir
 
 __all__ = [
@@ -87,27 +87,27 @@ class Settings(BaseModel):
     # upskill test case files (a list of cases, {"cases": [...]} or a skill_meta.json).
     cases: tuple[Path, ...] = ()
     # How a skill's references/ files reach the model: listed, or their content inlined.
-    skill_references: ReferencesMode = "list"
+    skill_references: ReferencesMode = default_of("skill_references")
     baseline: bool = True
-    samples: int = Field(default=1, ge=1)
+    samples: int = Field(default=default_of("samples"), ge=1)
     report: Path | None = None
     build_dir: Path = Field(default_factory=lambda: default_build_dir())
     # Bounds each stage of a sample that runs generated code: build (and any wait for another
     # process's build of the same kernel), load, and the test body.
-    timeout_s: float = Field(default=900.0, gt=0)
-    isolation: Isolation = "sandbox"
+    timeout_s: float = Field(default=default_of("timeout_s"), gt=0)
+    isolation: Isolation = default_of("isolation")
     # Variables generated code gets besides the allow-list (pytest_upskill.environ).
     pass_env: tuple[str, ...] = ()
     # The most memory the process testing a kernel may use; None: half of this machine's.
     memory_limit_gb: float | None = None
     # The most a kernel's test may leave in its sample's folder.
-    disk_limit_gb: float = Field(default=4.0, gt=0)
-    binding: Binding = "kernel-builder"
-    record: RecordMode = "new"
+    disk_limit_gb: float = Field(default=default_of("disk_limit_gb"), gt=0)
+    binding: Binding = default_of("binding")
+    record: RecordMode = default_of("record")
     cassette_dir: Path = Path(".upskill/cassettes")
-    concurrency: int = Field(default=8, ge=1)
+    concurrency: int = Field(default=default_of("concurrency"), ge=1)
     temperature: float | None = None  # None: the provider's default
-    max_tokens: int = Field(default=16384, ge=1)
+    max_tokens: int = Field(default=default_of("max_tokens"), ge=1)
     # Gates for CI: a skill condition's pass rate under `fail_under`, or a lift under
     # `min_lift`, fails the session.
     fail_under: float | None = None
@@ -129,49 +129,6 @@ def _ini_bool(value: object) -> bool:
     raise pytest.UsageError(f"upskill_baseline: expected true or false, got {value!r}")
 
 
-def _number(
-    config: pytest.Config,
-    name: str,
-    default: str,
-    parse: Callable[[str], float],
-    valid: Callable[[float], bool],
-    expected: str,
-) -> float:
-    """Option `--upskill-NAME` (or its ini twin) as a number; anything else is a UsageError."""
-    text = getattr(config.option, f"upskill_{name}") or config.getini(f"upskill_{name}") or default
-    try:
-        value = parse(text)
-    except ValueError:
-        pass
-    else:
-        if valid(value):
-            return value
-    option = "--upskill-" + name.replace("_", "-")
-    raise pytest.UsageError(f"{option}: expected {expected}, got {text!r}")
-
-
-def _optional(
-    config: pytest.Config, name: str, valid: Callable[[float], bool], expected: str
-) -> float | None:
-    """An optional number option: None when neither the option nor its ini twin is given."""
-    if not (getattr(config.option, f"upskill_{name}") or config.getini(f"upskill_{name}")):
-        return None
-    return _number(config, name, "", float, valid, expected)
-
-
-def _choice(config: pytest.Config, name: str, choices: tuple[str, ...]) -> str:
-    """Option `--upskill-NAME` (or its ini twin), one of `choices`; the first is the default."""
-    value = str(getattr(config.option, f"upskill_{name}") or config.getini(f"upskill_{name}"))
-    if not value:
-        return choices[0]
-    if value not in choices:
-        raise pytest.UsageError(
-            f"--upskill-{name.replace('_', '-')}: expected one of {', '.join(choices)}, "
-            f"got {value!r}"
-        )
-    return value
-
-
 def _prices(lines: list[str]) -> dict[str, tuple[float, float]]:
     """`upskill_prices` lines: `MODEL = INPUT OUTPUT`, USD per million tokens."""
     prices = {}
@@ -188,84 +145,72 @@ def _prices(lines: list[str]) -> dict[str, tuple[float, float]]:
     return prices
 
 
-def load_settings(config: pytest.Config) -> Settings:
-    """Merge command line over ini; every bad value is a UsageError naming it."""
-    option = config.option
-    model_texts: list[str] = option.upskill_model or list(config.getini("upskill_models"))
+def _number(option: Option, text: str) -> float:
     try:
-        models = tuple(dict.fromkeys(ModelSpec.parse(text) for text in model_texts))
-    except ValueError as exc:
-        raise pytest.UsageError(f"--upskill-model: {exc}") from None
+        value = int(text) if option.kind == "whole" else float(text)
+    except ValueError:
+        pass
+    else:
+        if option.valid(value):
+            return value
+    raise pytest.UsageError(f"{option.cli}: expected {option.expected}, got {text!r}")
 
-    # Paths on the command line are relative to where pytest was started, in ini to the ini file.
-    skills = [config.invocation_params.dir / p for p in option.upskill_skill or ()]
-    if not skills:
-        skills = [Path(p) for p in config.getini("upskill_skills")]
-    cases = [config.invocation_params.dir / p for p in option.upskill_cases or ()]
-    if not cases:
-        cases = [Path(p) for p in config.getini("upskill_cases")]
-    for path in cases:
+
+def _read(config: pytest.Config, option: Option) -> Any:
+    """The option's value from the command line, else from its ini twin; None where neither
+    gives one (the Settings default stands). A bad value is a UsageError naming the option."""
+    dest = option.cli.removeprefix("--").replace("-", "_") if option.cli else ""
+    given: Any = getattr(config.option, dest) if dest else None
+    ini: Any = config.getini(option.ini) if option.ini else None
+    kind, name = option.kind, option.cli or option.ini
+    if kind == "no-flag":
+        return False if given else _ini_bool(ini)
+    if kind == "path":
+        return configured_path(config, dest, option.ini or "")
+    if kind == "prices":
+        return _prices(ini)
+    if kind in ("models", "paths", "names"):
+        # Command-line paths are relative to where pytest started; ini paths to the ini file.
+        if given:
+            values = [config.invocation_params.dir / p for p in given] if kind == "paths" else given
+        else:
+            values = [Path(p) for p in ini] if kind == "paths" else list(ini)
+        if kind == "models":
+            try:
+                return tuple(dict.fromkeys(ModelSpec.parse(text) for text in values))
+            except ValueError as exc:
+                raise pytest.UsageError(f"{name}: {exc}") from None
+        for value in values if kind == "names" else ():
+            if not value.isidentifier():
+                raise pytest.UsageError(f"{name}: {value!r} is not a variable name")
+        return tuple(values)
+    text = str(given or ini or "")
+    if not text:
+        return None
+    if kind == "choice":
+        if text not in option.choices:
+            raise pytest.UsageError(
+                f"{name}: expected one of {', '.join(option.choices)}, got {text!r}"
+            )
+        return text
+    return _number(option, text)
+
+
+def load_settings(config: pytest.Config) -> Settings:
+    """Merge command line over ini, option by option (`options.OPTIONS`); every bad value is
+    a UsageError naming it."""
+    values = {option.field: _read(config, option) for option in OPTIONS if option.field is not None}
+    settings = {field: value for field, value in values.items() if value is not None}
+    for path in settings.get("cases", ()):
         if not path.is_file():
             raise pytest.UsageError(f"--upskill-cases: {path} is not a file")
-
-    baseline = False if option.upskill_no_baseline else _ini_bool(config.getini("upskill_baseline"))
-    if not baseline and not skills:
+    settings["cases"] = tuple(path.absolute() for path in settings.get("cases", ()))
+    if not settings["baseline"] and not settings.get("skills"):
         raise pytest.UsageError(
             "--upskill-no-baseline leaves no condition to run: add --upskill-skill=DIR"
         )
-
-    whole = "a whole number of at least 1"
-    samples = int(_number(config, "samples", "1", int, lambda n: n >= 1, whole))
-    seconds = "a number of seconds above 0"
-    timeout_s = _number(config, "timeout", "900", float, lambda s: s > 0, seconds)
-
-    binding = _choice(config, "binding", ("kernel-builder", "any"))
-    isolation = _choice(config, "isolation", ("sandbox", "process", "off"))
-    pass_env = tuple(option.upskill_pass_env or config.getini("upskill_pass_env"))
-    for name in pass_env:
-        if not name.isidentifier():
-            raise pytest.UsageError(f"--upskill-pass-env: {name!r} is not a variable name")
-    memory_limit_gb = _optional(config, "memory_limit", lambda g: g > 0, "a number of GiB above 0")
-    disk_limit_gb = _number(
-        config, "disk_limit", "4", float, lambda g: g > 0, "a number of GiB above 0"
-    )
-    references = _choice(config, "skill_references", ("list", "inline"))
-    record = _choice(config, "record", ("new", "none", "all", "off"))
-    concurrency = int(_number(config, "concurrency", "8", int, lambda n: n >= 1, whole))
-    max_tokens = int(_number(config, "max_tokens", "16384", int, lambda n: n >= 1, whole))
-    temperature = _optional(config, "temperature", lambda t: 0 <= t <= 2, "a number from 0 to 2")
-    rate = "a pass rate from 0 to 1"
-    fail_under = _optional(config, "fail_under", lambda r: 0 <= r <= 1, rate)
-    min_lift = _optional(config, "min_lift", lambda d: -1 <= d <= 1, "a difference from -1 to 1")
-
+    settings.setdefault("cassette_dir", config.rootpath / ".upskill" / "cassettes")
     try:
-        return Settings(
-            models=models,
-            skills=tuple(skills),
-            cases=tuple(path.absolute() for path in cases),
-            skill_references=cast(ReferencesMode, references),
-            baseline=baseline,
-            samples=samples,
-            report=configured_path(config, "upskill_report", "upskill_report"),
-            build_dir=configured_path(config, "upskill_build_dir", "upskill_build_dir")
-            or default_build_dir(),
-            timeout_s=timeout_s,
-            binding=cast(Binding, binding),
-            isolation=cast(Isolation, isolation),
-            pass_env=pass_env,
-            memory_limit_gb=memory_limit_gb,
-            disk_limit_gb=disk_limit_gb,
-            record=cast(RecordMode, record),
-            cassette_dir=configured_path(config, "upskill_cassette_dir", "upskill_cassette_dir")
-            or config.rootpath / ".upskill" / "cassettes",
-            concurrency=concurrency,
-            temperature=temperature,
-            fail_under=fail_under,
-            min_lift=min_lift,
-            markdown=configured_path(config, "upskill_markdown", "upskill_markdown"),
-            html=configured_path(config, "upskill_html", "upskill_html"),
-            max_tokens=max_tokens,
-            prices=_prices(config.getini("upskill_prices")),
-        )
-    except ValidationError as exc:  # pragma: no cover - each field is checked above
+        return Settings(**settings)
+    except ValidationError as exc:  # pragma: no cover - each value is checked above
         raise pytest.UsageError(f"upskill settings: {exc}") from None

@@ -5,10 +5,13 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING
+
+import pytest
 
 from .config import ModelSpec, Settings
 from .errors import SampleFailed, SampleSkipped, Stage, UpskillIssue
@@ -28,18 +31,19 @@ if TYPE_CHECKING:
     from .skill import Skill
     from .task import TextTask
 
-__all__ = ["Case", "Sample", "active_sample"]
+__all__ = ["Sample", "SampleParams", "active_sample"]
 
-_active: Sample | None = None  # the sample whose test is running: check.speedup records on it
+# The sample whose test is running: check.speedup records on it.
+_active: ContextVar[Sample | None] = ContextVar("upskill_active_sample", default=None)
 
 
 def active_sample() -> Sample | None:
-    """The sample whose test body is running in this process, if any."""
-    return _active
+    """The sample whose test body is running, if any."""
+    return _active.get()
 
 
 @dataclass(frozen=True)
-class Case:
+class SampleParams:
     """The parameter of one upskill item: which model, condition and repeat it runs."""
 
     model: ModelSpec
@@ -58,7 +62,7 @@ class Sample:
 
     nodeid: str
     test: str
-    case: Case
+    params: SampleParams
     skill: Skill | None
     directory: Path
     request: Request | None = None
@@ -77,15 +81,15 @@ class Sample:
 
     @property
     def model(self) -> str:
-        return self.case.model.label
+        return self.params.model.label
 
     @property
     def condition(self) -> str:
-        return self.case.condition
+        return self.params.condition
 
     @property
     def index(self) -> int:
-        return self.case.index
+        return self.params.index
 
     @property
     def prompt(self) -> Prompt | None:
@@ -108,11 +112,12 @@ class Sample:
             reply.latency_s,
             reply.cached,
         )
+        self.warnings += reply.notes
         (self.directory / "reply.md").write_text(reply.text, encoding="utf-8")
 
     @property
     def kernel_task(self) -> Task:
-        task = self.case.task
+        task = self.params.task
         assert isinstance(task, Task), "an upskill test case has no kernel"
         return task
 
@@ -124,7 +129,7 @@ class Sample:
         self.stage = "extract"
         self.files = write_project(extract_files(self.reply), self.directory / "project")
         project = load_project(self.directory / "project", self.files, task.name)
-        self.warnings = list(project.warnings)
+        self.warnings += project.warnings
         self.stage = "policy"
         binding = task.binding or settings.binding
         check_project(project, task.backend, binding)
@@ -157,15 +162,25 @@ class Sample:
         self.stage = "check"
         return module
 
+    def raise_for_setup(self) -> None:
+        """Harness errors end the test in setup (pytest's "error"), and what this machine cannot
+        run skips it there; model failures wait for the call, so pytest reports them as
+        failures."""
+        if self.issue is None:
+            return
+        if self.issue.outcome == "skipped":
+            pytest.skip(self.issue.reason)
+        if self.issue.outcome == "error":
+            raise self.issue
+
     @contextmanager
     def active(self) -> Iterator[None]:
         """Make this the sample `check.speedup` records on while its test runs."""
-        global _active
-        _active = self
+        token = _active.set(self)
         try:
             yield
         finally:
-            _active = None
+            _active.reset(token)
 
     def add_speedup(
         self, kernel_s: float, reference_s: float, shape: str, warnings: list[str]
@@ -207,6 +222,6 @@ class Sample:
         )
 
 
-def directory_name(test: str, case: Case) -> str:
+def directory_name(test: str, params: SampleParams) -> str:
     """A short, filesystem-safe folder name for a sample."""
-    return re.sub(r"[^\w.-]+", "_", f"{test}-{case.id}")[:60]
+    return re.sub(r"[^\w.-]+", "_", f"{test}-{params.id}")[:60]

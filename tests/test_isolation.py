@@ -21,7 +21,9 @@ from pytest_upskill.generate.providers.oracle import read_project
 from pytest_upskill.project.extract import render_reply
 from pytest_upskill.run.processes import tree
 from pytest_upskill.run.sandbox import mechanism
-from pytest_upskill.session import NO_SANDBOX, UpskillSession
+from pytest_upskill.session.samples import SampleRunner
+from pytest_upskill.session.state import Session
+from pytest_upskill.session.words import NO_SANDBOX
 
 # Appended to the row softmax package's __init__.py; armed only when the test says so, so one
 # quiet session builds (and caches) every variant first.
@@ -351,12 +353,14 @@ def test_without_any_sandbox_the_sandbox_is_a_usage_error_naming_the_fix(
     # A machine without bubblewrap and Landlock cannot be had here: its answer is stood in for.
     monkeypatch.setattr("pytest_upskill.run.sandbox.mechanism", lambda: None)
     with pytest.raises(pytest.UsageError, match="install bubblewrap") as raised:
-        UpskillSession(Settings(), [])
+        Session(Settings(), []).open()
     assert str(raised.value) == NO_SANDBOX
-    session = UpskillSession(Settings(isolation="process"), [])  # the explicit opt-out
+    session = Session(Settings(isolation="process"), [])  # the explicit opt-out
+    session.open()
     try:
-        assert session.pytest_report_header(config=None)[1].startswith(  # type: ignore[arg-type]
+        header = SampleRunner(session).pytest_report_header(config=None)  # type: ignore[arg-type]
+        assert header[1].startswith(
             "upskill: kernels load and run in a child process without secrets; sandbox off"
         )
     finally:
-        session.pytest_unconfigure(config=None)  # type: ignore[arg-type]
+        session.close()

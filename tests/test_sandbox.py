@@ -484,10 +484,7 @@ def test_the_folder_pytest_starts_in_stays_out_of_reach(
 
 
 def test_a_sample_that_fills_its_folder_is_stopped(
-    pytester: pytest.Pytester,
-    reference: Path,
-    upskill_args: list[str],
-    monkeypatch: pytest.MonkeyPatch,
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
 ) -> None:
     _hostile_reference(reference, reference.parent / "hostile")
     pytester.makepyfile(test_fills=TESTS.format(tests=ATTACK_TEST.format(name="fills")))

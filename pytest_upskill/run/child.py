@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .._compat import redirect_basetemp
 from ..errors import SampleFailed
 from .processes import become_subreaper, die_with_parent, kill_orphans
 from .wire import Measurement, PhaseReport, Result, receive_frame, send_frame
@@ -53,7 +54,7 @@ class ChildServer:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_configure(self, config: pytest.Config) -> None:
-        from ..plugin import child_key
+        from ..keys import child_key
 
         config.stash[child_key] = self
         # Files are the parent's to write: the reports it writes, not a second copy from here.
@@ -145,8 +146,8 @@ class ChildServer:
         trials: socket.socket,
     ) -> None:
         """In the fork: confine it to the sample's scratch folder, run the item, answer."""
-        from .. import check
-        from ..plugin import sample_key
+        from ..check import correct
+        from ..keys import sample_key
         from .judge import hand_over
         from .landlock import abi_version, restrict
 
@@ -164,10 +165,9 @@ class ChildServer:
             os.environ[name] = str(folder)
         tempfile.tempdir = None
         # The user's tmp_path goes in the scratch folder too.
-        factory = session.config._tmp_path_factory  # type: ignore[attr-defined]
-        factory._given_basetemp, factory._basetemp = scratch / "basetemp", None
+        redirect_basetemp(session.config, scratch / "basetemp")
         item.stash[sample_key] = sample
-        check._outside = functools.partial(hand_over, trials)
+        correct._outside = functools.partial(hand_over, trials)
         self.watched = _watched()  # before the kernel is imported: its import may patch too
         os.chdir(scratch)
         # The whole protocol, so assertion, warnings and timeout plugins wrap it.
@@ -194,10 +194,10 @@ class ChildServer:
             replaced = [
                 name
                 for name, obj in self.watched.items()
-                if obj is not None and not _same(obj, now[name])
+                if obj is not None and not _same(obj, now.get(name))
             ]
             if replaced:  # whatever the test concluded, it concluded with the kernel's tools
-                from ..plugin import sample_key
+                from ..keys import sample_key
 
                 issue = SampleFailed(
                     "check",
@@ -233,11 +233,14 @@ def _watched() -> dict[str, object]:
         found[f"sys.modules[{module_name!r}]"] = module
         for name in names:
             found[f"{module_name}.{name}"] = getattr(module, name, None)
+    # The check package and each of its modules: what a kernel replaces in any of them shows.
+    for module_name, module in sorted(sys.modules.items()):
+        if module_name == "pytest_upskill.check" or module_name.startswith("pytest_upskill.check."):
+            for name in dir(module):
+                if not name.startswith("__"):
+                    found[f"{module_name}.{name}"] = getattr(module, name)
     check = sys.modules.get("pytest_upskill.check")
     if check is not None:
-        for name in dir(check):
-            if not name.startswith("__"):
-                found[f"pytest_upskill.check.{name}"] = getattr(check, name)
         found["pytest_upskill.check.TOLERANCES (its values)"] = tuple(check.TOLERANCES.items())
     tensor = getattr(sys.modules.get("torch"), "Tensor", None)
     for name in _TENSOR:

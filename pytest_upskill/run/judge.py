@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ..check import _VALUES, Trial, judge
+from ..check.correct import _VALUES, Trial, judge
 from .wire import receive_frame, send_frame
 
 __all__ = ["Judged", "hand_over", "run_judge", "serve"]

@@ -11,7 +11,6 @@ are built here from this process's own sample.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import pickle
 import select
@@ -27,19 +26,20 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from pydantic import ValidationError
 
+from .._compat import tmp_path_factory
 from ..environ import passed_environ
 from ..errors import Stage
 from .child import SAMPLE_MARK
 from .compile import bytes_written
-from .processes import kill_tree, tree
+from .processes import death, kill_tree, tree_memory_gib
 from .sandbox import Mechanism, Sandbox, gpu_devices, python_paths, system_paths
-from .wire import HEADER, LARGEST_FRAME, Result, send_frame
+from .wire import Frames, Result, send_frame
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..sample import Sample
 
-__all__ = ["KernelProcess", "Verdict", "memory_total_gib"]
+__all__ = ["KernelProcess", "Verdict"]
 
 # The test's phases, in order -> the stage a sample is at when its process stops answering.
 _STAGE_OF_PHASE: dict[str, Stage] = {
@@ -65,35 +65,6 @@ class Verdict:
     harness: bool = False
 
 
-def _proc_gib(path: str, field: str) -> float:
-    """A size in kB from a /proc status file (`MemTotal:`, `VmRSS:`), in GiB; 0 if not there."""
-    try:
-        with open(path, encoding="ascii") as status:
-            for line in status:
-                if line.startswith(field):
-                    return int(line.split()[1]) / (1 << 20)
-    except OSError:
-        pass
-    return 0.0
-
-
-def memory_total_gib() -> float:
-    """This machine's memory, GiB (0 where /proc/meminfo is not there)."""
-    return _proc_gib("/proc/meminfo", "MemTotal:")
-
-
-def _death(returncode: int) -> str:
-    if returncode < 0:
-        number = -returncode
-        try:
-            name = signal.Signals(number).name
-            what = signal.strsignal(number) or ""
-        except ValueError:
-            name, what = f"signal {number}", ""
-        return f"the test process was killed by {name}" + (f" ({what.lower()})" if what else "")
-    return f"the test process exited with status {returncode}"
-
-
 def _overruled(result: Result, judged: dict[str, Any]) -> Verdict | None:
     """The judge's word over a pass the sample's process claims: a comparison the judge saw
     fail, or none at all from a test that names `check.assert_correct`."""
@@ -115,46 +86,6 @@ def _overruled(result: Result, judged: dict[str, Any]) -> Verdict | None:
     return None
 
 
-class _Frames:
-    """Length-framed JSON messages from a socket that may be hostile: never blocks, never
-    holds more than one frame's worth."""
-
-    def __init__(self, channel: socket.socket) -> None:
-        self.channel = channel
-        self.buffer = b""
-        self.closed = False
-
-    def read(self) -> list[Any]:
-        """The whole messages that arrived (None for one that is not a JSON object); raises
-        OverflowError for a frame over the limit."""
-        try:
-            chunk = self.channel.recv(1 << 20)
-        except BlockingIOError:  # nothing yet
-            chunk = None
-        except OSError:
-            chunk = b""
-        if chunk is not None:
-            self.closed = self.closed or not chunk
-            self.buffer += chunk
-        messages = []
-        while len(self.buffer) >= HEADER:
-            length = int.from_bytes(self.buffer[:HEADER], "big")
-            if length > LARGEST_FRAME:
-                raise OverflowError(length)
-            if len(self.buffer) < HEADER + length:
-                break
-            frame, self.buffer = (
-                self.buffer[HEADER : HEADER + length],
-                self.buffer[HEADER + length :],
-            )
-            try:
-                message = json.loads(frame)
-            except (ValueError, RecursionError):  # nested deeper than the parser goes
-                message = None
-            messages.append(message if isinstance(message, dict) else None)
-        return messages
-
-
 class KernelProcess:
     """This process's sandboxed child session: started on first use, and again after it dies."""
 
@@ -173,9 +104,9 @@ class KernelProcess:
         self.memory_limit_gib = memory_limit_gib
         self.sandbox = sandbox
         self.upskill_input = upskill_input
-        self.basetemp: Path = config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+        self.basetemp = tmp_path_factory(config).getbasetemp()
         self._process: subprocess.Popen[bytes] | None = None
-        self._control: _Frames | None = None
+        self._control: Frames | None = None
         self._log: Path | None = None
         self._ready = False
         self._started = 0
@@ -260,7 +191,7 @@ class KernelProcess:
         # Out of memory, the sandbox goes first, never the pytest session that started it.
         with contextlib.suppress(OSError):
             Path(f"/proc/{self._process.pid}/oom_score_adj").write_text("1000")
-        self._control = _Frames(ours)
+        self._control = Frames(ours)
         hello = {
             "args": self._arguments(home / "basetemp"),
             "upskill_input": self.upskill_input,
@@ -298,7 +229,7 @@ class KernelProcess:
             theirs.close()
         ours.setblocking(False)
         try:
-            return self._follow(request, _Frames(ours), scratch)
+            return self._follow(request, Frames(ours), scratch)
         finally:
             ours.close()
 
@@ -334,7 +265,7 @@ class KernelProcess:
                 return self._stop("setup", None)
         return self._stop("setup", f"timed out after {max(self.timeout_s, _START_S):g} s")
 
-    def _follow(self, request: int, sample: _Frames, scratch: Path) -> Result | Verdict:
+    def _follow(self, request: int, sample: Frames, scratch: Path) -> Result | Verdict:
         """Watch the sample's process: its phases (each gets the timeout once), its memory and
         its scratch folder's size, its one result, and its exit as the child reports it."""
         assert self._control is not None
@@ -356,9 +287,7 @@ class KernelProcess:
                 return self._stop(
                     phase, f"timed out after {self.timeout_s:g} s (--upskill-timeout)"
                 )
-            used = sum(
-                _proc_gib(f"/proc/{pid}/status", "VmRSS:") for pid in tree(self._process.pid)
-            )
+            used = tree_memory_gib(self._process.pid)
             if used > self.memory_limit_gib:
                 return self._stop(
                     phase,
@@ -410,7 +339,7 @@ class KernelProcess:
             reason = (
                 "the test process sent something that is not a message"
                 if hostile
-                else _death(exited or 0)
+                else death(exited or 0)
             )
             return Verdict(_STAGE_OF_PHASE[phase], reason, self._fault())
         try:
@@ -441,7 +370,7 @@ class KernelProcess:
                 os.killpg(process.pid, signal.SIGKILL)
             returncode = process.wait()
         if reason is None:
-            reason = _death(returncode)
+            reason = death(returncode)
         return Verdict(_STAGE_OF_PHASE.get(phase, "check"), reason, self._fault())
 
     def _log_tail(self) -> str:

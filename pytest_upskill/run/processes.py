@@ -1,5 +1,5 @@
 """Process trees: what a sandboxed program started, however it tried to get away (a new
-session, a double fork), and how to end all of it."""
+session, a double fork), the memory it holds, how it died, and how to end all of it."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["become_subreaper", "die_with_parent", "kill_orphans", "kill_tree", "tree"]
+__all__ = [
+    "become_subreaper",
+    "death",
+    "die_with_parent",
+    "kill_orphans",
+    "kill_tree",
+    "memory_total_gib",
+    "tree",
+    "tree_memory_gib",
+]
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
@@ -76,3 +85,37 @@ def kill_orphans() -> None:
             while os.waitpid(-1, os.WNOHANG)[0] > 0:
                 pass
         time.sleep(0.01)
+
+
+def _status_gib(path: str, field: str) -> float:
+    """A size in kB from a /proc status file (`MemTotal:`, `VmRSS:`), in GiB; 0 if not there."""
+    try:
+        with open(path, encoding="ascii") as status:
+            for line in status:
+                if line.startswith(field):
+                    return int(line.split()[1]) / (1 << 20)
+    except OSError:
+        pass
+    return 0.0
+
+
+def memory_total_gib() -> float:
+    """This machine's memory, GiB (0 where /proc/meminfo is not there)."""
+    return _status_gib("/proc/meminfo", "MemTotal:")
+
+
+def tree_memory_gib(pid: int) -> float:
+    """The resident memory of `pid` and every process below it, GiB."""
+    return sum(_status_gib(f"/proc/{member}/status", "VmRSS:") for member in tree(pid))
+
+
+def death(returncode: int) -> str:
+    if returncode < 0:
+        number = -returncode
+        try:
+            name = signal.Signals(number).name
+            what = signal.strsignal(number) or ""
+        except ValueError:
+            name, what = f"signal {number}", ""
+        return f"the test process was killed by {name}" + (f" ({what.lower()})" if what else "")
+    return f"the test process exited with status {returncode}"

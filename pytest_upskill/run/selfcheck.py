@@ -59,11 +59,10 @@ def _heard(listener: socket.socket) -> bool:
 
 def sandbox_check(config: pytest.Config) -> int:
     """Print a table of the protections; 0 when every one holds."""
-    from _pytest.config import create_terminal_writer  # the session's writer comes later
+    from .._compat import terminal_writer  # the session's writer comes later
+    from ..session.words import NO_SANDBOX, sandbox_words
 
-    from ..session import NO_SANDBOX, sandbox_words
-
-    writer = create_terminal_writer(config, sys.stdout)
+    writer = terminal_writer(config, sys.stdout)
     how = mechanism()
     if how is None:
         writer.line(f"upskill sandbox check: {NO_SANDBOX}", red=True)

@@ -8,14 +8,16 @@ the reports and the sample's record itself, from its own sample and these fields
 
 from __future__ import annotations
 
+import json
 import math
 import socket
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 __all__ = [
     "LARGEST_FRAME",
+    "Frames",
     "Measurement",
     "PhaseReport",
     "Result",
@@ -101,3 +103,43 @@ def receive_frame(channel: socket.socket) -> bytes | None:
     if header is None:
         return None
     return _receive_exactly(channel, int.from_bytes(header, "big"))
+
+
+class Frames:
+    """Length-framed JSON messages from a socket that may be hostile: never blocks, never
+    holds more than one frame's worth."""
+
+    def __init__(self, channel: socket.socket) -> None:
+        self.channel = channel
+        self.buffer = b""
+        self.closed = False
+
+    def read(self) -> list[Any]:
+        """The whole messages that arrived (None for one that is not a JSON object); raises
+        OverflowError for a frame over the limit."""
+        try:
+            chunk = self.channel.recv(1 << 20)
+        except BlockingIOError:  # nothing yet
+            chunk = None
+        except OSError:
+            chunk = b""
+        if chunk is not None:
+            self.closed = self.closed or not chunk
+            self.buffer += chunk
+        messages = []
+        while len(self.buffer) >= HEADER:
+            length = int.from_bytes(self.buffer[:HEADER], "big")
+            if length > LARGEST_FRAME:
+                raise OverflowError(length)
+            if len(self.buffer) < HEADER + length:
+                break
+            frame, self.buffer = (
+                self.buffer[HEADER : HEADER + length],
+                self.buffer[HEADER + length :],
+            )
+            try:
+                message = json.loads(frame)
+            except (ValueError, RecursionError):  # nested deeper than the parser goes
+                message = None
+            messages.append(message if isinstance(message, dict) else None)
+        return messages

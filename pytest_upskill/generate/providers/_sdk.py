@@ -9,7 +9,7 @@ from typing import Any, Generic, TypeVar
 
 from ...config import ModelSpec
 from ...errors import SampleError
-from . import MAX_RETRIES
+from .protocol import MAX_RETRIES
 
 __all__ = ["SDKProvider", "sdk_error"]
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from . import MAX_RETRIES, Reply, Request, Usage
 from ._sdk import SDKProvider, sdk_error
+from .protocol import MAX_RETRIES, Reply, Request, Usage
 
 if TYPE_CHECKING:
     import anthropic

@@ -7,8 +7,8 @@ import os
 import time
 from typing import TYPE_CHECKING, Any
 
-from . import MAX_RETRIES, Reply, Request, Usage
 from ._sdk import SDKProvider, sdk_error
+from .protocol import MAX_RETRIES, Reply, Request, Usage
 
 if TYPE_CHECKING:
     import openai

@@ -9,7 +9,7 @@ from pathlib import Path
 from ...errors import SampleError
 from ...project.extract import render_reply
 from ...task import TextTask
-from . import Reply, Request
+from .protocol import Reply, Request
 
 __all__ = ["ORACLE_CASE_REPLY", "OracleProvider", "read_project"]
 
@@ -18,8 +18,10 @@ ORACLE_CASE_REPLY = "The oracle (the harness self-test) answers with every expec
 _SKIPPED_DIRS = {"__pycache__", "build", ".git"}
 
 
-def read_project(root: Path) -> dict[str, str]:
-    """The text files of a project directory, by relative POSIX path."""
+def read_project(root: Path, left_out: list[str] | None = None) -> dict[str, str]:
+    """The text files of a project directory, by relative POSIX path; a binary file (not UTF-8
+    text: a demo's .gif or .mp4) is left out, since a reply holds only text, and its path is
+    added to `left_out`."""
     files: dict[str, str] = {}
     for path in sorted(root.rglob("*")):
         relative = path.relative_to(root)
@@ -27,7 +29,11 @@ def read_project(root: Path) -> dict[str, str]:
             part in _SKIPPED_DIRS or part.startswith(".") for part in relative.parts
         ):
             continue
-        files[relative.as_posix()] = path.read_text(encoding="utf-8")
+        try:
+            files[relative.as_posix()] = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            if left_out is not None:
+                left_out.append(relative.as_posix())
     return files
 
 
@@ -36,7 +42,7 @@ class OracleProvider:
 
     def __init__(self) -> None:
         # Every sample of a task gets the same reply: read each reference once per session.
-        self._replies: dict[Path, str] = {}
+        self._replies: dict[Path, tuple[str, tuple[str, ...]]] = {}
 
     def missing_key(self) -> str | None:
         return None
@@ -59,6 +65,9 @@ class OracleProvider:
             raise SampleError("generate", "the oracle model needs the marker's reference=")
         start = time.perf_counter()
         if reference not in self._replies:
-            self._replies[reference] = render_reply(read_project(reference))
-        text = self._replies[reference]
-        return Reply(text=text, latency_s=time.perf_counter() - start)
+            left_out: list[str] = []
+            text = render_reply(read_project(reference, left_out))
+            said = tuple(f"the oracle left out {path}: not text" for path in left_out[:20])
+            self._replies[reference] = (text, said)
+        text, notes = self._replies[reference]
+        return Reply(text=text, latency_s=time.perf_counter() - start, notes=notes)

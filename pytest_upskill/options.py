@@ -1,0 +1,179 @@
+"""Every option of the plugin, once: its command-line form, its ini twin, its help and how its
+value is read. `add_options` makes pytest's options from this table and `config.load_settings`
+reads them with it; `config.Settings` takes its defaults from it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import pytest
+
+__all__ = ["OPTIONS", "Option", "add_options", "default_of"]
+
+# How a value is read: see `config._read`.
+Kind = Literal[
+    "models",  # repeatable model specs
+    "paths",  # repeatable paths
+    "path",  # one path
+    "whole",  # a whole number
+    "number",  # a number
+    "choice",  # one of `choices`, the first the default
+    "names",  # repeatable environment variable names
+    "prices",  # ini lines MODEL = INPUT OUTPUT
+    "no-flag",  # a command-line flag that turns a true ini bool off
+    "flag",  # an action, not a setting
+]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One option: `--upskill-NAME` and `upskill_NAME` (either may be absent), the Settings
+    field it sets, and what a valid value is."""
+
+    field: str | None  # in config.Settings; None: an action (`--upskill-sandbox-check`)
+    cli: str | None
+    ini: str | None
+    help: str  # `{default}` is replaced by the Settings default
+    kind: Kind
+    metavar: str | None = None
+    choices: tuple[str, ...] = ()
+    expected: str = ""  # for numbers: what the error message says a value must be
+    valid: Callable[[float], bool] = lambda value: True
+    optional: bool = False  # a number that may be left unset (None)
+    default: float | None = None  # a number's default (a choice's is its first)
+
+
+_WHOLE = "a whole number of at least 1"
+
+
+def _at_least_one(n: float) -> bool:
+    return n >= 1
+
+
+def _above_zero(n: float) -> bool:
+    return n > 0
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("models", "--upskill-model", "upskill_models", "model to ask: oracle, "
+           "anthropic:MODEL, openai:MODEL or openai:MODEL@BASE_URL (repeatable)", "models",
+           "SPEC"),
+    Option("skills", "--upskill-skill", "upskill_skills",
+           "Agent Skills directory, one condition each (repeatable)", "paths", "DIR"),
+    Option("baseline", "--upskill-no-baseline", "upskill_baseline",
+           "drop the condition without a skill", "no-flag"),
+    Option("cases", "--upskill-cases", "upskill_cases", "upskill test cases to run as tests: a "
+           'tests file (a list, or {{"cases": [...]}}) or a skill_meta.json; the skill beside it '
+           "is a condition (repeatable)", "paths", "PATH"),
+    Option("skill_references", "--upskill-skill-references", "upskill_skill_references",
+           "a skill's references/ files in the prompt: list (default; the content of those the "
+           "task names is included) or inline (the content of all)", "choice",
+           choices=("list", "inline")),
+    Option("samples", "--upskill-samples", "upskill_samples",
+           "samples per test, model and condition (default {default})", "whole", "N",
+           expected=_WHOLE, valid=_at_least_one, default=1),
+    Option("report", "--upskill-report", "upskill_report", "write the JSON report to PATH",
+           "path", "PATH"),
+    Option("build_dir", "--upskill-build-dir", "upskill_build_dir",
+           "where built kernels are cached (default: ~/.cache/pytest-upskill/builds)", "path",
+           "DIR"),
+    Option("binding", "--upskill-binding", "upskill_binding", "kernel-builder (default): refuse "
+           "torch/extension.h, pybind11 and hard-coded op namespaces at stage policy, as "
+           "kernel-builder does; any: build such projects too", "choice",
+           choices=("kernel-builder", "any")),
+    Option("timeout_s", "--upskill-timeout", "upskill_timeout", "longest a kernel's build, its "
+           "load and its test may each take (default {default})", "number", "SECONDS",
+           expected="a number of seconds above 0", valid=_above_zero, default=900.0),
+    Option("isolation", "--upskill-isolation", "upskill_isolation", "where builds and kernels "
+           "run: sandbox (default) = bubblewrap or Landlock, with no network, no secrets, reads "
+           "only of the toolchain and your tests, writes only in each sample's folder; process "
+           "= a child process without secrets, unsandboxed; off = in the pytest process, as "
+           "--pdb and --trace imply (a crash ends the session)", "choice",
+           choices=("sandbox", "process", "off")),
+    Option("pass_env", "--upskill-pass-env", "upskill_pass_env", "an environment variable the "
+           "sandboxed builds and tests get besides the allow-list (repeatable)", "names",
+           "NAME"),
+    Option(None, "--upskill-sandbox-check", None, "run probes in the sandbox and print which "
+           "protections hold on this machine", "flag"),
+    Option("memory_limit_gb", "--upskill-memory-limit", "upskill_memory_limit", "most memory "
+           "the process testing a kernel may use, GiB (default: half of this machine's)",
+           "number", "GIB", expected="a number of GiB above 0", valid=_above_zero,
+           optional=True),
+    Option("disk_limit_gb", "--upskill-disk-limit", "upskill_disk_limit", "most a kernel's "
+           "test may write in its sample's folder, GiB (default {default})", "number", "GIB",
+           expected="a number of GiB above 0", valid=_above_zero, default=4.0),
+    Option("record", "--upskill-record", "upskill_record", "cassettes: none = replay only, new "
+           "= replay and record what is missing (default), all = re-record, off = neither",
+           "choice", choices=("new", "none", "all", "off")),
+    Option("cassette_dir", "--upskill-cassette-dir", "upskill_cassette_dir", "where replies "
+           "are recorded (default: .upskill/cassettes under the rootdir)", "path", "DIR"),
+    Option("concurrency", "--upskill-concurrency", "upskill_concurrency",
+           "model requests in flight per process (default {default})", "whole", "N",
+           expected=_WHOLE, valid=_at_least_one, default=8),
+    Option("temperature", "--upskill-temperature", "upskill_temperature",
+           "sampling temperature sent to the models (default: each provider's own)", "number",
+           "T", expected="a number from 0 to 2", valid=lambda t: 0 <= t <= 2, optional=True),
+    Option("max_tokens", "--upskill-max-tokens", "upskill_max_tokens",
+           "longest reply a model may write, in tokens (default {default})", "whole", "N",
+           expected=_WHOLE, valid=_at_least_one, default=16384),
+    Option("prices", None, "upskill_prices", "model prices, one per line: MODEL = INPUT OUTPUT "
+           "(USD per million tokens)", "prices"),
+    Option("markdown", "--upskill-markdown", "upskill_markdown",
+           "write the summary as Markdown (for $GITHUB_STEP_SUMMARY) to PATH", "path", "PATH"),
+    Option("html", "--upskill-html", "upskill_html",
+           "write a self-contained HTML report (chart, tables, every sample) to PATH", "path",
+           "PATH"),
+    Option("fail_under", "--upskill-fail-under", "upskill_fail_under",
+           "fail the session if a skill condition's pass rate is under RATE (0 to 1)", "number",
+           "RATE", expected="a pass rate from 0 to 1", valid=lambda r: 0 <= r <= 1,
+           optional=True),
+    Option("min_lift", "--upskill-min-lift", "upskill_min_lift",
+           "fail the session if a skill lifts a model's pass rate by less than DELTA", "number",
+           "DELTA", expected="a difference from -1 to 1", valid=lambda d: -1 <= d <= 1,
+           optional=True),
+)  # fmt: skip
+
+_INI_TYPES: dict[Kind, Literal["linelist", "paths", "bool", "string"]] = {
+    "models": "linelist",
+    "paths": "paths",
+    "names": "linelist",
+    "prices": "linelist",
+    "no-flag": "bool",
+}
+
+
+def default_of(field: str) -> Any:
+    """The default of a Settings field that an option sets: a number's, or a choice's first."""
+    option = next(option for option in OPTIONS if option.field == field)
+    return option.default if option.default is not None else option.choices[0]
+
+
+def help_text(option: Option) -> str:
+    """The option's help, with its default where it says `{default}`."""
+    return option.help.format(default=f"{option.default:g}" if option.default else "")
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """The command-line options and ini values of `OPTIONS`."""
+    group = parser.getgroup("upskill", "pytest-upskill: measure agent skills on real kernels")
+    for option in OPTIONS:
+        text = help_text(option)
+        if option.cli is not None:
+            if option.kind in ("flag", "no-flag"):
+                group.addoption(option.cli, action="store_true", default=False, help=text)
+            else:
+                repeat = option.kind in ("models", "paths", "names")
+                group.addoption(
+                    option.cli,
+                    action="append" if repeat else "store",
+                    metavar=option.metavar,
+                    choices=option.choices or None,
+                    help=text,
+                )
+        if option.ini is not None:
+            ini_type = _INI_TYPES.get(option.kind, "string")
+            default: object = {"linelist": [], "paths": [], "bool": True}.get(ini_type, "")
+            ini_help = "run the condition without a skill" if option.kind == "no-flag" else text
+            parser.addini(option.ini, ini_help, type=ini_type, default=default)

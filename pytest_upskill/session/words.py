@@ -1,0 +1,43 @@
+"""What the session header says about where generated code runs and what happens to replies."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..run.sandbox import Mechanism
+
+__all__ = ["ISOLATION_WORDS", "NO_SANDBOX", "RECORD_WORDS", "sandbox_words"]
+
+RECORD_WORDS = {
+    "none": "replayed from cassettes only",
+    "new": "replayed from cassettes, the missing ones recorded",
+    "all": "asked again and recorded",
+    "off": "asked for, not recorded",
+}
+ISOLATION_WORDS = {
+    "bubblewrap": "builds and kernels run in a sandbox (bubblewrap, then {inner}): no network, "
+    "no secrets, no other processes, reads only of the toolchain and your tests, writes only "
+    "in each sample's own folder",
+    "landlock": "builds and kernels run in a sandbox ({inner}; bubblewrap is missing or refused "
+    "here, so other processes are hidden by Landlock alone): no network, no secrets, reads only "
+    "of the toolchain and your tests, writes only in each sample's own folder",
+    "process": "kernels load and run in a child process without secrets; sandbox off "
+    "(--upskill-isolation=process): builds and kernels may read and write wherever you can",
+    "off": "kernels load and run in this pytest process (--upskill-isolation=off): a crash in "
+    "one ends the session",
+}
+NO_SANDBOX = (
+    "--upskill-isolation=sandbox: neither bubblewrap nor Landlock works here; install "
+    "bubblewrap (apt-get install bubblewrap) or pass --upskill-isolation=process to run "
+    "generated code without a sandbox"
+)
+
+
+def sandbox_words(how: Mechanism) -> str:
+    """The header's line for the sandbox in force."""
+    from ..run.landlock import abi_version
+
+    abi = abi_version()
+    inner = f"Landlock ABI {abi}, seccomp" if abi else "seccomp; no Landlock on this kernel"
+    return ISOLATION_WORDS[how].format(inner=inner)
