@@ -116,6 +116,19 @@ def test_a_cuda_kernel_is_built_for_sm_90a_then_skipped_without_a_hopper_gpu(
     assert sample["compile_only"] is (torch.version.cuda is None)
 
 
+def test_a_binding_that_includes_cuda_runtime_builds(
+    pytester: pytest.Pytester, upskill_args: list[str]
+) -> None:
+    """Bindings commonly include <cuda_runtime.h>: g++ must find what nvcc finds (with a CUDA
+    torch the wheels' cuda_runtime.h wants crt/host_config.h, which only the toolkit ships)."""
+    write_relu(pytester)
+    binding = pytester.path / "relu_project" / "torch-ext" / "torch_binding.cpp"
+    binding.write_text("#include <cuda_runtime.h>\n" + BINDING_CPP)
+    result, sample = run(pytester, upskill_args)
+    assert (sample["outcome"], sample["built"]) == ("skipped", True), sample["reason"]
+    result.stdout.fnmatch_lines(["SKIPPED * built for sm_90a*; no CUDA device here"])
+
+
 def test_cuda_capabilities_in_build_toml_pick_the_target(
     pytester: pytest.Pytester, upskill_args: list[str]
 ) -> None:

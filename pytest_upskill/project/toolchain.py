@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -130,27 +132,37 @@ def detect_cuda() -> CudaToolchain:
             f"torch is built for CUDA {torch_cuda} but nvcc is CUDA {release}: install a torch "
             f"built for CUDA {major} or set CUDA_HOME to a CUDA {torch_cuda} toolkit",
         )
+    includes, libraries = _nvcc_dirs(nvcc)
     return CudaToolchain(
         nvcc=nvcc,
         release=release,
-        include_dirs=tuple(_nvidia_wheel_dirs("include")),
-        library_dirs=tuple(_nvcc_library_dirs(nvcc) + _nvidia_wheel_dirs("lib")),
+        # The toolkit's own first, as nvcc has them: a host file that includes
+        # <cuda_runtime.h> then finds the crt/ headers the wheels do not ship.
+        include_dirs=tuple(dict.fromkeys(includes + _nvidia_wheel_dirs("include"))),
+        library_dirs=tuple(libraries + _nvidia_wheel_dirs("lib")),
     )
 
 
-def _nvcc_library_dirs(nvcc: str) -> list[str]:
-    """The folders nvcc itself links from (where libcudart lives), read from its dry run."""
+def _nvcc_dirs(nvcc: str) -> tuple[list[str], list[str]]:
+    """The folders nvcc itself compiles with (its include folders, cccl among them) and links
+    from (where libcudart lives, not the stubs), read from its dry run."""
     output = subprocess.run(
         [nvcc, "--dryrun", "-c", "-x", "cu", os.devnull, "-o", os.devnull],
         capture_output=True,
         text=True,
         check=False,
     ).stderr
-    match = re.search(r"LIBRARIES=(.*)", output)
-    if not match:
-        return []
-    return [
-        os.path.normpath(flag.strip('"')[2:])
-        for flag in match.group(1).split()
-        if flag.strip('"').startswith("-L") and "stubs" not in flag
+    found: dict[str, list[str]] = {}
+    for line in output.splitlines():
+        name, equals, value = line.removeprefix("#$ ").partition("=")
+        if equals and name in ("INCLUDES", "SYSTEM_INCLUDES", "LIBRARIES"):
+            found[name] = shlex.split(value)
+    includes = [flag[2:] for flag in found.get("INCLUDES", []) if flag.startswith("-I")]
+    system = found.get("SYSTEM_INCLUDES", [])
+    includes += [path for flag, path in itertools.pairwise(system) if flag == "-isystem"]
+    libraries = [
+        flag[2:]
+        for flag in found.get("LIBRARIES", [])
+        if flag.startswith("-L") and "stubs" not in flag
     ]
+    return [os.path.normpath(p) for p in includes], [os.path.normpath(p) for p in libraries]
