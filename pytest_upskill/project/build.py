@@ -30,6 +30,7 @@ from ..run.compile import LARGEST_BUILD, bytes_written, run_ninja
 from ..run.sandbox import Mechanism
 from ..task import Task
 from .build_files import REGISTRATION_H, Recipe, ninja_file, package_files, sm_targets
+from .faults import toolchain_fault
 from .layout import Project
 from .toolchain import Toolchain, detect_cuda, detect_toolchain
 
@@ -178,14 +179,14 @@ def build_project(
                 cached = _cached(directory, recipe)
                 if cached is None:
                     build = _build(directory, recipe, timeout_s, sandbox)
-                    return _check_toolchain(build, toolchain)
+                    return _check_toolchain(build, recipe)
         except Timeout:
             raise SampleError(
                 "build",
                 f"waited {lock.timeout:g} s for another process building the same kernel "
                 f"(lock {lock.lock_file}); is a stopped pytest still holding it?",
             ) from None
-    return _check_toolchain(cached, toolchain)
+    return _check_toolchain(cached, recipe)
 
 
 def _cached(directory: Path, recipe: Recipe) -> Build | None:
@@ -247,19 +248,24 @@ def _build(directory: Path, recipe: Recipe, timeout_s: float, sandbox: Mechanism
     return build
 
 
-def _check_toolchain(build: Build, toolchain: Toolchain) -> Build:
-    """A build that failed for want of a CUDA header this machine lacks is not the model's fault."""
+def _check_toolchain(build: Build, recipe: Recipe) -> Build:
+    """A build that failed for want of a header this machine lacks is not the model's fault:
+    a CUDA library's or torch's CUDA header skips, and a header that a file of the toolchain
+    itself includes is the harness's error."""
     missing = _MISSING_HEADER.search(build.reason)
     if build.ok or not missing:
         return build
-    header = missing.group(1)
+    header, torch_cuda = missing.group(1), recipe.toolchain.torch_cuda
     if _CUDA_LIBRARY_HEADER.fullmatch(header) or (
-        toolchain.torch_cuda is None and _TORCH_CUDA_HEADER.match(header)
+        torch_cuda is None and _TORCH_CUDA_HEADER.match(header)
     ):
-        why = "this torch is a CPU build" if toolchain.torch_cuda is None else "a minimal toolkit"
+        why = "this torch is a CPU build" if torch_cuda is None else "a minimal toolkit"
         raise SampleSkipped(
             "build",
             f"{header} is missing here ({why}): install a CUDA build of torch, "
             "which brings torch's CUDA headers and the CUDA library headers",
         )
+    fault = toolchain_fault(build.log, recipe)
+    if fault is not None:
+        raise SampleError("build", fault)
     return build

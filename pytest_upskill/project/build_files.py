@@ -16,7 +16,16 @@ from .layout import Project
 from .policy_toml import cuda_flags, cxx_flags
 from .toolchain import CudaToolchain, Toolchain
 
-__all__ = ["REGISTRATION_H", "Recipe", "gencode_flags", "ninja_file", "package_files", "sm_targets"]
+__all__ = [
+    "REGISTRATION_H",
+    "Recipe",
+    "gencode_flags",
+    "harness_flags",
+    "ninja_file",
+    "package_files",
+    "sm_targets",
+    "toolchain_includes",
+]
 
 _CXX_SOURCES = (".cpp", ".cc", ".cxx", ".c")
 _CUDA_SOURCES = (".cu",)
@@ -144,10 +153,36 @@ def _system_includes(*directories: str) -> list[str]:
     return [flag for directory in directories for flag in ("-isystem", directory)]
 
 
+def toolchain_includes(recipe: Recipe) -> list[str]:
+    """The header folders every translation unit gets from the harness: torch's, Python's and
+    (for CUDA) the toolkit's and the wheels'."""
+    torch_include = Path(recipe.toolchain.torch_dir) / "include"
+    return [
+        str(torch_include),
+        str(torch_include / "torch" / "csrc" / "api" / "include"),
+        recipe.toolchain.python_include,
+        *(recipe.cuda.include_dirs if recipe.cuda else ()),
+    ]
+
+
+def _harness_defines(recipe: Recipe) -> list[str]:
+    return [
+        "-std=c++20",
+        f"-DTORCH_EXTENSION_NAME={recipe.ext}",
+        f"-D_GLIBCXX_USE_CXX11_ABI={recipe.toolchain.cxx11_abi}",
+        "-DCPU_KERNEL" if recipe.task.backend == "cpu" else "-DCUDA_KERNEL",
+    ]
+
+
+def harness_flags(recipe: Recipe) -> list[str]:
+    """The harness's own defines and system include folders (no project folder, no flag of
+    build.toml), shared by g++ and nvcc."""
+    return [*_harness_defines(recipe), *_system_includes(*toolchain_includes(recipe))]
+
+
 def ninja_file(recipe: Recipe) -> str:
     project, task, toolchain, cuda = recipe.project, recipe.task, recipe.toolchain, recipe.cuda
     ext = recipe.ext
-    torch_include = Path(toolchain.torch_dir) / "include"
     includes = ["src", "src/torch-ext", "gen"]
     torch_table = project.config.torch
     sources: list[str] = []
@@ -157,19 +192,11 @@ def ninja_file(recipe: Recipe) -> str:
     for kernel in project.kernels_for(task.backend).values():
         sources += kernel.src
         includes += [f"src/{inc}" for inc in kernel.include or []]
-    # Defines and include paths, shared by g++ and nvcc.
+    # Defines and include paths, shared by g++ and nvcc; the project's folders first.
     common = [
-        "-std=c++20",
-        f"-DTORCH_EXTENSION_NAME={ext}",
-        f"-D_GLIBCXX_USE_CXX11_ABI={toolchain.cxx11_abi}",
-        "-DCPU_KERNEL" if task.backend == "cpu" else "-DCUDA_KERNEL",
+        *_harness_defines(recipe),
         *(f"-I{inc}" for inc in dict.fromkeys(includes)),
-        *_system_includes(
-            str(torch_include),
-            str(torch_include / "torch" / "csrc" / "api" / "include"),
-            toolchain.python_include,
-            *(cuda.include_dirs if cuda else ()),
-        ),
+        *_system_includes(*toolchain_includes(recipe)),
     ]
     cflags = [*common, "-fPIC", "-O2", "-fdiagnostics-color=never"]
     torch_lib = Path(toolchain.torch_dir) / "lib"
