@@ -604,3 +604,21 @@ def test_forbidden_patterns_are_named_with_file_and_line(tmp_path: Path) -> None
 def test_marker_rules_are_validated(fields: dict[str, object], message: str) -> None:
     with pytest.raises(TaskInvalid, match=re.escape(f"@pytest.mark.upskill: {message}")):
         task(**fields)
+
+
+def test_digit_separators_and_raw_strings_hide_nothing(tmp_path: Path) -> None:
+    """`1'000` is a number, not the start of a character literal that hid the rest of its line;
+    a raw string's quotes do not end it early; what is inside strings stays out of the check."""
+    files = {
+        "relu_cuda/host.cpp": (
+            "int n = 1'000; auto y = at::layer_norm(x, {n}); char c = 'a';\n"
+            'auto r = R"x(a "quoted" at::relu )x"; auto z = at::relu(x);\n'
+            "long h = 0x1'FF'FF; auto s = u8\"at::relu\";\n"
+        ),
+        "relu_cuda/relu.cu": LAUNCHED,
+    }
+    found = forbidden(project(tmp_path, files=files), ("at::layer_norm", r"at::relu\("))
+    assert found == [
+        ("relu_cuda/host.cpp", 1, "at::layer_norm"),
+        ("relu_cuda/host.cpp", 2, "at::relu("),
+    ]

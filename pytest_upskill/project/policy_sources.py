@@ -15,7 +15,17 @@ from .layout import Project
 __all__ = ["binding_problems", "forbidden", "launch_problem"]
 
 _C_FAMILY = (".c", ".cc", ".cpp", ".cxx", ".cu", ".cuh", ".h", ".hh", ".hpp", ".hxx", ".inl", ".mm")
-_TOKENS = re.compile(r'"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'|//[^\n]*|/\*.*?\*/', re.S)
+# C and C++ tokens that hide code from a plain search: comments, string and character literals
+# (raw strings too). Numbers and names are matched whole so that a digit separator
+# (`1'000`) or a literal's prefix (`u8"x"`) is never read as the start of a literal.
+_TOKENS = re.compile(
+    r"""(?P<raw>(?:u8|[uUL])?R"(?P<delimiter>[^()\\\s"]{0,16})\(.*?\)(?P=delimiter)")"""
+    r"""|(?P<name>[A-Za-z_]\w*)"""
+    r"""|(?P<number>\.?\d(?:[eEpP][+-]|'(?=\w)|[\w.])*)"""
+    r"""|(?P<literal>"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*')"""
+    r"""|(?P<comment>//[^\n]*|/\*.*?\*/)""",
+    re.S,
+)
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*[<"]([^>"\n]+)[>"]', re.M)
 # A macro's definition is not a use: kernel-builder's own registration.h defines these.
 _DEFINE = re.compile(r"^[ \t]*#[ \t]*define\b(?:\\\n|[^\n])*", re.M)
@@ -180,10 +190,13 @@ def _without_comments(content: str, *, keep_strings: bool) -> str:
     """`content` with comments (and string contents, unless kept) blanked; lines keep numbers."""
 
     def blank(match: re.Match[str]) -> str:
-        token = match.group()
-        if token[0] in "\"'":
-            return token if keep_strings else '""'
-        return _blank(match)
+        if match["name"] is not None or match["number"] is not None:
+            return match.group()
+        if match["comment"] is not None:
+            return _blank(match)
+        if keep_strings:
+            return match.group()
+        return '""' + "\n" * match.group().count("\n")  # a raw string keeps its lines
 
     return _TOKENS.sub(blank, content)
 
