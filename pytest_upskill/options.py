@@ -126,11 +126,13 @@ OPTIONS: tuple[Option, ...] = (
            "write a self-contained HTML report (chart, tables, every sample) to PATH", "path",
            "PATH"),
     Option("fail_under", "--upskill-fail-under", "upskill_fail_under",
-           "fail the session if a skill condition's pass rate is under RATE (0 to 1)", "number",
+           "fail the session if a skill condition's pass rate (its point estimate) is under "
+           "RATE (0 to 1), or if it counted no sample", "number",
            "RATE", expected="a pass rate from 0 to 1", valid=lambda r: 0 <= r <= 1,
            optional=True),
     Option("min_lift", "--upskill-min-lift", "upskill_min_lift",
-           "fail the session if a skill lifts a model's pass rate by less than DELTA", "number",
+           "fail the session unless the lower bound of the 95% interval of each skill's lift "
+           "reaches DELTA (-1 to 1)", "number",
            "DELTA", expected="a difference from -1 to 1", valid=lambda d: -1 <= d <= 1,
            optional=True),
 )  # fmt: skip

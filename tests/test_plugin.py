@@ -379,7 +379,10 @@ def test_markdown_junit_properties_and_gates(
     # Every test passed, but the skill does not lift the pass rate by 10 points.
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(
-        ["upskill gate failed: oracle cpu-kernels: lift +0% is under --upskill-min-lift=0.1"]
+        [
+            "upskill gate failed: oracle cpu-kernels: lift +0%, whose 95% interval's lower "
+            "bound -*% is under --upskill-min-lift=0.1"
+        ]
     )
     markdown = (pytester.path / "summary.md").read_text()
     assert "| oracle | cpu-kernels | 2/2 | 100% |" in markdown

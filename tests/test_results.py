@@ -11,6 +11,7 @@ from pytest_upskill.report.results import (
     summarize_by_test,
 )
 from pytest_upskill.report.stats import newcombe_interval, pass_at_k, wilson_interval
+from pytest_upskill.report.tables import lift_line
 
 
 @pytest.mark.parametrize(
@@ -137,12 +138,51 @@ def test_gates_name_what_missed() -> None:
     records = [_sample("a", "baseline", "passed", 0), _sample("a", "skill", "failed", 0)]
     summary = summarize(records)
     assert gate_failures(summary, fail_under=0.5, min_lift=None) == [
-        "m skill: pass rate 0% is under --upskill-fail-under=0.5"
+        "m skill: pass rate 0% (the point estimate) is under --upskill-fail-under=0.5"
     ]
     assert gate_failures(summary, fail_under=None, min_lift=0.0) == [
-        "m skill: lift -100% is under --upskill-min-lift=0"
+        "m skill: lift -100%, whose 95% interval's lower bound -100% is under --upskill-min-lift=0"
     ]
     assert gate_failures(summary, fail_under=0.0, min_lift=-1.0) == []
+
+
+def test_the_lift_gate_holds_its_lower_bound_to_the_threshold() -> None:
+    """A lift measured at the threshold (its point estimate there) passes only if the
+    interval's lower bound reaches it: with 10 samples an arm it does not."""
+    records = [_sample("a", "baseline", "passed" if i < 3 else "failed", i) for i in range(10)]
+    records += [_sample("a", "skill", "passed" if i < 6 else "failed", i) for i in range(10)]
+    summary = summarize(records)
+    (row,) = lift(summary)
+    assert row.lift == pytest.approx(0.3)
+    assert row.ci_low < 0.3
+    (failure,) = gate_failures(summary, fail_under=None, min_lift=0.3)
+    assert failure.startswith("m skill: lift +30%, whose 95% interval's lower bound ")
+
+
+def test_an_all_error_baseline_gives_no_lift_and_fails_the_gates() -> None:
+    """Every baseline sample an error (the provider failed): the baseline counts 0 samples, and
+    a skill at 6/10 got a lift of +60% that passed --upskill-min-lift=0.3."""
+    records = [_sample("a", "baseline", "error", i) for i in range(10)]
+    records += [_sample("a", "skill", "passed" if i < 6 else "failed", i) for i in range(10)]
+    records += [_sample("a", "other", "error", i) for i in range(10)]
+    summary = summarize(records)
+    rows = {row.skill: row for row in lift(summary, records=records)}
+    assert rows["skill"].no_lift == (
+        "the baseline counted no sample on the tests both ran (all errors or skips)"
+    )
+    assert (rows["skill"].evidence, rows["skill"].ci_low, rows["skill"].ci_high) == (False, -1, 1)
+    assert lift_line(rows["skill"]) == (
+        "lift m skill vs baseline: none: the baseline counted no sample on the tests both ran "
+        "(all errors or skips)"
+    )
+    assert gate_failures(summary, fail_under=0.5, min_lift=0.3, lifts=list(rows.values())) == [
+        "m other: no counted sample (all errors or skips), so no pass rate to hold to "
+        "--upskill-fail-under=0.5",
+        "m skill: no lift to hold to --upskill-min-lift=0.3: the baseline counted no sample on "
+        "the tests both ran (all errors or skips)",
+        "m other: no lift to hold to --upskill-min-lift=0.3: the baseline and the skill counted "
+        "no sample on the tests both ran (all errors or skips)",
+    ]
 
 
 def test_a_sample_run_over_several_parameter_sets_counts_once() -> None:

@@ -118,6 +118,8 @@ class LiftRow(BaseModel):
     ci_low: float
     ci_high: float
     evidence: bool  # the interval leaves 0 out
+    # Why there is no lift to speak of: an arm without a counted sample on the shared tests.
+    no_lift: str = ""
 
 
 class ComparisonRow(BaseModel):
@@ -256,6 +258,7 @@ def lift(
         skill = row
         if records is not None:
             base, skill = _on_common_tests(merged, row.model, baseline, row.condition)
+        empty = [name for name, arm in (("baseline", base), ("skill", skill)) if not arm.n]
         rows.append(
             LiftRow(
                 model=row.model,
@@ -264,6 +267,10 @@ def lift(
                 skill_rate=skill.pass_rate,
                 lift=round(skill.pass_rate - base.pass_rate, 6),
                 **_interval(skill, base),
+                no_lift=f"the {' and the '.join(empty)} counted no sample on the tests both ran "
+                "(all errors or skips)"
+                if empty
+                else "",
             )
         )
     return rows
@@ -299,6 +306,8 @@ def comparisons(
 def _interval(row: SummaryRow, other: SummaryRow) -> dict[str, Any]:
     """The 95% interval of `row`'s pass rate minus `other`'s (Newcombe), and whether it
     leaves out 0."""
+    if not row.n or not other.n:  # an arm with nothing counted: nothing is known
+        return {"ci_low": -1.0, "ci_high": 1.0, "evidence": False}
     low, high = newcombe_interval(row.passed, row.n, other.passed, other.n)
     return {"ci_low": round(low, 4), "ci_high": round(high, 4), "evidence": low > 0 or high < 0}
 
@@ -325,21 +334,36 @@ def gate_failures(
     baseline: str = "baseline",
     lifts: list[LiftRow] | None = None,
 ) -> list[str]:
-    """Which (model, condition) missed a CI gate, one line each."""
+    """Which (model, condition) missed a CI gate, one line each, naming the bound it used: the
+    pass rate's point estimate for `fail_under`, the lift interval's lower bound for `min_lift`
+    (so a lift exactly at the threshold does not pass half the time). An arm with no counted
+    sample never passes."""
     failures = []
     if fail_under is not None:
         for row in summary:
-            if row.condition != baseline and row.n and row.pass_rate < fail_under:
+            if row.condition == baseline:
+                continue
+            if not row.n:
                 failures.append(
-                    f"{row.model} {row.condition}: pass rate {row.pass_rate:.0%} is under "
-                    f"--upskill-fail-under={fail_under:g}"
+                    f"{row.model} {row.condition}: no counted sample (all errors or skips), "
+                    f"so no pass rate to hold to --upskill-fail-under={fail_under:g}"
+                )
+            elif row.pass_rate < fail_under:
+                failures.append(
+                    f"{row.model} {row.condition}: pass rate {row.pass_rate:.0%} (the point "
+                    f"estimate) is under --upskill-fail-under={fail_under:g}"
                 )
     if min_lift is not None:
         for lifted in lift(summary, baseline) if lifts is None else lifts:
-            if lifted.lift < min_lift:
+            if lifted.no_lift:
                 failures.append(
-                    f"{lifted.model} {lifted.skill}: lift {lifted.lift:+.0%} is under "
-                    f"--upskill-min-lift={min_lift:g}"
+                    f"{lifted.model} {lifted.skill}: no lift to hold to "
+                    f"--upskill-min-lift={min_lift:g}: {lifted.no_lift}"
+                )
+            elif lifted.ci_low < min_lift:
+                failures.append(
+                    f"{lifted.model} {lifted.skill}: lift {lifted.lift:+.0%}, whose 95% interval's "
+                    f"lower bound {lifted.ci_low:+.0%} is under --upskill-min-lift={min_lift:g}"
                 )
     return failures
 

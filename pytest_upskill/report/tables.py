@@ -80,6 +80,8 @@ def suspicious_lines(records: list[SampleRecord], text: Text = clean_text) -> li
 
 
 def lift_line(row: LiftRow, text: Text = clean_text) -> str:
+    if row.no_lift:
+        return f"lift {text(row.model)} {text(row.skill)} vs baseline: none: {row.no_lift}"
     verdict = "" if row.evidence else "  no evidence of lift"
     return (
         f"lift {text(row.model)} {text(row.skill)} vs baseline: {row.lift:+.0%} "
