@@ -164,7 +164,9 @@ def add_options(parser: pytest.Parser) -> None:
         text = help_text(option)
         if option.cli is not None:
             if option.kind in ("flag", "no-flag"):
-                group.addoption(option.cli, action="store_true", default=False, help=text)
+                group.addoption(
+                    option.cli, action="store_true", default=False, help=text.replace("%", "%%")
+                )
             else:
                 repeat = option.kind in ("models", "paths", "names")
                 group.addoption(
@@ -172,7 +174,7 @@ def add_options(parser: pytest.Parser) -> None:
                     action="append" if repeat else "store",
                     metavar=option.metavar,
                     choices=option.choices or None,
-                    help=text,
+                    help=text.replace("%", "%%"),  # argparse formats help with %
                 )
         if option.ini is not None:
             ini_type = _INI_TYPES.get(option.kind, "string")

@@ -37,3 +37,22 @@ def test_label_leaves_out_the_base_url() -> None:
 def test_model_spec_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="model"):
         ModelSpec.parse(text)
+
+
+def test_help_shows_every_option_with_its_default(pytester: pytest.Pytester) -> None:
+    """Made from one table (`options.OPTIONS`): a help text with a bare % broke `pytest --help`."""
+    from pytest_upskill.options import OPTIONS
+
+    result = pytester.runpytest("--help")
+    assert result.ret == pytest.ExitCode.OK
+    text = result.stdout.str()
+    for option in OPTIONS:
+        assert (option.cli or option.ini or "") in text, option
+    result.stdout.fnmatch_lines(
+        [
+            "*--upskill-samples=N*samples per test, model and condition (default 1)",
+            "*--upskill-min-lift=DELTA",
+            "*fail the session unless the lower bound of the 95%*",
+            "*upskill_timeout (string):*",
+        ]
+    )
