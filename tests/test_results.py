@@ -7,10 +7,12 @@ from pytest_upskill.report.results import (
     gate_failures,
     lift,
     merge_parameter_sets,
+    statistics,
     summarize,
     summarize_by_test,
 )
-from pytest_upskill.report.stats import newcombe_interval, pass_at_k, wilson_interval
+from pytest_upskill.report.sections import Table, report_sections
+from pytest_upskill.report.stats import newcombe_interval, pass_at_k, t_quantile, wilson_interval
 from pytest_upskill.report.tables import lift_line
 
 
@@ -119,10 +121,13 @@ def test_pass_at_k_is_averaged_over_tests_and_lift_says_when_there_is_no_evidenc
     assert skill.pass_at_k == {"1": 1.0, "2": 1.0}
     assert (baseline.mean_input_tokens, baseline.mean_output_tokens) == (6.0, 2.4)
     assert (baseline.mean_cost_usd, skill.mean_cost_usd) == (None, 0.5)
+    # The rate is the mean of the per-test rates: pass@1, whatever the counts per test.
+    assert baseline.pass_rate == baseline.pass_at_k["1"]
     (row,) = lift([baseline, skill])
-    assert (row.skill, row.baseline_rate, row.skill_rate, row.lift) == ("skill", 0.2, 1.0, 0.8)
-    assert row.ci_low > 0
-    assert row.evidence
+    assert (row.skill, row.baseline_rate, row.skill_rate, row.lift) == ("skill", 0.25, 1.0, 0.75)
+    # Two tests say little about the rate over tests (t on one degree of freedom).
+    assert row.ci_low < 0
+    assert not row.evidence
     (same,) = lift([baseline, baseline.model_copy(update={"condition": "other"})])
     assert (same.lift, same.evidence) == (0.0, False)
     by_test = summarize_by_test(records)
@@ -203,3 +208,43 @@ def test_a_sample_run_over_several_parameter_sets_counts_once() -> None:
     assert [(r.sample, r.outcome) for r in merged] == [(0, "failed"), (1, "passed"), (2, "error")]
     (row,) = summarize(records)
     assert (row.n, row.passed, row.errors, row.built) == (2, 1, 1, 3)
+
+
+def test_samples_of_one_test_count_less_than_samples_of_many() -> None:
+    """3 tests x 10 samples passing 100%, 0% and 100%: the old interval (every sample
+    independent) was [48%, 81%], 0.32 wide; over tests it is far wider, and the report says
+    there is no inference beyond these tests' spread."""
+    records = [
+        _sample(test, "baseline", "passed" if test != "b" else "failed", i)
+        for test in ("a", "b", "c")
+        for i in range(10)
+    ]
+    (row,) = summarize(records)
+    assert (row.tests, row.n, row.design_effect) == (3, 30, 10.0)  # clipped: 10 per test
+    assert row.pass_rate == pytest.approx(2 / 3)
+    assert row.ci_high - row.ci_low >= 0.6
+    stats = statistics(records)
+    summary = report_sections(stats)[0]
+    assert isinstance(summary, Table)
+    (note,) = [n for n in summary.notes if n.startswith("m baseline")]
+    assert note == (
+        f"m baseline: 67% [{row.ci_low:.0%}, {row.ci_high:.0%}] over 3 test(s) x 10 samples "
+        "(design effect 10.0: 30 samples count as 3); fewer than 5 tests: no inference beyond "
+        "these tests' spread; more tests will help more than more samples"
+    )
+
+
+def test_one_sample_per_test_keeps_the_wilson_interval() -> None:
+    records = [_sample(f"t{i}", "baseline", "passed" if i % 3 else "failed", 0) for i in range(12)]
+    (row,) = summarize(records)
+    assert (row.ci_low, row.ci_high) == pytest.approx(wilson_interval(8, 12), abs=1e-4)
+    assert row.design_effect == 1.0
+
+
+@pytest.mark.parametrize(
+    ("df", "quantile"),
+    [(1, 12.706205), (2, 4.302653), (4, 2.776445), (10, 2.228139), (30, 2.042272)],
+)
+def test_t_quantile(df: int, quantile: float) -> None:
+    """Student's t, 97.5%: the values of every table (scipy.stats.t.ppf)."""
+    assert t_quantile(0.975, df) == pytest.approx(quantile, abs=1e-6)

@@ -297,8 +297,9 @@ def test_two_versions_of_one_skill_and_the_baseline_on_upskill_cases(
             "openai:m  cuda-review@v1  0/6     0% *",
             "openai:m  cuda-review@v2  6/6     100% *",
             "lift openai:m cuda-review@v1 vs baseline: +0% [[]-*, +*[]]  no evidence of lift",
-            "lift openai:m cuda-review@v2 vs baseline: +100% [[]+*",
-            "compare openai:m cuda-review@v2 vs cuda-review@v1: +100% [[]+*, +100%[]]",
+            # Three tests are too few to show a lift over tasks, whatever the samples say.
+            "lift openai:m cuda-review@v2 vs baseline: +100% [[]*, +100%[]]  no evidence of lift",
+            "compare openai:m cuda-review@v2 vs cuda-review@v1: +100% [[]*, +100%[]]*",
         ]
     )
     data = report(pytester)
@@ -314,8 +315,10 @@ def test_two_versions_of_one_skill_and_the_baseline_on_upskill_cases(
     (comparison,) = data["comparisons"]
     assert comparison["first"] == "cuda-review@v1"
     assert comparison["second"] == "cuda-review@v2"
-    assert (comparison["difference"], comparison["evidence"]) == (1.0, True)
-    assert 0 < comparison["ci_low"] < comparison["ci_high"] == 1.0
+    # 100% against 0% on each of three tests, twice each: three tests are too few to show a
+    # difference over tasks (t on two degrees of freedom).
+    assert (comparison["difference"], comparison["evidence"]) == (1.0, False)
+    assert comparison["ci_low"] < 0 < comparison["ci_high"] == 1.0
     assert (
         "- compare openai\\:m cuda-review\\@v2 vs cuda-review\\@v1: +100%"
         in (pytester.path / "r.md").read_text()

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from ..errors import Stage
 from .speed import FAST_P, SUSPICIOUS_SPEEDUP, SpeedupRecord, speedup_fields
-from .stats import geomean, mean, newcombe_interval, pass_at_k, wilson_interval
+from .stats import clustered_rate, difference_interval, geomean, mean, pass_at_k
 
 # FAST_P, SUSPICIOUS_SPEEDUP, SpeedupRecord and speedup_fields live in `.speed`; they stay
 # importable from here, where the rest of the package and users' tests look for them.
@@ -85,9 +85,12 @@ class SummaryRow(BaseModel):
     test: str | None = None  # set in the per-test rows
     n: int
     passed: int
-    pass_rate: float
+    pass_rate: float  # the mean of the per-test rates (the pooled rate when counts are equal)
     ci_low: float
     ci_high: float
+    tests: int = 0  # with counted samples
+    # How many of its samples count as one independent draw of the rate over tests (>= 1).
+    design_effect: float = 1.0
     built: int
     built_rate: float  # of the samples that were not errors
     skipped: int
@@ -142,7 +145,10 @@ def _row(
 ) -> SummaryRow:
     counted = [r for r in group if r.outcome in ("passed", "failed")]
     passed = sum(r.outcome == "passed" for r in counted)
-    low, high = wilson_interval(passed, len(counted))
+    per_test: dict[str, list[int]] = {}
+    for record in counted:
+        per_test.setdefault(record.test, []).append(record.outcome == "passed")
+    rate = clustered_rate([(sum(outcomes), len(outcomes)) for outcomes in per_test.values()])
     not_errors = [r for r in group if r.outcome != "error"]
     built = sum(r.built for r in group)
     costs = [r.cost_usd for r in group if r.cost_usd is not None]
@@ -152,9 +158,11 @@ def _row(
         test=test,
         n=len(counted),
         passed=passed,
-        pass_rate=round(passed / len(counted), 6) if counted else 0.0,
-        ci_low=round(low, 4),
-        ci_high=round(high, 4),
+        pass_rate=round(rate.rate, 6),
+        ci_low=round(rate.low, 4),
+        ci_high=round(rate.high, 4),
+        tests=rate.tests,
+        design_effect=round(rate.design_effect, 4),
         built=built,
         built_rate=round(built / len(not_errors), 6) if not_errors else 0.0,
         skipped=sum(r.outcome == "skipped" for r in group),
@@ -308,7 +316,9 @@ def _interval(row: SummaryRow, other: SummaryRow) -> dict[str, Any]:
     leaves out 0."""
     if not row.n or not other.n:  # an arm with nothing counted: nothing is known
         return {"ci_low": -1.0, "ci_high": 1.0, "evidence": False}
-    low, high = newcombe_interval(row.passed, row.n, other.passed, other.n)
+    low, high = difference_interval(
+        row.pass_rate, (row.ci_low, row.ci_high), other.pass_rate, (other.ci_low, other.ci_high)
+    )
     return {"ci_low": round(low, 4), "ci_high": round(high, 4), "evidence": low > 0 or high < 0}
 
 

@@ -62,7 +62,8 @@ def report_sections(
     """The summary table; the lift of each skill, the differences between skills, what each
     skill costs in context, the CI gates missed and the suspicious speedups, each only when it
     has a line; then the table per test."""
-    summary = _table("summary", "Summary", stats.summary, text, _error_notes(stats.summary))
+    notes = _error_notes(stats.summary) + _spread_notes(stats.summary, text)
+    summary = _table("summary", "Summary", stats.summary, text, notes)
     listed = [
         Lines("lift", "Lift", [lift_line(row, text) for row in stats.lift]),
         Lines(
@@ -84,6 +85,35 @@ def _table(
 ) -> Table:
     header, *cells = summary_cells(rows, per_test=kind == "per_test", text=text)
     return Table(kind, title, header, cells, notes or [])
+
+
+def _spread_notes(summary: list[SummaryRow], text: Text) -> list[str]:
+    """What a rate over several samples per test holds for: the samples of one test are not
+    independent draws of the rate over tests (`report.stats.clustered_rate`)."""
+    notes = []
+    for row in summary:
+        if row.n <= row.tests:  # one sample per test: independent draws
+            continue
+        per_test = row.n / row.tests
+        samples = f"{per_test:.0f}" if per_test.is_integer() else f"{per_test:.1f} (unequal)"
+        line = (
+            f"{text(row.model)} {text(row.condition)}: {row.pass_rate:.0%} "
+            f"[{row.ci_low:.0%}, {row.ci_high:.0%}] over {row.tests} test(s) x {samples} samples"
+        )
+        if row.tests == 1:
+            notes.append(f"{line}: one test, no inference beyond it")
+            continue
+        effective = row.n / row.design_effect
+        line += (
+            f" (design effect {row.design_effect:.1f}: {row.n} samples count as {effective:.0f})"
+        )
+        warnings = []
+        if row.tests < 5:
+            warnings.append("fewer than 5 tests: no inference beyond these tests' spread")
+        if row.design_effect >= 2:
+            warnings.append("more tests will help more than more samples")
+        notes.append(line + "".join(f"; {warning}" for warning in warnings))
+    return notes
 
 
 def _error_notes(summary: list[SummaryRow]) -> list[str]:

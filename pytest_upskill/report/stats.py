@@ -4,15 +4,30 @@ and the means the summary rows hold."""
 from __future__ import annotations
 
 import math
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-__all__ = ["Z95", "geomean", "mean", "newcombe_interval", "pass_at_k", "wilson_interval"]
+__all__ = [
+    "Z95",
+    "Clustered",
+    "clustered_rate",
+    "difference_interval",
+    "geomean",
+    "mean",
+    "newcombe_interval",
+    "pass_at_k",
+    "t_quantile",
+    "wilson_interval",
+]
 
 Z95 = 1.959964  # the normal quantile of a two-sided 95% interval
 
 
-def wilson_interval(passed: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """The 95% Wilson score interval of a pass rate; (0, 1) when there is no sample."""
-    if n == 0:
+def wilson_interval(passed: float, n: float, z: float = Z95) -> tuple[float, float]:
+    """The 95% Wilson score interval of a pass rate; (0, 1) when there is no sample. `passed`
+    and `n` may be fractional: an effective sample size (see `clustered_rate`)."""
+    if n <= 0:
         return 0.0, 1.0
     rate = passed / n
     denominator = 1 + z * z / n
@@ -22,14 +37,23 @@ def wilson_interval(passed: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def newcombe_interval(
-    passed_a: int, n_a: int, passed_b: int, n_b: int, z: float = Z95
+    passed_a: float, n_a: float, passed_b: float, n_b: float, z: float = Z95
 ) -> tuple[float, float]:
     """The 95% interval of rate a - rate b for independent samples: Newcombe's hybrid score
     method (method 10 of Newcombe 1998), built from the two Wilson intervals."""
     rate_a = passed_a / n_a if n_a else 0.0
     rate_b = passed_b / n_b if n_b else 0.0
-    low_a, high_a = wilson_interval(passed_a, n_a, z)
-    low_b, high_b = wilson_interval(passed_b, n_b, z)
+    return difference_interval(
+        rate_a, wilson_interval(passed_a, n_a, z), rate_b, wilson_interval(passed_b, n_b, z)
+    )
+
+
+def difference_interval(
+    rate_a: float, limits_a: tuple[float, float], rate_b: float, limits_b: tuple[float, float]
+) -> tuple[float, float]:
+    """The interval of rate a - rate b from each rate's own interval (Newcombe's combination);
+    with clustered limits (`clustered_rate`) each arm counts at its effective size."""
+    (low_a, high_a), (low_b, high_b) = limits_a, limits_b
     difference = rate_a - rate_b
     below = math.sqrt((rate_a - low_a) ** 2 + (high_b - rate_b) ** 2)
     above = math.sqrt((high_a - rate_a) ** 2 + (rate_b - low_b) ** 2)
@@ -56,3 +80,96 @@ def geomean(values: list[float]) -> float:
     if any(v <= 0 for v in values):
         return 0.0
     return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def _incomplete_beta(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction (Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side only
+        return 1.0 - _incomplete_beta(b, a, 1.0 - x)
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 300):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * result / a
+
+
+def _t_cdf(t: float, df: float) -> float:
+    tail = 0.5 * _incomplete_beta(df / 2, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_quantile(probability: float, df: float) -> float:
+    """Student's t quantile with `df` degrees of freedom (0.975: a two-sided 95% interval)."""
+    if not 0.5 <= probability < 1 or df <= 0:
+        raise ValueError(
+            f"t_quantile needs 0.5 <= probability < 1 and df > 0, got {probability}, {df}"
+        )
+    low, high = 0.0, 1.0
+    while _t_cdf(high, df) < probability:
+        high *= 2
+    for _ in range(200):  # bisection: the CDF is monotone
+        middle = (low + high) / 2
+        low, high = (middle, high) if _t_cdf(middle, df) < probability else (low, middle)
+    return (low + high) / 2
+
+
+@dataclass(frozen=True)
+class Clustered:
+    """A pass rate over tests, each with several samples: the samples of one test are not
+    independent draws of the rate over tests, so they count less (the design effect)."""
+
+    rate: float  # the mean of the per-test rates
+    low: float
+    high: float
+    tests: int
+    samples: int
+    design_effect: float  # how many samples count as one independent draw, 1 at the least
+
+    @property
+    def effective_n(self) -> float:
+        return self.samples / self.design_effect
+
+
+def clustered_rate(counts: Sequence[tuple[int, int]]) -> Clustered:
+    """The rate over tests from (passed, n) per test, and its 95% interval: Wilson at the
+    effective sample size N / D, where the design effect D is the variance of the mean of the
+    per-test rates over the variance N independent samples would give (the Kish design effect,
+    clipped to [1, most samples of a test]), with Student's t on T - 1 degrees of freedom in
+    place of the normal quantile. With one sample per test (or one test) it is the plain
+    Wilson interval of the pooled samples."""
+    counted = [(passed, n) for passed, n in counts if n > 0]
+    tests, samples = len(counted), sum(n for _, n in counted)
+    if not counted:
+        return Clustered(0.0, 0.0, 1.0, 0, 0, 1.0)
+    rates = [passed / n for passed, n in counted]
+    rate = sum(rates) / tests
+    most = max(n for _, n in counted)
+    if tests == 1 or most == 1:
+        low, high = wilson_interval(rate * samples, samples)
+        return Clustered(rate, low, high, tests, samples, 1.0)
+    independent = rate * (1 - rate) / samples
+    between = statistics.variance(rates) / tests
+    effect = between / independent if independent > 0 else 1.0
+    effect = min(max(effect, 1.0), float(most))
+    effective = samples / effect
+    low, high = wilson_interval(rate * effective, effective, t_quantile(0.975, tests - 1))
+    return Clustered(rate, low, high, tests, samples, effect)
