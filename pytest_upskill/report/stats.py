@@ -144,10 +144,6 @@ class Clustered:
     samples: int
     design_effect: float  # how many samples count as one independent draw, 1 at the least
 
-    @property
-    def effective_n(self) -> float:
-        return self.samples / self.design_effect
-
 
 def clustered_rate(counts: Sequence[tuple[int, int]]) -> Clustered:
     """The rate over tests from (passed, n) per test, and its 95% interval: Wilson at the
