@@ -25,8 +25,10 @@ __all__ = ["NO_MODEL_REASON"]
 NO_MODEL_REASON = "no upskill model configured: pass --upskill-model=SPEC (oracle needs no key)"
 MARKER_HELP = (
     "upskill(task, name=None, backend='cuda', capability='9.0a', reference=None, binding=None, "
-    "forbid=(), require_launch=True): ask the configured models for a kernel doing `task` (text "
-    "or a .md path); the test gets it as `kernel`; `forbid`: patterns its sources must not hold"
+    "forbid=(), forbid_ops=(), require_launch=True): ask the configured models for a kernel "
+    "doing `task` (text or a .md path); the test gets it as `kernel`; `forbid`: patterns its "
+    "sources must not hold; `forbid_ops`: regular expressions over ATen operator names "
+    "(aten::_softmax) that must not run in its calls from check.assert_correct and check.speedup"
 )
 
 

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from .config import Binding
 
@@ -35,21 +42,35 @@ class Task(BaseModel):
     # Patterns (regular expressions, or plain text where they are not one) the project's
     # sources must not hold, comments and strings aside: ATen compute ops, a second stream.
     forbid: tuple[str, ...] = ()
+    # Regular expressions over qualified ATen operator names (`aten::_softmax`): the kernel's
+    # calls in check.assert_correct and check.speedup must run none that one matches.
+    forbid_ops: tuple[str, ...] = ()
     # cuda backend: the project must define a __global__ function and launch it.
     require_launch: bool = True
 
-    @field_validator("forbid", mode="before")
+    @field_validator("forbid", "forbid_ops", mode="before")
     @classmethod
-    def _patterns(cls, value: Any) -> Any:
+    def _patterns(cls, value: Any, info: ValidationInfo) -> Any:
         if isinstance(value, str):
-            raise ValueError("must be a list of patterns, such as ['at::layer_norm']")
+            example = "at::layer_norm" if info.field_name == "forbid" else "aten::_softmax"
+            raise ValueError(f"must be a list of patterns, such as [{example!r}]")
         return value
 
-    @field_validator("forbid")
+    @field_validator("forbid", "forbid_ops")
     @classmethod
     def _nonempty(cls, value: tuple[str, ...]) -> tuple[str, ...]:
         if any(not pattern.strip() for pattern in value):
             raise ValueError("holds an empty pattern")
+        return value
+
+    @field_validator("forbid_ops")
+    @classmethod
+    def _regular_expressions(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"holds {pattern!r}, not a regular expression: {exc}") from None
         return value
 
     @field_validator("name")
@@ -121,6 +142,6 @@ def task_from_marker(
         if first["type"] == "extra_forbidden":
             message = (
                 "is not an argument of the marker (name, backend, capability, reference, binding, "
-                "forbid, require_launch)"
+                "forbid, forbid_ops, require_launch)"
             )
         raise TaskInvalid(f"@pytest.mark.upskill: {field} {message}") from None

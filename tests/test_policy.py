@@ -597,7 +597,17 @@ def test_forbidden_patterns_are_named_with_file_and_line(tmp_path: Path) -> None
         (
             {"forbids": ["at::relu"]},
             "forbids is not an argument of the marker (name, backend, capability, reference, "
-            "binding, forbid, require_launch)",
+            "binding, forbid, forbid_ops, require_launch)",
+        ),
+        (
+            {"forbid_ops": "aten::_softmax"},
+            "forbid_ops must be a list of patterns, such as ['aten::_softmax']",
+        ),
+        ({"forbid_ops": [""]}, "forbid_ops holds an empty pattern"),
+        (
+            {"forbid_ops": ["aten::(softmax"]},
+            "forbid_ops holds 'aten::(softmax', not a regular expression: missing ), "
+            "unterminated subpattern at position 6",
         ),
     ],
 )

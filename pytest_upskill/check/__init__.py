@@ -3,7 +3,8 @@
 Imported by users' tests only, never by the plugin, so it may import torch at the top.
 
 `correct`: `assert_correct`, the trials it judges and how it catches kernels that cheat;
-`timing`: `time_callable` and `speedup`; `inputs`: what both make of a test's `make_inputs`.
+`timing`: `time_callable` and `speedup`; `inputs`: what both make of a test's `make_inputs`;
+`ops`: the ATen operators the kernel runs in their calls, against the marker's `forbid_ops`.
 """
 
 from __future__ import annotations

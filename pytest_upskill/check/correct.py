@@ -15,7 +15,9 @@ How `assert_correct` catches kernels that cheat:
 - replayed outputs: each trial has fresh inputs (its own seed); an output equal to the kernel's
   output of an earlier trial while the reference's outputs differ is a cached result;
 - a kernel that replaced what the comparison uses: in the sandbox, each trial is judged in a
-  clean process (`run.judge`), not in the kernel's.
+  clean process (`run.judge`), not in the kernel's;
+- a kernel that calls an operator the marker's `forbid_ops` forbids: each call of the kernel is
+  watched (`ops`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import torch
 
 from .inputs import MakeInputs, _as_args, _shape_text
+from .ops import call_watched
 
 __all__ = ["TOLERANCES", "Trial", "assert_correct", "judge"]
 
@@ -117,7 +120,7 @@ def assert_correct(
             pristine = _clone(args)
             expected = _outputs(reference_fn(*_clone(args)), "the reference")
             _poison(expected)
-            got = _outputs(kernel_fn(*args), "the kernel")
+            got = _outputs(call_watched(kernel_fn, args, where), "the kernel")
             _synchronize(args)
             this = Trial(trial, args, pristine, got, expected, table)
             problem = judge(this, earlier) if _outside is None else _outside(this)

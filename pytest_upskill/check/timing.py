@@ -14,6 +14,7 @@ import torch
 
 from ..report.speed import suspicious_speedup
 from .inputs import MakeInputs, _as_args, _shape_text
+from .ops import call_watched, watching
 
 __all__ = ["Speedup", "Timing", "speedup", "time_callable"]
 
@@ -77,7 +78,11 @@ def speedup(
     flush_l2: bool = True,
 ) -> Speedup:
     """Time the kernel and the reference the same way, call by call in alternation, on the same
-    input sets; inside an upskill test the result goes to the sample's record and the report."""
+    input sets; inside an upskill test the result goes to the sample's record and the report.
+    When the marker sets `forbid_ops`, one call of the kernel is watched first, untimed."""
+    if watching():
+        args = _as_args(make_inputs() if shape is None else make_inputs(shape))
+        call_watched(kernel_fn, args, f"check.speedup (shape {_shape_text(shape)})")
     kernel, reference = _time(
         [kernel_fn, reference_fn], make_inputs, shape, warmup, repeats, input_sets, flush_l2
     )

@@ -114,5 +114,11 @@ def build_prompt(
                 "\n\nThe sources must not use any of these (checked before the build, comments "
                 f"and strings aside): {', '.join(task.forbid)}."
             )
+        if task.forbid_ops:  # and the operators its calls are watched for
+            system += (
+                "\n\nThe kernel must compute the result itself: while it runs, no PyTorch (ATen) "
+                "operator whose name matches one of these regular expressions may run, whether "
+                f"called from Python or C++: {', '.join(task.forbid_ops)}."
+            )
     block = "" if skill is None else skill_block(skill, references, task.prompt)
     return Prompt(system=system + block, user=task.prompt, skill_chars=len(block))
