@@ -33,7 +33,11 @@ def test_a_reply_round_trips_through_its_cassette(tmp_path: Path) -> None:
     store = Cassettes(tmp_path, "new", since=time.time())
     assert store.load(REQUEST) is None
     store.save(REQUEST, REPLY)
-    assert store.load(REQUEST) == dataclasses.replace(REPLY, latency_s=1.235, cached=True)
+    # Written in this session (by another process, say): as fresh as if this one had asked.
+    assert store.load(REQUEST) == dataclasses.replace(REPLY, latency_s=1.235, cached=False)
+    # In a later session, a replay.
+    later = Cassettes(tmp_path, "new", since=time.time() + 1)
+    assert later.load(REQUEST) == dataclasses.replace(REPLY, latency_s=1.235, cached=True)
     (path,) = tmp_path.iterdir()  # nothing else left behind: the write was atomic
     assert path.name.startswith("openai_qwen_qwen3_8b-")
     document = json.loads(path.read_text())

@@ -126,12 +126,18 @@ def test_rate_limits_are_retried_and_the_sample_passes(
     assert len(server.received) == 3
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_a_server_that_stays_down_is_an_error_out_of_the_pass_rate(
-    pytester: pytest.Pytester, reference: Path, upskill_args: list[str], keys: None
+    pytester: pytest.Pytester,
+    reference: Path,
+    upskill_args: list[str],
+    keys: None,
+    workers: list[str],
 ) -> None:
     pytester.makepyfile(ROW_SOFTMAX_TEST)
     with ModelServer(always=500) as server:
-        result = run(pytester, upskill_args, f"--upskill-model=openai:m@{server.url}/v1")
+        model = f"--upskill-model=openai:m@{server.url}/v1"
+        result = run(pytester, upskill_args, model, *workers)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(
         [
@@ -149,7 +155,8 @@ def test_a_server_that_stays_down_is_an_error_out_of_the_pass_rate(
     )
     (sample,) = samples(pytester)
     assert (sample["outcome"], sample["stage"]) == ("error", "generate")
-    assert len(server.received) == 5  # the first try and 4 retries
+    # The first try and 4 retries, once: a worker that finds the failure does not ask again.
+    assert len(server.received) == 5
     assert not list((pytester.path / ".upskill" / "cassettes").glob("*.json"))
 
 
@@ -237,6 +244,48 @@ def test_replies_are_asked_for_concurrently_and_each_once(
     assert not (pytester.path / ".upskill" / "cassettes").exists()  # off: nothing recorded
     if not workers:
         result.stdout.fnmatch_lines(["upskill: asking the models for 12 replies, 3 at a time"])
+
+
+FAST_TEST = CONCURRENT_TEST.replace("Anything.", "Fast.").replace("anything", "fast")
+SLOW_TEST = CONCURRENT_TEST.replace("Anything.", "Slow.").replace("anything", "slow") + (
+    "    import time; time.sleep(0.3)\n"
+)
+
+
+def test_a_worker_that_ends_early_leaves_no_reply_to_be_asked_twice(
+    pytester: pytest.Pytester, upskill_args: list[str]
+) -> None:
+    """One worker runs the fast file and ends while replies it is asking are still needed by the
+    other: it finishes them, and the other asks for what it left. Replies written by a worker of
+    this session are fresh, not cached."""
+    pytester.makepyfile(test_fast=FAST_TEST, test_slow=SLOW_TEST)
+    with ModelServer(answer=lambda request: "a reply", latency_s=1.0) as server:
+        result = run(
+            pytester,
+            upskill_args,
+            f"--upskill-model=openai:m@{server.url}/v1",
+            "--upskill-samples=6",
+            "--upskill-concurrency=3",
+            "--upskill-cassette-dir=cassettes",
+            "-n",
+            "2",
+            "--dist=loadfile",
+        )
+    result.assert_outcomes(passed=12)
+    assert len(server.received) == 12  # was 14: two cut in flight, then asked again
+    assert not [s["nodeid"] for s in samples(pytester) if s["cached"]]
+    # The next session replays them all.
+    again = run(
+        pytester,
+        upskill_args,
+        f"--upskill-model=openai:m@{server.url}/v1",
+        "--upskill-samples=6",
+        "--upskill-cassette-dir=cassettes",
+        "-n",
+        "2",
+    )
+    again.assert_outcomes(passed=12)
+    assert all(s["cached"] for s in samples(pytester))
 
 
 def test_ctrl_c_while_a_reply_is_on_its_way_ends_the_session_at_once(

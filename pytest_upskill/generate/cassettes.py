@@ -68,7 +68,10 @@ class Cassettes:
     def load(self, request: Request) -> Reply | None:
         path = self.path(request)
         try:
-            if self.mode in ("all", "off") and path.stat().st_mtime < self.since:
+            # Written before this session: a replay. Since: another process of this session
+            # asked for it, and it is as fresh as if this one had.
+            replayed = path.stat().st_mtime < self.since
+            if self.mode in ("all", "off") and replayed:
                 return None
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -88,7 +91,7 @@ class Cassettes:
             text=recorded.text,
             usage=Usage(recorded.usage.input_tokens, recorded.usage.output_tokens),
             latency_s=recorded.latency_s,
-            cached=True,
+            cached=replayed,
         )
 
     def save(self, request: Request, reply: Reply) -> None:

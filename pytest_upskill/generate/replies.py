@@ -1,18 +1,23 @@
 """The replies a session needs: replayed from cassettes, or asked for concurrently.
 
-After collection each process starts asking for its share of the replies its items need, at most
-`concurrency` at a time; a test then waits only for its own reply. Under xdist every worker
-collects every item, so each takes every n-th reply; a test whose reply another worker is asking
-for waits on that reply's lock and then reads the recording, and one whose reply nobody has asked
-for yet asks for it itself. Either way a reply is asked for once.
+After collection each process starts asking for the replies of the whole session, at most
+`concurrency` at a time, from its own starting point (under xdist every worker collects every
+item but cannot know which it will run); a test then waits only for its own reply. A lock per
+reply makes one asker: a process finding a reply's lock taken moves on to the next and comes
+back, and a test whose reply another process is asking for waits on the lock and then reads the
+recording (under record=off, from the session's scratch folder). So a reply is asked for once,
+however the tests are distributed: what a worker that ends early leaves unasked the others ask,
+and it finishes what it is asking before it exits.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -30,6 +35,35 @@ T = TypeVar("T")
 
 # The longest a test waits for another process asking for the same reply (retries included).
 _WAIT_S = 3600.0
+# How long a prefetch thread that found a reply's lock taken waits before trying the next one.
+_BUSY_PAUSE_S = 0.05
+
+
+@dataclass
+class _Slot:
+    """One reply of the session in this process: a prefetch thread or the test that needs it
+    fills it, whichever claims it first; the other one reads it."""
+
+    claim: threading.Lock = field(default_factory=threading.Lock)
+    done: bool = False
+    reply: Reply | None = None
+    error: BaseException | None = None
+
+    def fill(self, get: Callable[[], Reply]) -> Reply:
+        try:
+            self.reply = get()
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            self.done = True
+        return self.reply
+
+    def result(self) -> Reply:
+        if self.error is not None:
+            raise self.error
+        assert self.reply is not None
+        return self.reply
 
 
 class Replies:
@@ -38,8 +72,13 @@ class Replies:
         self.locks = locks  # the session's own folder: gone with the session, locks and all
         self._making = threading.Lock()  # providers are made from any thread
         self._pool = _DaemonPool(concurrency)
-        self._futures: dict[Path, Future[Reply]] = {}
+        # Requests in flight from this process: its prefetch threads and its tests together.
+        self._in_flight = threading.BoundedSemaphore(concurrency)
+        self._slots: dict[Path, _Slot] = {}
         self._providers: dict[str, Provider] = {}
+        self._shared = False  # other processes (xdist workers) may need this one's replies
+        # Set when the session ended without an interrupt: then what is being asked is finished.
+        self.ended_normally = False
 
     def provider(self, spec: ModelSpec) -> Provider:
         with self._making:
@@ -56,42 +95,74 @@ class Replies:
                     self._pool.submit(self.provider(spec).prepare)
 
     def prefetch(self, requests: Iterable[Request], worker: int = 0, workers: int = 1) -> int:
-        """Start asking for this process's share of `requests`; how many will need a model."""
+        """Start asking for the replies of `requests`, worker `worker` of `workers` starting
+        its own share of the way in; how many replies will need a model."""
         unique: dict[Path, Request] = {}
         for request in requests:
             if request.spec.provider != "oracle":
                 unique.setdefault(self.store.path(request), request)
+        self._shared = workers > 1
+        ordered = list(unique.items())
+        shift = len(ordered) * worker // max(workers, 1)
         pending = 0
-        for position, (path, request) in enumerate(unique.items()):
-            if position % workers != worker or path in self._futures:
+        for path, request in ordered[shift:] + ordered[:shift]:
+            if path in self._slots:
                 continue
             # `all` and `off` ask again whatever is on disk; `new` asks for what is missing.
             mode = self.store.mode
             pending += mode in ("all", "off") or (mode == "new" and not path.exists())
-            self._futures[path] = self._pool.submit(partial(self._fetch, request))
+            slot = self._slots[path] = _Slot()
+            self._pool.submit(partial(self._prefetch, request, slot))
         return pending
 
     def reply(self, request: Request) -> Reply:
         """The reply to `request`: waits for it if it is on its way, else asks for it now."""
         if request.spec.provider == "oracle":
             return self.provider(request.spec).generate(request)
-        future = self._futures.get(self.store.path(request))
-        return future.result() if future is not None else self._fetch(request)
+        slot = self._slots.get(self.store.path(request))
+        if slot is None:
+            return self._fetch(request, wait=True)
+        with slot.claim:  # a prefetch thread asking for it holds the claim until it is done
+            if slot.done:
+                return slot.result()
+            return slot.fill(partial(self._fetch, request, wait=True))
 
     def close(self) -> None:
-        """At the session's end (Ctrl-C included): drop what is queued, cut what is in flight."""
-        self._pool.shutdown()
+        """At the session's end: drop what is queued. What is being asked is finished first when
+        other processes may need it and the session was not interrupted (else they would ask
+        again); on Ctrl-C it is cut."""
+        self._pool.shutdown(wait=self._shared and self.ended_normally)
         for provider in self._providers.values():
             provider.close()
 
-    def _fetch(self, request: Request) -> Reply:
+    def _prefetch(self, request: Request, slot: _Slot) -> None:
+        if not slot.claim.acquire(blocking=False):
+            return  # the test that needs it is getting it
+        try:
+            if slot.done:
+                return
+            try:
+                slot.fill(partial(self._fetch, request, wait=False))
+            except _Busy:  # another process is asking: come back to it after the others
+                slot.done, slot.error = False, None
+                time.sleep(_BUSY_PAUSE_S)
+                self._pool.submit(partial(self._prefetch, request, slot))
+            except BaseException:
+                pass  # kept on the slot for the test that needs it
+        finally:
+            slot.claim.release()
+
+    def _fetch(self, request: Request, wait: bool) -> Reply:
         # One asker per reply across the session's processes.
         self.locks.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(str(self.locks / self.store.path(request).name), timeout=_WAIT_S)
+        timeout = _WAIT_S if wait else 0
+        lock = FileLock(str(self.locks / self.store.path(request).name), timeout=timeout)
         try:
             with lock:
                 return self._replay_or_ask(request)
         except Timeout:
+            if not wait:
+                raise _Busy from None
             raise SampleError(
                 "generate", f"waited {_WAIT_S:g} s for another process asking for this reply"
             ) from None
@@ -105,6 +176,17 @@ class Replies:
         recorded = self.store.load(request)
         if recorded is not None:
             return recorded
+        # Asked for already in this session, and it failed: the same error, not a second ask.
+        failed = self.locks / f"{self.store.path(request).stem}.failed"
+        if failed.exists():
+            raise SampleError("generate", failed.read_text(encoding="utf-8"))
+        try:
+            return self._ask(request)
+        except UpskillIssue as issue:
+            failed.write_text(issue.reason, encoding="utf-8")
+            raise
+
+    def _ask(self, request: Request) -> Reply:
         label = request.spec.label
         if self.store.mode == "none":
             raise SampleError(
@@ -116,9 +198,14 @@ class Replies:
         missing = provider.missing_key()
         if missing is not None:
             raise SampleError("generate", f"{label}: {missing}")
-        reply = provider.generate(request)
+        with self._in_flight:
+            reply = provider.generate(request)
         self.store.save(request, reply)
         return reply
+
+
+class _Busy(Exception):
+    """Another process holds the reply's lock: it is asking for it."""
 
 
 class _DaemonPool:
@@ -130,9 +217,13 @@ class _DaemonPool:
         self._jobs = queue.SimpleQueue()
         self._workers = workers
         self._threads: list[threading.Thread] = []
+        self._closed = False
 
     def submit(self, job: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
+        if self._closed:  # a job that came back after the end: nobody waits for it
+            future.cancel()
+            return future
         self._jobs.put((future, job))
         if not self._threads:  # started on first use: a session may need no model at all
             for index in range(self._workers):
@@ -142,8 +233,10 @@ class _DaemonPool:
                 self._threads.append(thread)
         return future
 
-    def shutdown(self) -> None:
-        """Cancel what has not started; threads end after their current job."""
+    def shutdown(self, wait: bool = False) -> None:
+        """Cancel what has not started; threads end after their current job, which `wait`
+        waits for."""
+        self._closed = True
         while True:
             try:
                 item = self._jobs.get_nowait()
@@ -153,6 +246,9 @@ class _DaemonPool:
                 item[0].cancel()
         for _ in self._threads:
             self._jobs.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
     def _work(self) -> None:
         while (item := self._jobs.get()) is not None:

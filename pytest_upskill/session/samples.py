@@ -236,6 +236,12 @@ class SampleRunner:
             self._prepared = True
             self.replies.prepare(self.settings.models)
 
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        # Not interrupted: the replies being asked are finished before the process exits, for
+        # the other processes that may need them.
+        if exitstatus != pytest.ExitCode.INTERRUPTED:
+            self.replies.ended_normally = True
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Start asking for the replies this process's items need, before the first test."""
         if session.config.option.collectonly or self.session.child:
