@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,6 +21,7 @@ __all__ = [
     "RecordMode",
     "ReferencesMode",
     "Settings",
+    "distinct",
     "load_settings",
 ]
 
@@ -32,49 +35,108 @@ Isolation = Literal["sandbox", "process", "off"]
 ReferencesMode = Literal["list", "inline"]
 
 
+_NAME = re.compile(r"([\w.+-]+)=(.+)")  # NAME=SPEC: a name holds no ':', a spec always does
+
+
 class ModelSpec(BaseModel):
-    """One `--upskill-model` value: `oracle`, `anthropic:MODEL`, `openai:MODEL[@BASE_URL]`."""
+    """One `--upskill-model` value: `oracle`, `anthropic:MODEL`, `openai:MODEL[@BASE_URL]`,
+    any of them as `NAME=SPEC`."""
 
     model_config = ConfigDict(frozen=True)
 
     provider: Literal["anthropic", "openai", "oracle"]
     model: str = ""
     base_url: str | None = None
+    name: str | None = None  # the user's NAME for it: what the reports call it
+    # The base URL's host and port, in the label when two specs of one model differ by them.
+    where: str | None = None
 
     @classmethod
     def parse(cls, text: str) -> ModelSpec:
         text = text.strip()
+        named = _NAME.fullmatch(text)
+        if named:
+            return cls.parse(named[2]).model_copy(update={"name": named[1]})
         if text == "oracle":
             return cls(provider="oracle")
         provider, sep, rest = text.partition(":")
         if not sep or provider not in ("anthropic", "openai") or not rest:
             raise ValueError(
                 f"unknown model {text!r}: use anthropic:MODEL, openai:MODEL, "
-                "openai:MODEL@BASE_URL or oracle"
+                "openai:MODEL@BASE_URL or oracle, each optionally as NAME=SPEC"
             )
         base_url = None
         # Model names may hold ':', '/' and '@' themselves; only '@' followed by a URL ends one.
-        name, at, url = rest.rpartition("@")
-        if at and url.startswith(("http://", "https://")):
+        at = re.search(r"@(?=https?://)", rest)
+        if at:
             if provider != "openai":
                 raise ValueError(f"model {text!r}: only openai-compatible models take @BASE_URL")
-            rest, base_url = name, url
+            rest, base_url = rest[: at.start()], rest[at.end() :]
         if not rest:
             raise ValueError(f"model {text!r} names no model")
         return cls.model_validate({"provider": provider, "model": rest, "base_url": base_url})
 
     @property
-    def label(self) -> str:
-        """Short, stable text for test ids and tables (the base URL is left out)."""
+    def identity(self) -> str:
+        """Provider and model, as price lists and cassette names know it."""
         return self.provider if self.provider == "oracle" else f"{self.provider}:{self.model}"
 
+    @property
+    def label(self) -> str:
+        """Short, stable text for test ids and tables: unique in a session (`distinct`)."""
+        if self.name is not None:
+            return self.name
+        return self.identity if self.where is None else f"{self.identity}@{self.where}"
+
+    @property
+    def endpoint(self) -> tuple[str, str, str | None]:
+        """What decides the replies: the same endpoint under two names is one model."""
+        return self.provider, self.model, self.base_url
+
     def __str__(self) -> str:
-        return self.label if self.base_url is None else f"{self.label}@{self.base_url}"
+        spec = self.identity if self.base_url is None else f"{self.identity}@{self.base_url}"
+        return spec if self.name is None else f"{self.name}={spec}"
 
     @property
     def takes_temperature(self) -> bool:
         """Anthropic's API (2026-10-21) refuses sampling parameters; the oracle has none."""
         return self.provider == "openai"
+
+
+def distinct(specs: tuple[ModelSpec, ...]) -> tuple[ModelSpec, ...]:
+    """The session's models, each with a label of its own: unnamed specs of one model that
+    differ by base URL get the URL's host and port in their labels. A clash that remains is a
+    ValueError naming both specs."""
+    specs = tuple(dict.fromkeys(specs))
+    by_identity: dict[str, int] = {}
+    for spec in specs:
+        if spec.name is None:
+            by_identity[spec.identity] = by_identity.get(spec.identity, 0) + 1
+    labelled = tuple(
+        spec.model_copy(update={"where": _host(spec.base_url)})
+        if spec.name is None and spec.base_url is not None and by_identity[spec.identity] > 1
+        else spec
+        for spec in specs
+    )
+    seen: dict[object, int] = {}
+    for index, spec in enumerate(labelled):
+        for key in (spec.label, spec.endpoint):
+            other = seen.setdefault(key, index)
+            if other == index:
+                continue
+            first, second = specs[other], specs[index]  # as the user wrote them
+            if key == spec.endpoint:
+                raise ValueError(f"{first} and {second} are one model: give it once")
+            raise ValueError(
+                f"{first} and {second} would both be labelled {spec.label!r}: "
+                "name them apart, as NAME=SPEC"
+            )
+    return labelled
+
+
+def _host(url: str | None) -> str:
+    parts = urlsplit(url or "")
+    return parts.netloc.rpartition("@")[2] or str(url)  # never a user:password@
 
 
 class Settings(BaseModel):
@@ -177,7 +239,7 @@ def _read(config: pytest.Config, option: Option) -> Any:
             values = [Path(p) for p in ini] if kind == "paths" else list(ini)
         if kind == "models":
             try:
-                return tuple(dict.fromkeys(ModelSpec.parse(text) for text in values))
+                return distinct(tuple(ModelSpec.parse(text) for text in values))
             except ValueError as exc:
                 raise pytest.UsageError(f"{name}: {exc}") from None
         for value in values if kind == "names" else ():

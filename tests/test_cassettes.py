@@ -113,9 +113,15 @@ def test_a_damaged_cassette_is_an_error_naming_it(
 
 def test_cost_from_the_price_table_and_never_a_guess() -> None:
     usage = Usage(input_tokens=1_000_000, output_tokens=200_000)
-    assert cost_usd("anthropic:claude-sonnet-4-5", None, usage, {}) == 6.0
-    assert cost_usd("openai:my-finetune", None, usage, {}) is None
+    spec = ModelSpec.parse
+    assert cost_usd(spec("anthropic:claude-sonnet-4-5"), usage, {}) == 6.0
+    assert cost_usd(spec("openai:my-finetune"), usage, {}) is None
     # A model behind its own URL is not OpenAI's price list, unless the user says so.
-    assert cost_usd("openai:gpt-4o", "http://127.0.0.1:8080/v1", usage, {}) is None
-    assert cost_usd("openai:gpt-4o", "http://x/v1", usage, {"openai:gpt-4o": (1.0, 2.0)}) == 1.4
-    assert cost_usd("oracle", None, usage, {}) == 0.0
+    assert cost_usd(spec("openai:gpt-4o@http://127.0.0.1:8080/v1"), usage, {}) is None
+    mine = {"openai:gpt-4o": (1.0, 2.0)}
+    assert cost_usd(spec("openai:gpt-4o@http://x/v1"), usage, mine) == 1.4
+    # By its label first (a named model), else by provider:model.
+    named = spec("local=openai:gpt-4o@http://x/v1")
+    assert cost_usd(named, usage, {**mine, "local": (0.0, 1.0)}) == 0.2
+    assert cost_usd(named, usage, mine) == 1.4
+    assert cost_usd(spec("oracle"), usage, {}) == 0.0

@@ -116,6 +116,45 @@ def test_each_provider_sends_the_task_and_its_replies_replay_without_a_server(
     assert [s["usage"] for s in second] == [s["usage"] for s in first]
 
 
+def test_one_model_on_two_servers_is_two_rows(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    """Two specs that differ only by base URL were one label, one test id, one row."""
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    with ModelServer(answer=good_reply) as good, ModelServer() as bad:
+        result = run(
+            pytester,
+            upskill_args,
+            f"--upskill-model=openai:m@{good.url}/v1",
+            f"--upskill-model=openai:m@{bad.url}/v1",
+        )
+    result.assert_outcomes(passed=1, failed=1)
+    assert (len(good.received), len(bad.received)) == (1, 1)
+    rows = json.loads((pytester.path / "r.json").read_text())["summary"]
+    by_model = {row["model"]: (row["n"], row["passed"]) for row in rows}
+    good_host, bad_host = (server.url.removeprefix("http://") for server in (good, bad))
+    assert by_model == {f"openai:m@{good_host}": (1, 1), f"openai:m@{bad_host}": (1, 0)}
+    result.stdout.fnmatch_lines([f"FAILED *test_row_softmax?openai:m@{bad_host}-baseline-0?*"])
+    result.stdout.fnmatch_lines(
+        [f"upskill: models openai:m@{good.url}/v1, openai:m@{bad.url}/v1;*"]
+    )
+
+
+def test_a_label_clash_is_a_usage_error(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest(
+        "--upskill-model=openai:m@http://127.0.0.1:1/v1",
+        "--upskill-model=openai:m@http://127.0.0.1:1/v2",
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: --upskill-model: openai:m@http://127.0.0.1:1/v1 and openai:m@http://127.0.0.1:1/v2 "
+            "would both be labelled 'openai:m@127.0.0.1:1': name them apart, as NAME=SPEC"
+        ]
+    )
+
+
 def test_rate_limits_are_retried_and_the_sample_passes(
     pytester: pytest.Pytester, reference: Path, upskill_args: list[str], keys: None
 ) -> None:

@@ -62,7 +62,8 @@ class Cassettes:
         fingerprint = request.fingerprint()
         canonical = json.dumps(fingerprint, sort_keys=True, ensure_ascii=False)
         digest = hashlib.sha256(canonical.encode()).hexdigest()[:20]
-        label = re.sub(r"[^\w.-]+", "_", request.spec.label)[:60]
+        # provider:model, not the label: naming a model keeps its recordings.
+        label = re.sub(r"[^\w.-]+", "_", request.spec.identity)[:60]
         return self.directory / f"{label}-{digest}.json"
 
     def load(self, request: Request) -> Reply | None:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .providers import Usage
+
+if TYPE_CHECKING:
+    from ..config import ModelSpec
 
 __all__ = ["PRICES", "cost_usd"]
 
@@ -22,12 +27,13 @@ PRICES: dict[str, tuple[float, float]] = {
 }
 
 
-def cost_usd(
-    label: str, base_url: str | None, usage: Usage, extra: dict[str, tuple[float, float]]
-) -> float | None:
-    """The cost of `usage` for model `label`; a model behind its own base URL is priced only
+def cost_usd(spec: ModelSpec, usage: Usage, extra: dict[str, tuple[float, float]]) -> float | None:
+    """The cost of `usage` for model `spec`, priced by its label or else its provider:model in
+    the user's table, then in the published list; a model behind its own base URL is priced only
     by the user's table (a local server is not OpenAI's price list)."""
-    price = extra.get(label) or (None if base_url else PRICES.get(label))
+    price = extra.get(spec.label) or extra.get(spec.identity)
+    if price is None and spec.base_url is None:
+        price = PRICES.get(spec.identity)
     if price is None:
         return None
     per_input, per_output = price

@@ -57,7 +57,7 @@ class SampleRunner:
         except UpskillIssue as issue:
             sample.issue = issue
         model = params.model
-        sample.cost_usd = cost_usd(model.label, model.base_url, sample.usage, self.settings.prices)
+        sample.cost_usd = cost_usd(model, sample.usage, self.settings.prices)
         return sample
 
     @contextmanager
