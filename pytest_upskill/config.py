@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -23,6 +23,7 @@ __all__ = [
     "Settings",
     "distinct",
     "load_settings",
+    "public_url",
 ]
 
 BASELINE = "baseline"
@@ -94,7 +95,8 @@ class ModelSpec(BaseModel):
         return self.provider, self.model, self.base_url
 
     def __str__(self) -> str:
-        spec = self.identity if self.base_url is None else f"{self.identity}@{self.base_url}"
+        url = self.base_url
+        spec = self.identity if url is None else f"{self.identity}@{public_url(url)}"
         return spec if self.name is None else f"{self.name}={spec}"
 
     @property
@@ -132,6 +134,14 @@ def distinct(specs: tuple[ModelSpec, ...]) -> tuple[ModelSpec, ...]:
                 "name them apart, as NAME=SPEC"
             )
     return labelled
+
+
+def public_url(url: str) -> str:
+    """`url` without the user:password@ it may hold, for headers, errors and cassettes."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _host(url: str | None) -> str:

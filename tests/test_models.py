@@ -155,6 +155,24 @@ def test_a_label_clash_is_a_usage_error(pytester: pytest.Pytester) -> None:
     )
 
 
+def test_a_password_in_a_base_url_stays_out_of_headers_cassettes_and_errors(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    secret = "s3cret-pw-in-url"
+    with ModelServer(answer=good_reply) as server:
+        url = server.url.replace("http://", f"http://user:{secret}@")
+        result = run(pytester, upskill_args, f"--upskill-model=openai:m@{url}/v1")
+    result.assert_outcomes(passed=1)
+    assert server.received[0].headers["authorization"]  # the SDK sent what the URL said
+    dead = run(pytester, upskill_args, f"--upskill-model=openai:q@{url}/v1")  # server gone
+    dead.assert_outcomes(errors=1)
+    dead.stdout.fnmatch_lines([f"*openai:q: cannot reach {server.url}/v1/*"])
+    written = [path.read_text() for path in pytester.path.rglob("*.json")]
+    for text in [result.stdout.str(), dead.stdout.str(), *written]:
+        assert secret not in text
+
+
 def test_rate_limits_are_retried_and_the_sample_passes(
     pytester: pytest.Pytester, reference: Path, upskill_args: list[str], keys: None
 ) -> None:

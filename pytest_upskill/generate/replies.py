@@ -82,7 +82,7 @@ class Replies:
 
     def provider(self, spec: ModelSpec) -> Provider:
         with self._making:
-            key = str(spec)
+            key = repr(spec.endpoint)  # one client per endpoint, its credentials included
             if key not in self._providers:
                 self._providers[key] = provider_for(spec)
             return self._providers[key]

@@ -7,7 +7,7 @@ import os
 import threading
 from typing import Any, Generic, TypeVar
 
-from ...config import ModelSpec
+from ...config import ModelSpec, public_url
 from ...errors import SampleError
 from .protocol import MAX_RETRIES
 
@@ -60,6 +60,7 @@ class SDKProvider(Generic[ClientT]):
 
 def sdk_error(exc: Exception, label: str, where: str) -> SampleError:
     """`exc`, raised by the anthropic or openai SDK asking `where` for model `label`."""
+    where = public_url(where)
     status: int | None = getattr(exc, "status_code", None)
     message = str(getattr(exc, "message", "") or exc).strip().splitlines()[0][:300]
     if status == 401:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
+from ...config import public_url
+
 if TYPE_CHECKING:
     from ...config import ModelSpec
     from ...task import Task, TextTask
@@ -39,7 +41,7 @@ class Request:
         return {
             "provider": self.spec.provider,
             "model": self.spec.model,
-            "base_url": self.spec.base_url,
+            "base_url": self.spec.base_url and public_url(self.spec.base_url),  # no password
             "system": self.prompt.system,
             "messages": [{"role": "user", "content": self.prompt.user}],
             "temperature": self.temperature,
