@@ -121,7 +121,7 @@ def test_two_models_three_conditions_five_samples_serial_and_parallel_agree(
             "openai:small*baseline*5/5*100%*",
             "openai:large*terse*5/5*100%*",
             "",
-            "lift openai:small cpu-kernels vs baseline: +0% [[]*]  no evidence of lift",
+            "lift openai:small cpu-kernels vs baseline: +0 pts [[]*[]] over 1 test x 5 samples: no evidence of lift; one test: no inference beyond it",
         ]
     )
     assert len(server.received) == 30  # every sample asked once; the parallel run replayed

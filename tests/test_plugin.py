@@ -297,7 +297,7 @@ def test_xdist_workers_bring_their_records_to_the_controller(
         [
             "created: 2/2 workers",
             "oracle*baseline*3/3*100%*",
-            "lift oracle cpu-kernels vs baseline: +0% [[]-*, +*[]]  no evidence of lift",
+            "lift oracle cpu-kernels vs baseline: +0 pts [[]-*, +*[]] over 1 test x 3 samples: no evidence of lift; one test: no inference beyond it",
         ]
     )
 
@@ -386,7 +386,7 @@ def test_markdown_junit_properties_and_gates(
     )
     markdown = (pytester.path / "summary.md").read_text()
     assert "| oracle | cpu-kernels | 2/2 | 100% |" in markdown
-    assert "- lift oracle cpu-kernels vs baseline: +0% [" in markdown
+    assert "- lift oracle cpu-kernels vs baseline: +0 pts [" in markdown
     assert "**gate failed**: oracle cpu-kernels\\: lift \\+0\\%" in markdown  # escaped
     junit = ElementTree.parse(pytester.path / "junit.xml").getroot()
     properties = [

@@ -71,7 +71,7 @@ def test_the_examples_skill_runs_with_and_without_it_through_a_loopback_model(
             "*the reply lacks 2 of 2 expected string(s): 'coalesc', 'shared memory'",
             "anthropic:claude-loopback  baseline     0/3     0% *",
             "anthropic:claude-loopback  cuda-review  3/3     100% *",
-            "lift anthropic:claude-loopback cuda-review vs baseline: +100% [[]+*",
+            "lift anthropic:claude-loopback cuda-review vs baseline: +100 pts [[]+*",
             "context anthropic:claude-loopback cuda-review: skill block ~* tokens (estimated: characters / 4); input tokens * baseline (+*, as the model counted)",
         ]
     )
@@ -107,7 +107,7 @@ def test_the_examples_skill_runs_with_and_without_it_through_a_loopback_model(
     markdown = (pytester.path / "r.md").read_text()
     # Markdown escapes the names (a hostile one reads as text).
     assert "| anthropic\\:claude-loopback | cuda-review | 3/3 |" in markdown
-    assert "- lift anthropic\\:claude-loopback cuda-review vs baseline: +100%" in markdown
+    assert "- lift anthropic\\:claude-loopback cuda-review vs baseline: +100 pts" in markdown
     html = (pytester.path / "r.html").read_text()
     assert "Skill against skill" not in html
     assert "Findings: COALESC" in html  # the reply, in the sample's drill-down
@@ -296,10 +296,10 @@ def test_two_versions_of_one_skill_and_the_baseline_on_upskill_cases(
             "openai:m  baseline        0/6     0% *",
             "openai:m  cuda-review@v1  0/6     0% *",
             "openai:m  cuda-review@v2  6/6     100% *",
-            "lift openai:m cuda-review@v1 vs baseline: +0% [[]-*, +*[]]  no evidence of lift",
+            "lift openai:m cuda-review@v1 vs baseline: +0 pts [[]-*, +*[]] over 3 tests x 2 samples*no evidence of lift*",
             # Three tests are too few to show a lift over tasks, whatever the samples say.
-            "lift openai:m cuda-review@v2 vs baseline: +100% [[]*, +100%[]]  no evidence of lift",
-            "compare openai:m cuda-review@v2 vs cuda-review@v1: +100% [[]*, +100%[]]*",
+            "lift openai:m cuda-review@v2 vs baseline: +100 pts [[]*, +100[]] over 3 tests x 2 samples*no evidence of lift*",
+            "compare openai:m cuda-review@v2 vs cuda-review@v1: +100 pts [[]*, +100[]]*",
         ]
     )
     data = report(pytester)
@@ -320,7 +320,7 @@ def test_two_versions_of_one_skill_and_the_baseline_on_upskill_cases(
     assert (comparison["difference"], comparison["evidence"]) == (1.0, False)
     assert comparison["ci_low"] < 0 < comparison["ci_high"] == 1.0
     assert (
-        "- compare openai\\:m cuda-review\\@v2 vs cuda-review\\@v1: +100%"
+        "- compare openai\\:m cuda-review\\@v2 vs cuda-review\\@v1: +100 pts"
         in (pytester.path / "r.md").read_text()
     )
     assert (
@@ -349,9 +349,9 @@ def test_two_versions_of_one_skill_on_a_kernel_test(
             "oracle  baseline        1/1  *",
             "oracle  cpu-kernels@v1  1/1  *",
             "oracle  cpu-kernels@v2  1/1  *",
-            "lift oracle cpu-kernels@v1 vs baseline: +0% *",
-            "lift oracle cpu-kernels@v2 vs baseline: +0% *",
-            "compare oracle cpu-kernels@v2 vs cpu-kernels@v1: +0% [[]*[]]  no evidence of a difference",
+            "lift oracle cpu-kernels@v1 vs baseline: +0 pts *",
+            "lift oracle cpu-kernels@v2 vs baseline: +0 pts *",
+            "compare oracle cpu-kernels@v2 vs cpu-kernels@v1: +0 pts [[]*[]]*no evidence of a difference*",
         ]
     )
     assert len(report(pytester)["comparisons"]) == 1

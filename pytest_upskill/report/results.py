@@ -9,25 +9,23 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from ..errors import Stage
+from .lift import ComparisonRow, Counts, LiftRow, comparisons, lift
 from .speed import FAST_P, SUSPICIOUS_SPEEDUP, SpeedupRecord, speedup_fields
-from .stats import clustered_rate, difference_interval, geomean, mean, pass_at_k
+from .stats import clustered_rate, geomean, mean, pass_at_k
 
 # FAST_P, SUSPICIOUS_SPEEDUP, SpeedupRecord and speedup_fields live in `.speed`; they stay
 # importable from here, where the rest of the package and users' tests look for them.
 __all__ = [
     "FAST_P",
     "SUSPICIOUS_SPEEDUP",
-    "ComparisonRow",
-    "LiftRow",
     "Outcome",
     "SampleRecord",
     "SpeedupRecord",
     "Statistics",
     "SummaryRow",
     "UsageRecord",
-    "comparisons",
+    "counts_by_test",
     "gate_failures",
-    "lift",
     "merge_parameter_sets",
     "speedup_fields",
     "statistics",
@@ -108,36 +106,6 @@ class SummaryRow(BaseModel):
     # reference (KernelBench's fast_p); empty when no sample measured a speedup.
     fast_p: dict[str, float] = {}
     suspicious_speedups: int = 0
-
-
-class LiftRow(BaseModel):
-    """What a skill does to one model's pass rate: the difference with its 95% interval."""
-
-    model: str
-    skill: str
-    baseline_rate: float
-    skill_rate: float
-    lift: float
-    ci_low: float
-    ci_high: float
-    evidence: bool  # the interval leaves 0 out
-    # Why there is no lift to speak of: an arm without a counted sample on the shared tests.
-    no_lift: str = ""
-
-
-class ComparisonRow(BaseModel):
-    """Two skills on one model (say two versions of one skill): `second` - `first`, with its
-    95% interval, on the tests both ran."""
-
-    model: str
-    first: str
-    second: str
-    first_rate: float
-    second_rate: float
-    difference: float
-    ci_low: float
-    ci_high: float
-    evidence: bool  # the interval leaves 0 out
 
 
 def _row(
@@ -249,92 +217,17 @@ def summarize_by_test(records: Iterable[SampleRecord]) -> list[SummaryRow]:
     return sorted(rows, key=lambda row: row.test or "")
 
 
-def lift(
-    summary: list[SummaryRow],
-    baseline: str = "baseline",
-    records: list[SampleRecord] | None = None,
-) -> list[LiftRow]:
-    """Each skill against the baseline of the same model (Newcombe's interval). With `records`,
-    on the tests both conditions ran: a skill that owns upskill test cases runs only those."""
-    baselines = {row.model: row for row in summary if row.condition == baseline}
-    merged = merge_parameter_sets(records) if records is not None else []
-    rows = []
-    for row in summary:
-        base = baselines.get(row.model)
-        if row.condition == baseline or base is None:
-            continue
-        skill = row
-        if records is not None:
-            base, skill = _on_common_tests(merged, row.model, baseline, row.condition)
-        empty = [name for name, arm in (("baseline", base), ("skill", skill)) if not arm.n]
-        rows.append(
-            LiftRow(
-                model=row.model,
-                skill=row.condition,
-                baseline_rate=base.pass_rate,
-                skill_rate=skill.pass_rate,
-                lift=round(skill.pass_rate - base.pass_rate, 6),
-                **_interval(skill, base),
-                no_lift=f"the {' and the '.join(empty)} counted no sample on the tests both ran "
-                "(all errors or skips)"
-                if empty
-                else "",
-            )
-        )
-    return rows
-
-
-def comparisons(
-    records: list[SampleRecord], summary: list[SummaryRow], baseline: str = "baseline"
-) -> list[ComparisonRow]:
-    """Every pair of skills on each model, the later condition against the earlier one."""
-    merged = merge_parameter_sets(records)
-    rows = []
-    for model in dict.fromkeys(row.model for row in summary):
-        skills = [r.condition for r in summary if r.model == model and r.condition != baseline]
-        for i, first in enumerate(skills):
-            for second in skills[i + 1 :]:
-                a, b = _on_common_tests(merged, model, first, second)
-                if not a.n and not b.n:
-                    continue  # no test ran both: nothing to compare
-                rows.append(
-                    ComparisonRow(
-                        model=model,
-                        first=first,
-                        second=second,
-                        first_rate=a.pass_rate,
-                        second_rate=b.pass_rate,
-                        difference=round(b.pass_rate - a.pass_rate, 6),
-                        **_interval(b, a),
-                    )
-                )
-    return rows
-
-
-def _interval(row: SummaryRow, other: SummaryRow) -> dict[str, Any]:
-    """The 95% interval of `row`'s pass rate minus `other`'s (Newcombe), and whether it
-    leaves out 0."""
-    if not row.n or not other.n:  # an arm with nothing counted: nothing is known
-        return {"ci_low": -1.0, "ci_high": 1.0, "evidence": False}
-    low, high = difference_interval(
-        row.pass_rate, (row.ci_low, row.ci_high), other.pass_rate, (other.ci_low, other.ci_high)
-    )
-    return {"ci_low": round(low, 4), "ci_high": round(high, 4), "evidence": low > 0 or high < 0}
-
-
-def _on_common_tests(
-    merged: list[SampleRecord], model: str, first: str, second: str
-) -> tuple[SummaryRow, SummaryRow]:
-    """The rows of two conditions of `model` (records already merged over parameter sets),
-    counting only the tests both ran."""
-    mine = [r for r in merged if r.model == model]
-    tests = [{r.test for r in mine if r.condition == c} for c in (first, second)]
-    common = tests[0] & tests[1]
-    a, b = (
-        _row(model, c, [r for r in mine if r.condition == c and r.test in common])
-        for c in (first, second)
-    )
-    return a, b
+def counts_by_test(records: Iterable[SampleRecord]) -> Counts:
+    """(passed, counted) per test of each (model, condition), merged over parameter sets; a
+    test whose samples were all errors or skips counts (0, 0), so a lift can name it."""
+    counts: dict[tuple[str, str], dict[str, tuple[int, int]]] = {}
+    for record in merge_parameter_sets(records):
+        tests = counts.setdefault((record.model, record.condition), {})
+        passed, n = tests.get(record.test, (0, 0))
+        if record.outcome in ("passed", "failed"):
+            passed, n = passed + (record.outcome == "passed"), n + 1
+        tests[record.test] = passed, n
+    return counts
 
 
 def gate_failures(
@@ -389,12 +282,15 @@ class Statistics:
     comparisons: list[ComparisonRow] = field(default_factory=list)
 
 
-def statistics(records: list[SampleRecord]) -> Statistics:
+def statistics(records: list[SampleRecord], min_lift: float | None = None) -> Statistics:
+    """With `min_lift` (--upskill-min-lift), the planning line plans for that lift rather than
+    the observed one."""
     summary = summarize(records)
+    counts = counts_by_test(records)
     return Statistics(
         records,
         summary,
-        lift(summary, records=records),
+        lift(summary, counts=counts, min_lift=min_lift),
         summarize_by_test(records),
-        comparisons(records, summary),
+        comparisons(counts, summary),
     )

@@ -19,18 +19,21 @@ from ..sanitize import clean_text
 from .results import Statistics, SummaryRow
 from .tables import (
     Text,
-    comparison_line,
+    comparison_lines,
     context_lines,
-    lift_line,
+    lift_lines,
+    planning_line,
     summary_cells,
     suspicious_lines,
 )
 
 __all__ = ["Kind", "Lines", "Section", "Table", "report_sections"]
 
-# What a section holds; a writer that treats one kind its own way (the per-test table only
-# with -v on the terminal, in <details> in Markdown) tests this, never the title.
-Kind = Literal["summary", "lift", "comparisons", "context", "gates", "suspicious", "per_test"]
+# What a section holds; a writer that treats one kind its own way (the per-test table and the
+# planning only with -v on the terminal, in <details> in Markdown) tests this, never the title.
+Kind = Literal[
+    "summary", "lift", "planning", "comparisons", "context", "gates", "suspicious", "per_test"
+]
 
 
 @dataclass(frozen=True)
@@ -59,18 +62,18 @@ Section = Table | Lines
 def report_sections(
     stats: Statistics, gates: Sequence[str] = (), text: Text = clean_text
 ) -> list[Section]:
-    """The summary table; the lift of each skill, the differences between skills, what each
-    skill costs in context, the CI gates missed and the suspicious speedups, each only when it
-    has a line; then the table per test."""
-    notes = _error_notes(stats.summary) + _spread_notes(stats.summary, text)
+    """The summary table; the lift of each skill, how many tests would show it, the
+    differences between skills, what each skill costs in context, the CI gates missed and the
+    suspicious speedups, each only when it has a line; then the table per test."""
+    notes = _error_notes(stats.summary) + _spread_notes(stats.summary, stats.by_test, text)
     summary = _table("summary", "Summary", stats.summary, text, notes)
+    lifts = [line for row in stats.lift for line in lift_lines(row, text)]
+    compared = [line for row in stats.comparisons for line in comparison_lines(row, text)]
+    plans = [line for row in stats.lift if (line := planning_line(row, text)) is not None]
     listed = [
-        Lines("lift", "Lift", [lift_line(row, text) for row in stats.lift]),
-        Lines(
-            "comparisons",
-            "Skill against skill",
-            [comparison_line(row, text) for row in stats.comparisons],
-        ),
+        Lines("lift", "Lift", lifts),
+        Lines("planning", "Planning", plans),
+        Lines("comparisons", "Skill against skill", compared),
         Lines("context", "Context", context_lines(stats.summary, text=text)),
         # Gate lines quote model and condition names: cleaned like any value from the session.
         Lines("gates", "Gates failed", [text(gate) for gate in gates]),
@@ -87,7 +90,7 @@ def _table(
     return Table(kind, title, header, cells, notes or [])
 
 
-def _spread_notes(summary: list[SummaryRow], text: Text) -> list[str]:
+def _spread_notes(summary: list[SummaryRow], by_test: list[SummaryRow], text: Text) -> list[str]:
     """What a rate over several samples per test holds for: the samples of one test are not
     independent draws of the rate over tests (`report.stats.clustered_rate`)."""
     notes = []
@@ -95,10 +98,15 @@ def _spread_notes(summary: list[SummaryRow], text: Text) -> list[str]:
         if row.n <= row.tests:  # one sample per test: independent draws
             continue
         per_test = row.n / row.tests
-        samples = f"{per_test:.0f}" if per_test.is_integer() else f"{per_test:.1f} (unequal)"
+        mine = (row.model, row.condition)
+        counted = [r.n for r in by_test if (r.model, r.condition) == mine and r.n > 0]
+        unequal = bool(counted) and min(counted) != max(counted)
+        samples = f"{per_test:.0f}" if per_test.is_integer() else f"{per_test:.1f}"
+        average = " on average" if unequal or not per_test.is_integer() else ""
+        tests = "1 test" if row.tests == 1 else f"{row.tests} tests"
         line = (
             f"{text(row.model)} {text(row.condition)}: {row.pass_rate:.0%} "
-            f"[{row.ci_low:.0%}, {row.ci_high:.0%}] over {row.tests} test(s) x {samples} samples"
+            f"[{row.ci_low:.0%}, {row.ci_high:.0%}] over {tests} x {samples} samples{average}"
         )
         if row.tests == 1:
             notes.append(f"{line}: one test, no inference beyond it")
@@ -112,6 +120,13 @@ def _spread_notes(summary: list[SummaryRow], text: Text) -> list[str]:
             warnings.append("fewer than 5 tests: no inference beyond these tests' spread")
         if row.design_effect >= 2:
             warnings.append("more tests will help more than more samples")
+        if unequal:
+            # The mean of per-test rates is not the pooled rate a reader might work out.
+            warnings.append(
+                f"tests have {min(counted)} to {max(counted)} counted samples (errors or skips "
+                "left some short): each test weighs the same; the pooled rate would be "
+                f"{row.passed / row.n:.0%}"
+            )
         notes.append(line + "".join(f"; {warning}" for warning in warnings))
     return notes
 

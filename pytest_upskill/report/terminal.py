@@ -13,8 +13,9 @@ __all__ = ["summary_table"]
 def summary_table(stats: Statistics, verbose: bool = False) -> list[str]:
     """Aligned lines: per (model, condition) pass rate with its 95% interval, builds, tokens and
     cost; then the lift of each skill, the differences between skills and what each skill
-    costs in context; with `verbose`, the same table per test. The gates are not here: the
-    session prints them last, after the paths of the reports."""
+    costs in context; with `verbose`, how many tests would show each lift and the same table
+    per test. The gates are not here: the session prints them last, after the paths of the
+    reports."""
     secrets = withheld_secrets()  # one read of the environment
 
     def text(value: str) -> str:
@@ -24,7 +25,7 @@ def summary_table(stats: Statistics, verbose: bool = False) -> list[str]:
 
     lines: list[str] = []
     for section in report_sections(stats, text=text):
-        if section.kind == "per_test" and not verbose:
+        if section.kind in ("per_test", "planning") and not verbose:
             continue
         if lines:
             lines.append("")  # a blank line between sections

@@ -65,7 +65,7 @@ class RecordKeeper:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         settings = self.settings
-        stats = self.stats = statistics(self.records)
+        stats = self.stats = statistics(self.records, settings.min_lift)
         self.gates = gate_failures(
             stats.summary, settings.fail_under, settings.min_lift, lifts=stats.lift
         )
