@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -180,6 +181,9 @@ class Settings(BaseModel):
     concurrency: int = Field(default=default_of("concurrency"), ge=1)
     temperature: float | None = None  # None: the provider's default
     max_tokens: int = Field(default=default_of("max_tokens"), ge=1)
+    request_timeout_s: float = Field(default=default_of("request_timeout_s"), gt=0)
+    # Sent with every request and part of its cassette key: seed, top_p, stop, ...
+    model_params: dict[str, Any] = Field(default_factory=dict)
     # Gates for CI: a skill condition's pass rate under `fail_under`, or a lift under
     # `min_lift`, fails the session.
     fail_under: float | None = None
@@ -217,6 +221,36 @@ def _prices(lines: list[str]) -> dict[str, tuple[float, float]]:
     return prices
 
 
+# What the session sets itself: a parameter may not change them behind its options.
+_OWN_PARAMS = {
+    "model": "--upskill-model",
+    "messages": "the task",
+    "system": "the task",
+    "max_tokens": "--upskill-max-tokens",
+    "max_completion_tokens": "--upskill-max-tokens",
+    "temperature": "--upskill-temperature",
+    "stream": "pytest-upskill (it streams)",
+    "stream_options": "pytest-upskill (it streams)",
+}
+
+
+def _params(name: str, lines: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` lines: VALUE as JSON where it parses (numbers, lists, true), else text."""
+    params: dict[str, Any] = {}
+    for line in lines:
+        key, equals, value = line.partition("=")
+        key = key.strip()
+        if not equals or not key.isidentifier():
+            raise pytest.UsageError(f"{name}: expected KEY=VALUE, got {line!r}")
+        if key in _OWN_PARAMS:
+            raise pytest.UsageError(f"{name}: {key} is set by {_OWN_PARAMS[key]}")
+        try:
+            params[key] = json.loads(value)
+        except ValueError:
+            params[key] = value.strip()
+    return params
+
+
 def _number(option: Option, text: str) -> float:
     try:
         value = int(text) if option.kind == "whole" else float(text)
@@ -241,6 +275,8 @@ def _read(config: pytest.Config, option: Option) -> Any:
         return configured_path(config, dest, option.ini or "")
     if kind == "prices":
         return _prices(ini)
+    if kind == "params":
+        return _params(name or "", list(given or ini or []))
     if kind in ("models", "paths", "names"):
         # Command-line paths are relative to where pytest started; ini paths to the ini file.
         if given:
@@ -277,9 +313,12 @@ def load_settings(config: pytest.Config) -> Settings:
         if not path.is_file():
             raise pytest.UsageError(f"--upskill-cases: {path} is not a file")
     settings["cases"] = tuple(path.absolute() for path in settings.get("cases", ()))
-    if not settings["baseline"] and not settings.get("skills"):
+    # A cases file beside a SKILL.md brings that skill as a condition (`cases.CasesFile`).
+    owned = any((path.parent / "SKILL.md").is_file() for path in settings["cases"])
+    if not settings["baseline"] and not settings.get("skills") and not owned:
         raise pytest.UsageError(
-            "--upskill-no-baseline leaves no condition to run: add --upskill-skill=DIR"
+            "--upskill-no-baseline leaves no condition to run: add --upskill-skill=DIR, or "
+            "--upskill-cases=FILE beside a skill's SKILL.md"
         )
     settings.setdefault("cassette_dir", config.rootpath / ".upskill" / "cassettes")
     try:

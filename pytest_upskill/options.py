@@ -22,6 +22,7 @@ Kind = Literal[
     "choice",  # one of `choices`, the first the default
     "names",  # repeatable environment variable names
     "prices",  # ini lines MODEL = INPUT OUTPUT
+    "params",  # repeatable KEY=VALUE, VALUE as JSON where it is one
     "no-flag",  # a command-line flag that turns a true ini bool off
     "flag",  # an action, not a setting
 ]
@@ -118,6 +119,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("max_tokens", "--upskill-max-tokens", "upskill_max_tokens",
            "longest reply a model may write, in tokens (default {default})", "whole", "N",
            expected=_WHOLE, valid=_at_least_one, default=16384),
+    Option("request_timeout_s", "--upskill-request-timeout", "upskill_request_timeout",
+           "longest one model request may take, each retry its own (default {default}); a "
+           "request queued on a busy server counts its wait", "number", "SECONDS",
+           expected="a number of seconds above 0", valid=_above_zero, default=600.0),
+    Option("model_params", "--upskill-model-param", "upskill_model_params",
+           "a parameter sent with every model request, KEY=VALUE, VALUE read as JSON where it "
+           'is one (seed=1, top_p=0.9, stop=["</s>"]); part of the cassette key (repeatable)',
+           "params", "KEY=VALUE"),
     Option("prices", None, "upskill_prices", "model prices, one per line: MODEL = INPUT OUTPUT "
            "(USD per million tokens)", "prices"),
     Option("markdown", "--upskill-markdown", "upskill_markdown",
@@ -142,6 +151,7 @@ _INI_TYPES: dict[Kind, Literal["linelist", "paths", "bool", "string"]] = {
     "paths": "paths",
     "names": "linelist",
     "prices": "linelist",
+    "params": "linelist",
     "no-flag": "bool",
 }
 
@@ -168,7 +178,7 @@ def add_options(parser: pytest.Parser) -> None:
                     option.cli, action="store_true", default=False, help=text.replace("%", "%%")
                 )
             else:
-                repeat = option.kind in ("models", "paths", "names")
+                repeat = option.kind in ("models", "paths", "names", "params")
                 group.addoption(
                     option.cli,
                     action="append" if repeat else "store",

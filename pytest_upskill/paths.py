@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -36,9 +37,10 @@ def configured_path(config: pytest.Config, option: str, ini: str) -> Path | None
 
 
 def write_json_atomically(path: Path, document: object) -> None:
-    """Write `document` as indented JSON; a reader sees the whole file or none of it."""
+    """Write `document` as indented JSON; a reader sees the whole file or none of it. The file
+    gets the permissions any new file gets under the umask: reports and cassettes are shared."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    handle, temporary = _create_beside(path)
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(document, stream, indent=2, ensure_ascii=False)
@@ -47,6 +49,19 @@ def write_json_atomically(path: Path, document: object) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _create_beside(path: Path) -> tuple[int, Path]:
+    """A new, hidden file beside `path`, open for writing. Not `tempfile.mkstemp`, which makes
+    it 0600 whatever the umask; reading the umask means setting it, which races other threads."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        try:
+            return os.open(temporary, flags, 0o666), temporary
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name beside {path}")  # pragma: no cover
 
 
 def lock_dir() -> Path:

@@ -210,7 +210,12 @@ def _outcome(
         return "skipped", _skip_reason(report)
     if sample.issue is not None:
         return sample.issue.outcome, sample.issue.reason
-    message = call.excinfo.exconly() if call.excinfo else ""
+    message = ""
+    if call.excinfo is not None:
+        message = call.excinfo.exconly()
+        if call.excinfo.errisinstance(pytest.fail.Exception):
+            # pytest.fail's own label: other reasons (a stage's failure, an assertion) have none.
+            message = message.removeprefix("Failed: ")
     # A failing setup is the harness's or a fixture's fault, never the model's.
     return ("error" if report.when == "setup" else "failed"), message
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,11 @@ class Sample:
     usage: Usage = field(default_factory=Usage)
     latency_s: float = 0.0
     cached: bool = False
+    truncated: bool = False  # the reply stopped at --upskill-max-tokens
+    first_token_s: float | None = None
+    generation_s: float | None = None
+    wait_s: float = 0.0
+    started_at: float | None = None
     cost_usd: float | None = None
     files: dict[str, str] = field(default_factory=dict)
     build: Build | None = None
@@ -112,6 +118,14 @@ class Sample:
             reply.latency_s,
             reply.cached,
         )
+        self.truncated, self.first_token_s, self.generation_s, self.wait_s = (
+            reply.truncated,
+            reply.first_token_s,
+            reply.generation_s,
+            reply.wait_s,
+        )
+        # When it was sent, for this session's own replies: a replay's times are another's.
+        self.started_at = None if reply.cached else reply.started_at
         self.warnings += reply.notes
         (self.directory / "reply.md").write_text(reply.text, encoding="utf-8")
 
@@ -121,9 +135,25 @@ class Sample:
         assert isinstance(task, Task), "an upskill test case has no kernel"
         return task
 
+    @property
+    def cut_note(self) -> str:
+        """What a failure should say when the reply stopped at the token limit ('' if not)."""
+        if not self.truncated or self.request is None:
+            return ""
+        return f"reply cut at --upskill-max-tokens={self.request.max_tokens}"
+
     def make_project(self, settings: Settings, sandbox: Mechanism | None = None) -> None:
         """Extract the project from the reply, check it and build it (the compilers inside
-        `sandbox`); no generated code runs in this process."""
+        `sandbox`); no generated code runs in this process. A failure of a reply cut at the
+        token limit says so."""
+        try:
+            self._make_project(settings, sandbox)
+        except SampleFailed as failed:
+            if not self.cut_note:
+                raise
+            raise SampleFailed(failed.stage, f"{self.cut_note}: {failed.reason}") from None
+
+    def _make_project(self, settings: Settings, sandbox: Mechanism | None) -> None:
         assert self.reply is not None, "generate() comes first"
         task = self.kernel_task
         self.stage = "extract"
@@ -192,7 +222,15 @@ class Sample:
             )
         )
 
+    def _digest(self) -> str:
+        """The reply's hash, to count repeats; none for the oracle, which repeats by design."""
+        if not self.reply or self.params.model.provider == "oracle":
+            return ""
+        return hashlib.sha256(self.reply.encode()).hexdigest()[:16]
+
     def record(self, outcome: Outcome, reason: str) -> SampleRecord:
+        if outcome == "failed" and self.cut_note and self.cut_note not in reason:
+            reason = f"{self.cut_note}: {reason}"
         return SampleRecord(
             nodeid=self.nodeid,
             test=self.test,
@@ -206,6 +244,12 @@ class Sample:
                 input_tokens=self.usage.input_tokens, output_tokens=self.usage.output_tokens
             ),
             latency_s=round(self.latency_s, 4),
+            truncated=self.truncated,
+            first_token_s=_rounded(self.first_token_s),
+            generation_s=_rounded(self.generation_s),
+            wait_s=round(self.wait_s, 4),
+            started_at=self.started_at,
+            reply_digest=self._digest(),
             skill_tokens_estimate=self.prompt.skill_tokens_estimate if self.prompt else 0,
             cached=self.cached,
             cost_usd=self.cost_usd,
@@ -225,3 +269,7 @@ class Sample:
 def directory_name(test: str, params: SampleParams) -> str:
     """A short, filesystem-safe folder name for a sample."""
     return re.sub(r"[^\w.-]+", "_", f"{test}-{params.id}")[:60]
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 4)

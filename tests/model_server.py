@@ -1,13 +1,17 @@
 """A model API on 127.0.0.1 for tests and benchmarks: the real SDK clients talk to it.
 
-It speaks Anthropic's Messages API (`POST /v1/messages`, plain JSON or server-sent events when
-the request streams) and OpenAI's Chat Completions (`POST /v1/chat/completions`), records every
-request it gets, and can be told to be slow or to fail first.
+It speaks Anthropic's Messages API (`POST /v1/messages`) and OpenAI's Chat Completions
+(`POST /v1/chat/completions`), each as plain JSON or as server-sent events when the request
+streams, and lists its models (`GET /v1/models`) when given some. It records every request it
+gets, and can be told to be slow, to fail first, or to serve one request at a time (as a
+llama.cpp server with one slot does). Like a real server it stops at the request's max_tokens.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 import threading
 import time
 from collections import deque
@@ -56,12 +60,16 @@ class ModelServer:
     always: int | None = None
     received: list[Received] = field(default_factory=list)
     most_in_flight: int = 0  # the most requests it was answering at once
+    serial: bool = False  # one request at a time: the others wait their turn
+    chunk_delay_s: float = 0.0  # between the chunks of a streamed reply: generation takes time
+    models: list[str] | None = None  # what GET /v1/models lists; None: no such route
 
     def __post_init__(self) -> None:
         self._faults = deque(self.faults)
         self._in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._slot = threading.Lock()  # held while answering, when serial
+        self._server = _Server(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -92,6 +100,13 @@ class ModelServer:
             self.most_in_flight = max(self.most_in_flight, self._in_flight)
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up (a timeout, Ctrl-C) is no server error worth a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' HTTP clients expect
@@ -99,17 +114,26 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
 
+        def do_GET(self) -> None:
+            if self.path.rstrip("/").endswith("/v1/models") and server.models is not None:
+                listed = [
+                    {"id": m, "object": "model", "owned_by": "loopback"} for m in server.models
+                ]
+                return self._json(200, {"object": "list", "data": listed})
+            return self._json(404, {"error": {"message": f"no route {self.path}"}})
+
         def do_POST(self) -> None:
             length = int(self.headers.get("content-length", 0))
             body = json.loads(self.rfile.read(length) or b"{}")
             request = Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
             status = server._status(request)
-            server._count(+1)
-            try:
-                time.sleep(server.latency_s)
-                self._answer(request, status)
-            finally:
-                server._count(-1)
+            with server._slot if server.serial else contextlib.nullcontext():
+                server._count(+1)
+                try:
+                    time.sleep(server.latency_s)
+                    self._answer(request, status)
+                finally:
+                    server._count(-1)
 
         def _answer(self, request: Received, status: int) -> None:
             body = request.body
@@ -119,13 +143,20 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             if status != 200:
                 return self._json(status, _error(status, anthropic), {"retry-after-ms": "10"})
             text = server.answer(request)
+            # A real server stops at the limit: here at 4 characters a token.
+            limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
+            cut = 0 < limit < tokens(text)
+            if cut:
+                text = text[: 4 * limit]
             prompt = request.system + request.user
-            usage_in, usage_out = tokens(prompt), tokens(text)
+            usage = (tokens(prompt), tokens(text))
             if not anthropic:
-                return self._json(200, _chat_completion(body, text, usage_in, usage_out))
+                if body.get("stream"):
+                    return self._events(_chunks(body, text, usage, cut), named=False)
+                return self._json(200, _chat_completion(body, text, usage, cut))
             if body.get("stream"):
-                return self._events(_message_events(body, text, usage_in, usage_out))
-            return self._json(200, _message(body, text, usage_in, usage_out))
+                return self._events(_message_events(body, text, usage, cut))
+            return self._json(200, _message(body, text, usage, cut))
 
         def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(payload).encode()
@@ -137,14 +168,19 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def _events(self, events: Iterator[tuple[str, dict[str, Any]]]) -> None:
+        def _events(self, events: Iterator[tuple[str, Any]], named: bool = True) -> None:
+            """Server-sent events: Anthropic names each; OpenAI sends data lines, then [DONE]."""
             self.send_response(200)
             self.send_header("content-type", "text/event-stream")
             self.send_header("transfer-encoding", "chunked")
             self.end_headers()
             for name, data in events:
-                chunk = f"event: {name}\ndata: {json.dumps(data)}\n\n".encode()
+                payload = data if isinstance(data, str) else json.dumps(data)
+                event = f"event: {name}\n" if named else ""
+                chunk = f"{event}data: {payload}\n\n".encode()
                 self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+                self.wfile.flush()
+                time.sleep(server.chunk_delay_s)
             self.wfile.write(b"0\r\n\r\n")
 
     return Handler
@@ -157,23 +193,23 @@ def _error(status: int, anthropic: bool) -> dict[str, Any]:
     return {"error": {"message": f"status {status}", "type": kind, "code": None, "param": None}}
 
 
-def _message(body: dict[str, Any], text: str, usage_in: int, usage_out: int) -> dict[str, Any]:
+def _message(body: dict[str, Any], text: str, usage: tuple[int, int], cut: bool) -> dict[str, Any]:
     return {
         "id": "msg_loopback",
         "type": "message",
         "role": "assistant",
         "model": body["model"],
         "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
+        "stop_reason": "max_tokens" if cut else "end_turn",
         "stop_sequence": None,
-        "usage": {"input_tokens": usage_in, "output_tokens": usage_out},
+        "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
     }
 
 
 def _message_events(
-    body: dict[str, Any], text: str, usage_in: int, usage_out: int
+    body: dict[str, Any], text: str, usage: tuple[int, int], cut: bool
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    start = {**_message(body, "", usage_in, 0), "content": [], "stop_reason": None}
+    start = {**_message(body, "", (usage[0], 0), cut), "content": [], "stop_reason": None}
     yield "message_start", {"type": "message_start", "message": start}
     yield (
         "content_block_start",
@@ -197,15 +233,23 @@ def _message_events(
         "message_delta",
         {
             "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": usage_out},
+            "delta": {"stop_reason": "max_tokens" if cut else "end_turn", "stop_sequence": None},
+            "usage": {"output_tokens": usage[1]},
         },
     )
     yield "message_stop", {"type": "message_stop"}
 
 
+def _usage(usage: tuple[int, int]) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage[0],
+        "completion_tokens": usage[1],
+        "total_tokens": usage[0] + usage[1],
+    }
+
+
 def _chat_completion(
-    body: dict[str, Any], text: str, usage_in: int, usage_out: int
+    body: dict[str, Any], text: str, usage: tuple[int, int], cut: bool
 ) -> dict[str, Any]:
     return {
         "id": "chatcmpl-loopback",
@@ -216,12 +260,26 @@ def _chat_completion(
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": text},
-                "finish_reason": "stop",
+                "finish_reason": "length" if cut else "stop",
             }
         ],
-        "usage": {
-            "prompt_tokens": usage_in,
-            "completion_tokens": usage_out,
-            "total_tokens": usage_in + usage_out,
-        },
+        "usage": _usage(usage),
     }
+
+
+def _chunks(
+    body: dict[str, Any], text: str, usage: tuple[int, int], cut: bool
+) -> Iterator[tuple[str, Any]]:
+    """Chat completion chunks, as OpenAI streams them; usage last when the request asks."""
+    base = {"id": "chatcmpl-loopback", "object": "chat.completion.chunk", "model": body["model"]}
+    base["created"] = int(time.time())
+    role = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+    yield "", {**base, "choices": [role]}
+    for offset in range(0, len(text), 512):
+        delta = {"index": 0, "delta": {"content": text[offset : offset + 512]}}
+        yield "", {**base, "choices": [{**delta, "finish_reason": None}]}
+    end = {"index": 0, "delta": {}, "finish_reason": "length" if cut else "stop"}
+    yield "", {**base, "choices": [end]}
+    if (body.get("stream_options") or {}).get("include_usage"):
+        yield "", {**base, "choices": [], "usage": _usage(usage)}
+    yield "", "[DONE]"

@@ -383,6 +383,7 @@ def test_sessions_without_a_speedup_print_the_table_as_before(
         "built",
         "skipped",
         "errors",
+        "mean",
         "tokens",
         "out",
         "cost",

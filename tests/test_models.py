@@ -84,7 +84,10 @@ def test_each_provider_sends_the_task_and_its_replies_replay_without_a_server(
             assert "Softmax of each row" in request.user
     claude = by_model["claude-loopback"][0]
     assert claude.path == "/v1/messages"
+    # Both streamed: the time to the first token and the generation after it are known.
     assert claude.body["stream"] is True
+    gpt = by_model["gpt-loopback"][0]
+    assert (gpt.body["stream"], gpt.body["stream_options"]) == (True, {"include_usage": True})
     assert claude.headers["authorization"] == f"Bearer {ANTHROPIC_KEY}"
     assert by_model["gpt-loopback"][0].headers["authorization"] == f"Bearer {OPENAI_KEY}"
 
@@ -95,6 +98,9 @@ def test_each_provider_sends_the_task_and_its_replies_replay_without_a_server(
         temperature = None if sample["model"].startswith("anthropic:") else 0.3
         assert (sample["temperature"], sample["max_tokens"]) == (temperature, 5000)
         assert (sample["cached"], sample["cost_usd"]) == (False, None)
+        assert 0 < sample["first_token_s"] <= sample["latency_s"]
+        assert 0 <= sample["generation_s"] <= sample["latency_s"] - sample["first_token_s"] + 1e-3
+        assert sample["truncated"] is False
 
     # One readable file per reply, and not one secret in them.
     cassettes = sorted((pytester.path / "cassettes").glob("*.json"))
@@ -114,6 +120,8 @@ def test_each_provider_sends_the_task_and_its_replies_replay_without_a_server(
     assert [s["outcome"] for s in second] == [s["outcome"] for s in first]
     assert all(s["cached"] for s in second)
     assert [s["usage"] for s in second] == [s["usage"] for s in first]
+    # The recorded times, replayed.
+    assert [s["generation_s"] for s in second] == [round(s["generation_s"], 3) for s in first]
 
 
 def test_one_model_on_two_servers_is_two_rows(

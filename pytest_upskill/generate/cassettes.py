@@ -36,6 +36,10 @@ class _RecordedReply(BaseModel):
     text: str
     usage: _RecordedUsage
     latency_s: float
+    # Recorded since streaming replies were timed; older cassettes have none of these.
+    truncated: bool = False
+    first_token_s: float | None = None
+    generation_s: float | None = None
 
 
 class Cassette(BaseModel):
@@ -93,6 +97,9 @@ class Cassettes:
             usage=Usage(recorded.usage.input_tokens, recorded.usage.output_tokens),
             latency_s=recorded.latency_s,
             cached=replayed,
+            truncated=recorded.truncated,
+            first_token_s=recorded.first_token_s,
+            generation_s=recorded.generation_s,
         )
 
     def save(self, request: Request, reply: Reply) -> None:
@@ -107,6 +114,13 @@ class Cassettes:
                     "output_tokens": reply.usage.output_tokens,
                 },
                 "latency_s": round(reply.latency_s, 3),
+                "truncated": reply.truncated,
+                "first_token_s": _rounded(reply.first_token_s),
+                "generation_s": _rounded(reply.generation_s),
             },
         }
         write_json_atomically(self.path(request), document)
+
+
+def _rounded(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds, 3)

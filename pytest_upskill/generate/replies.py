@@ -12,6 +12,7 @@ and it finishes what it is asking before it exits.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -67,15 +68,20 @@ class _Slot:
 
 
 class Replies:
-    def __init__(self, store: Cassettes, concurrency: int, locks: Path) -> None:
+    def __init__(
+        self, store: Cassettes, concurrency: int, locks: Path, timeout_s: float = 600.0
+    ) -> None:
         self.store = store
         self.locks = locks  # the session's own folder: gone with the session, locks and all
+        self.timeout_s = timeout_s  # each request's
         self._making = threading.Lock()  # providers are made from any thread
         self._pool = _DaemonPool(concurrency)
         # Requests in flight from this process: its prefetch threads and its tests together.
         self._in_flight = threading.BoundedSemaphore(concurrency)
         self._slots: dict[Path, _Slot] = {}
         self._providers: dict[str, Provider] = {}
+        # Servers checked before the run, by endpoint: why each cannot be reached (None: it can).
+        self._unreachable: dict[str, str | None] = {}
         self._shared = False  # other processes (xdist workers) may need this one's replies
         # Set when the session ended without an interrupt: then what is being asked is finished.
         self.ended_normally = False
@@ -84,7 +90,7 @@ class Replies:
         with self._making:
             key = repr(spec.endpoint)  # one client per endpoint, its credentials included
             if key not in self._providers:
-                self._providers[key] = provider_for(spec)
+                self._providers[key] = provider_for(spec, self.timeout_s)
             return self._providers[key]
 
     def prepare(self, specs: Iterable[ModelSpec]) -> None:
@@ -93,6 +99,28 @@ class Replies:
             for spec in specs:
                 if spec.provider != "oracle":
                     self._pool.submit(self.provider(spec).prepare)
+
+    def check_servers(self, specs: Iterable[ModelSpec]) -> list[str]:
+        """Ask each model's own server once, before the run (`Provider.check`): one line per
+        problem. The samples of a server that cannot be reached end as errors at once, without
+        each waiting on its own timeouts."""
+        if self.store.mode == "none":
+            return []  # replay only: no server is asked
+        lines = []
+        for spec in specs:
+            key = repr(spec.endpoint)
+            if key in self._unreachable:
+                continue
+            unreachable, warning = self.provider(spec).check()
+            self._unreachable[key] = unreachable
+            if unreachable is not None:
+                lines.append(
+                    f"{spec.label}: {unreachable}: its samples without a recorded reply "
+                    "end as errors"
+                )
+            if warning is not None:
+                lines.append(f"{spec.label}: {warning}")
+        return lines
 
     def prefetch(self, requests: Iterable[Request], worker: int = 0, workers: int = 1) -> int:
         """Start asking for the replies of `requests`, worker `worker` of `workers` starting
@@ -194,12 +222,18 @@ class Replies:
                 f"{label}: no recorded reply ({self.store.path(request).name}) and "
                 "--upskill-record=none: record it with --upskill-record=new",
             )
+        unreachable = self._unreachable.get(repr(request.spec.endpoint))
+        if unreachable is not None:
+            raise SampleError("generate", f"{label}: {unreachable} (checked before the run)")
         provider = self.provider(request.spec)
         missing = provider.missing_key()
         if missing is not None:
             raise SampleError("generate", f"{label}: {missing}")
+        asked = time.perf_counter()
         with self._in_flight:
+            waited = time.perf_counter() - asked
             reply = provider.generate(request)
+        reply = dataclasses.replace(reply, wait_s=waited)
         self.store.save(request, reply)
         return reply
 

@@ -53,8 +53,17 @@ class SampleRecord(BaseModel):
     stage: Stage
     reason: str = ""
     usage: UsageRecord = UsageRecord()
-    latency_s: float = 0.0
-    cached: bool = False
+    latency_s: float = 0.0  # from sending the request to the reply's last token
+    cached: bool = False  # replayed from a cassette written before this session
+    truncated: bool = False  # the reply stopped at --upskill-max-tokens
+    # Where a streamed reply's time went: to its first token (the server's queue and the
+    # prompt's prefill), then generating; and before sending, waiting for a concurrency slot.
+    first_token_s: float | None = None
+    generation_s: float | None = None
+    wait_s: float = 0.0
+    started_at: float | None = None  # when this session sent it (epoch seconds)
+    # The reply's text, hashed: samples of one test with the same reply are not independent.
+    reply_digest: str = ""
     # The skill block's size in the prompt, in tokens estimated as characters / 4 (0: baseline).
     skill_tokens_estimate: int = 0
     cost_usd: float | None = None
@@ -96,8 +105,15 @@ class SummaryRow(BaseModel):
     pass_at_k: dict[str, float]  # k -> unbiased pass@k, averaged over tests
     mean_input_tokens: float
     mean_output_tokens: float
-    mean_latency_s: float
+    mean_latency_s: float  # waiting on the server included: see mean_generation_s
+    # Over streamed replies: the time from their first token to their last, which a busy server
+    # does not inflate (latency counts its queue); None when no reply was timed so.
+    mean_generation_s: float | None = None
     mean_cost_usd: float | None  # over the samples whose price is known; None if none is
+    truncated: int = 0  # replies that stopped at --upskill-max-tokens
+    # Samples whose reply repeats an earlier sample's of the same test, word for word: they are
+    # not independent draws (temperature 0, a seed, a cache on the server).
+    duplicate_replies: int = 0
     # What the skill costs in context: its block in the prompt, characters / 4 (an estimate).
     mean_skill_tokens_estimate: float = 0.0
     # Over passing samples that measured a speedup; None when none did.
@@ -120,6 +136,7 @@ def _row(
     not_errors = [r for r in group if r.outcome != "error"]
     built = sum(r.built for r in group)
     costs = [r.cost_usd for r in group if r.cost_usd is not None]
+    generations = [r.generation_s for r in group if r.generation_s is not None]
     return SummaryRow(
         model=model,
         condition=condition,
@@ -139,10 +156,24 @@ def _row(
         mean_input_tokens=mean([r.usage.input_tokens for r in group]),
         mean_output_tokens=mean([r.usage.output_tokens for r in group]),
         mean_latency_s=mean([r.latency_s for r in group]),
+        mean_generation_s=mean(generations) if generations else None,
         mean_cost_usd=mean(costs) if costs else None,
+        truncated=sum(r.truncated for r in group),
+        duplicate_replies=_duplicates(group),
         mean_skill_tokens_estimate=mean([r.skill_tokens_estimate for r in group]),
         **_speed(counted, group),
     )
+
+
+def _duplicates(group: list[SampleRecord]) -> int:
+    seen: set[tuple[str, str]] = set()
+    repeats = 0
+    for record in group:
+        if record.reply_digest:
+            key = (record.test, record.reply_digest)
+            repeats += key in seen
+            seen.add(key)
+    return repeats
 
 
 def _speed(counted: list[SampleRecord], group: list[SampleRecord]) -> dict[str, Any]:

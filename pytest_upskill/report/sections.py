@@ -17,6 +17,7 @@ from typing import Literal
 
 from ..sanitize import clean_text
 from .results import Statistics, SummaryRow
+from .serving import reply_lines
 from .tables import (
     Text,
     comparison_lines,
@@ -32,7 +33,15 @@ __all__ = ["Kind", "Lines", "Section", "Table", "report_sections"]
 # What a section holds; a writer that treats one kind its own way (the per-test table and the
 # planning only with -v on the terminal, in <details> in Markdown) tests this, never the title.
 Kind = Literal[
-    "summary", "lift", "planning", "comparisons", "context", "gates", "suspicious", "per_test"
+    "summary",
+    "lift",
+    "planning",
+    "comparisons",
+    "context",
+    "replies",
+    "gates",
+    "suspicious",
+    "per_test",
 ]
 
 
@@ -74,7 +83,8 @@ def report_sections(
         Lines("lift", "Lift", lifts),
         Lines("planning", "Planning", plans),
         Lines("comparisons", "Skill against skill", compared),
-        Lines("context", "Context", context_lines(stats.summary, text=text)),
+        Lines("context", "Context", context_lines(stats.summary, stats.by_test, text=text)),
+        Lines("replies", "Replies", reply_lines(stats, text)),
         # Gate lines quote model and condition names: cleaned like any value from the session.
         Lines("gates", "Gates failed", [text(gate) for gate in gates]),
         Lines("suspicious", "Suspicious speedups", suspicious_lines(stats.records, text)),

@@ -13,6 +13,7 @@ from ..sanitize import clean_text
 from .lift import ComparisonRow, LiftRow
 from .results import SampleRecord, SummaryRow
 from .speed import FAST_P
+from .stats import mean
 
 Text = Callable[[str], str]
 
@@ -34,7 +35,7 @@ def summary_cells(
 ) -> list[tuple[str, ...]]:
     """A header, then one line of cells per row."""
     header: tuple[str, ...] = ("model", "condition", "passed", "rate", "95% CI", "built")
-    header += ("skipped", "errors", "tokens out", "cost")
+    header += ("skipped", "errors", "mean tokens out", "cost")
     # Speed columns only when a test measured a speedup: other sessions' tables stay as they were.
     speed = any(row.fast_p for row in rows)
     if speed:
@@ -197,11 +198,13 @@ def planning_line(row: LiftRow, text: Text = clean_text) -> str | None:
 
 
 def context_lines(
-    summary: list[SummaryRow], baseline: str = "baseline", text: Text = clean_text
+    summary: list[SummaryRow],
+    by_test: list[SummaryRow],
+    baseline: str = "baseline",
+    text: Text = clean_text,
 ) -> list[str]:
     """What each skill costs in context: its block's estimated tokens and, where the model
-    reported them, the mean input tokens against the baseline's."""
-    bases = {row.model: row for row in summary if row.condition == baseline}
+    reported them, the mean input tokens against the baseline's on the tests both ran."""
     lines = []
     for row in summary:
         if row.condition == baseline or not row.mean_skill_tokens_estimate:
@@ -210,12 +213,32 @@ def context_lines(
             f"context {text(row.model)} {text(row.condition)}: skill block ~"
             f"{row.mean_skill_tokens_estimate:.0f} tokens (estimated: characters / 4)"
         )
-        base = bases.get(row.model)
-        if base is not None and row.mean_input_tokens and base.mean_input_tokens:
-            extra = row.mean_input_tokens - base.mean_input_tokens
-            line += (
-                f"; input tokens {row.mean_input_tokens:.0f} vs {base.mean_input_tokens:.0f} "
-                f"baseline ({extra:+.0f}, as the model counted)"
-            )
-        lines.append(line)
+        lines.append(line + _input_tokens(row, by_test, baseline))
     return lines
+
+
+def _input_tokens(row: SummaryRow, by_test: list[SummaryRow], baseline: str) -> str:
+    """`; input tokens X vs Y baseline (+Z, as the model counted)` over the tests both arms
+    ran, each weighing the same as in the rates. Only shared tests: a skill that owns its cases
+    runs on those alone, and the baseline's other prompts would skew its mean."""
+
+    def per_test(condition: str) -> dict[str, float]:
+        # A test with no tokens counted (every sample an error before the reply) says nothing.
+        return {
+            r.test or "": r.mean_input_tokens
+            for r in by_test
+            if (r.model, r.condition) == (row.model, condition) and r.mean_input_tokens
+        }
+
+    skill, base = per_test(row.condition), per_test(baseline)
+    shared = [test for test in skill if test in base]
+    if not shared:
+        return ""
+    mine, theirs = mean([skill[t] for t in shared]), mean([base[t] for t in shared])
+    where = ""
+    if len(shared) < max(len(skill), len(base)):
+        where = f" on the {_count(len(shared), 'test')} both ran"
+    return (
+        f"; input tokens {mine:.0f} vs {theirs:.0f} baseline{where} "
+        f"({mine - theirs:+.0f}, as the model counted)"
+    )

@@ -19,6 +19,7 @@ from ..sample import Sample, SampleParams, directory_name
 from .words import ISOLATION_WORDS, RECORD_WORDS, sandbox_words
 
 if TYPE_CHECKING:
+    from ..config import Settings
     from ..generate.replies import Replies
     from ..run.kernels import KernelProcess
     from .state import Session
@@ -209,6 +210,14 @@ class SampleRunner:
             ignored = [m.label for m in settings.models if not m.takes_temperature]
             if ignored:
                 lines.append(f"upskill: {', '.join(ignored)} take no temperature: none is sent")
+        if temperature_zero_or_seed(settings):
+            lines.append(
+                f"upskill: {'temperature 0' if settings.temperature == 0 else 'a seed'}: the "
+                f"{settings.samples} samples of a test may repeat one reply; the report counts "
+                "repeats"
+            )
+        if not config.option.collectonly:
+            lines += [f"upskill: {line}" for line in self.replies.check_servers(settings.models)]
         if settings.record != "none":
             for model in settings.models:
                 missing = self.replies.provider(model).missing_key()
@@ -260,6 +269,7 @@ class SampleRunner:
         if workerinput is not None:
             worker = int(str(workerinput["workerid"]).removeprefix("gw"))
             workers = int(workerinput["workercount"])
+        self.replies.check_servers(self.settings.models)  # done once: the header printed it
         pending = self.replies.prefetch(requests, worker, workers)
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if pending and reporter is not None and workerinput is None:
@@ -267,3 +277,9 @@ class SampleRunner:
                 f"upskill: asking the models for {pending} replies, "
                 f"{self.settings.concurrency} at a time"
             )
+
+
+def temperature_zero_or_seed(settings: Settings) -> bool:
+    """Whether the samples of a test are likely to be one reply repeated."""
+    repeated = settings.temperature == 0 or "seed" in settings.model_params
+    return repeated and settings.samples > 1

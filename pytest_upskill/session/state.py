@@ -104,7 +104,9 @@ class Session:
         store = Cassettes(
             self.scratch / "replies" if off else settings.cassette_dir, settings.record, self.since
         )
-        self.replies = Replies(store, settings.concurrency, locks=self.scratch / "locks")
+        self.replies = Replies(
+            store, settings.concurrency, self.scratch / "locks", settings.request_timeout_s
+        )
         # SIGTERM (a CI runner's cancel) ends the session as Ctrl-C does: the samples that
         # finished still reach the reports.
         main = threading.current_thread() is threading.main_thread()
@@ -171,6 +173,7 @@ class Session:
                 sample=params.index,
                 temperature=self.settings.temperature if params.model.takes_temperature else None,
                 max_tokens=self.settings.max_tokens,
+                params=self.settings.model_params,
             )
         return self._requests[params]
 

@@ -13,15 +13,16 @@ if TYPE_CHECKING:
 __all__ = ["MAX_RETRIES", "Provider", "Reply", "Request", "Usage", "provider_for"]
 
 
-def provider_for(spec: ModelSpec) -> Provider:
+def provider_for(spec: ModelSpec, timeout_s: float = 600.0) -> Provider:
+    """The provider of `spec`; `timeout_s` bounds each request (each retry its own)."""
     if spec.provider == "anthropic":
         from .anthropic import AnthropicProvider
 
-        return AnthropicProvider(spec)
+        return AnthropicProvider(spec, timeout_s)
     if spec.provider == "openai":
         from .openai import OpenAIProvider
 
-        return OpenAIProvider(spec)
+        return OpenAIProvider(spec, timeout_s)
     from .oracle import OracleProvider
 
     return OracleProvider()

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any, Generic, TypeVar
 
 from ...config import ModelSpec, public_url
 from ...errors import SampleError
-from .protocol import MAX_RETRIES
+from .protocol import MAX_RETRIES, Reply, Usage
 
-__all__ = ["SDKProvider", "sdk_error"]
+__all__ = ["SDKProvider", "Stopwatch", "sdk_error", "sdk_problem"]
 
 ClientT = TypeVar("ClientT", bound=Any)
 
@@ -24,8 +25,9 @@ class SDKProvider(Generic[ClientT]):
 
     key_variables: tuple[str, ...] = ()  # any one of them set is a key
 
-    def __init__(self, spec: ModelSpec) -> None:
+    def __init__(self, spec: ModelSpec, timeout_s: float = 600.0) -> None:
         self.spec = spec
+        self.timeout_s = timeout_s  # one request's, each retry's own
         self._client: ClientT | None = None
         self._lock = threading.Lock()
 
@@ -43,6 +45,9 @@ class SDKProvider(Generic[ClientT]):
     def prepare(self) -> None:
         self.client()
 
+    def check(self) -> tuple[str | None, str | None]:
+        return None, None  # the providers' own APIs: their SDKs say what goes wrong
+
     def close(self) -> None:
         with self._lock:
             if self._client is not None:
@@ -58,20 +63,51 @@ class SDKProvider(Generic[ClientT]):
         raise NotImplementedError
 
 
+class Stopwatch:
+    """One streamed request's times: to its first token, then to its last."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.started_at = time.time()
+        self.first: float | None = None
+
+    def token(self) -> None:
+        if self.first is None:
+            self.first = time.perf_counter()
+
+    def reply(self, text: str, usage: Usage, truncated: bool) -> Reply:
+        end = time.perf_counter()
+        first = self.first
+        return Reply(
+            text=text,
+            usage=usage,
+            latency_s=end - self.start,
+            truncated=truncated,
+            first_token_s=None if first is None else first - self.start,
+            generation_s=None if first is None else end - first,
+            started_at=self.started_at,
+        )
+
+
 def sdk_error(exc: Exception, label: str, where: str) -> SampleError:
     """`exc`, raised by the anthropic or openai SDK asking `where` for model `label`."""
+    return SampleError("generate", f"{label}: {sdk_problem(exc, where)}")
+
+
+def sdk_problem(exc: Exception, where: str, retries: int = MAX_RETRIES) -> str:
+    """What `exc`, raised by an SDK asking `where`, says went wrong, in one line."""
     where = public_url(where)
     status: int | None = getattr(exc, "status_code", None)
     message = str(getattr(exc, "message", "") or exc).strip().splitlines()[0][:300]
     if status == 401:
-        reason = f"{where} refused the API key (HTTP 401)"
-    elif status is not None:
-        retried = status in _RETRIED or status >= 500
-        after = f" after {MAX_RETRIES} retries" if retried else ""
-        reason = f"{where} answered HTTP {status}{after}: {message}"
-    elif "timeout" in type(exc).__name__.lower():
-        reason = f"{where} did not answer in time, {MAX_RETRIES} retries included"
-    else:
-        cause = exc.__cause__ or exc.__context__
-        reason = f"cannot reach {where}: {cause or message}"
-    return SampleError("generate", f"{label}: {reason}")
+        return f"{where} refused the API key (HTTP 401)"
+    if status is not None:
+        retried = retries and (status in _RETRIED or status >= 500)
+        after = f" after {retries} retries" if retried else ""
+        return f"{where} answered HTTP {status}{after}: {message}"
+    if "timeout" in type(exc).__name__.lower():
+        return f"{where} did not answer in time" + (
+            f", {retries} retries included" if retries else ""
+        )
+    cause = exc.__cause__ or exc.__context__
+    return f"cannot reach {where}: {cause or message}"

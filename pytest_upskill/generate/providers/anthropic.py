@@ -6,10 +6,9 @@ sends these models no temperature and records none.
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING
 
-from ._sdk import SDKProvider, sdk_error
+from ._sdk import SDKProvider, Stopwatch, sdk_error
 from .protocol import MAX_RETRIES, Reply, Request, Usage
 
 if TYPE_CHECKING:
@@ -26,13 +25,13 @@ class AnthropicProvider(SDKProvider["anthropic.Anthropic"]):
     def make_client(self) -> anthropic.Anthropic:
         import anthropic
 
-        return anthropic.Anthropic(max_retries=MAX_RETRIES)
+        return anthropic.Anthropic(max_retries=MAX_RETRIES, timeout=self.timeout_s)
 
     def generate(self, request: Request) -> Reply:
         import anthropic
 
         client = self.client()
-        start = time.perf_counter()
+        clock = Stopwatch()
         try:
             # Streamed: the SDK refuses long non-streaming requests, and kernel replies are long.
             with client.messages.stream(
@@ -40,10 +39,13 @@ class AnthropicProvider(SDKProvider["anthropic.Anthropic"]):
                 max_tokens=request.max_tokens,
                 system=request.prompt.system,
                 messages=[{"role": "user", "content": request.prompt.user}],
+                extra_body=request.params or None,
             ) as stream:
+                for _ in stream.text_stream:
+                    clock.token()
                 message = stream.get_final_message()
         except anthropic.AnthropicError as exc:
             raise sdk_error(exc, self.spec.label, str(client.base_url)) from None
         text = "".join(block.text for block in message.content if block.type == "text")
         usage = Usage(message.usage.input_tokens, message.usage.output_tokens)
-        return Reply(text=text, usage=usage, latency_s=time.perf_counter() - start)
+        return clock.reply(text, usage, truncated=message.stop_reason == "max_tokens")

@@ -50,6 +50,9 @@ class OracleProvider:
     def prepare(self) -> None:
         pass
 
+    def check(self) -> tuple[str | None, str | None]:
+        return None, None
+
     def close(self) -> None:
         pass
 
