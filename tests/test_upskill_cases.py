@@ -66,6 +66,8 @@ def test_the_examples_skill_runs_with_and_without_it_through_a_loopback_model(
     result.assert_outcomes(passed=3, failed=3)
     result.stdout.fnmatch_lines(
         [
+            "upskill: models anthropic:claude-loopback; conditions baseline; 1 sample(s) each",
+            "upskill: upskill cases bring the condition(s) cuda-review, each for its own cases",
             "skills/cuda-review/skill_meta.json::test_cuda_review_0[[]anthropic:claude-loopback-baseline-0[]] FAILED*",
             "skills/cuda-review/skill_meta.json::test_cuda_review_0[[]anthropic:claude-loopback-cuda-review-0[]] PASSED*",
             "*the reply lacks 2 of 2 expected string(s): 'coalesc', 'shared memory'",

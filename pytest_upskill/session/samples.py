@@ -35,6 +35,7 @@ class SampleRunner:
         self.settings = session.settings
         self.kernels: KernelProcess | None = None
         self._prepared = False
+        self._header_conditions: list[str] = []  # the conditions the header named
 
     @property
     def replies(self) -> Replies:
@@ -198,6 +199,7 @@ class SampleRunner:
             if session.sandbox
             else ISOLATION_WORDS[session.isolation]
         )
+        self._header_conditions = list(session.conditions)
         lines = [
             f"upskill: models {', '.join(str(m) for m in settings.models) or 'none'}; "
             f"conditions {', '.join(session.conditions)}; {settings.samples} sample(s) each",
@@ -272,7 +274,17 @@ class SampleRunner:
         self.replies.check_servers(self.settings.models)  # done once: the header printed it
         pending = self.replies.prefetch(requests, worker, workers)
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        if pending and reporter is not None and workerinput is None:
+        if reporter is None or workerinput is not None:
+            return
+        # The header named the conditions of the options; upskill cases found while collecting
+        # bring their own skills, each a condition of its cases only.
+        brought = [c for c in self.session.conditions if c not in self._header_conditions]
+        if brought and self._header_conditions:
+            reporter.write_line(
+                f"upskill: upskill cases bring the condition(s) {', '.join(brought)}, each for "
+                "its own cases"
+            )
+        if pending:
             reporter.write_line(
                 f"upskill: asking the models for {pending} replies, "
                 f"{self.settings.concurrency} at a time"
