@@ -5,6 +5,9 @@ It speaks Anthropic's Messages API (`POST /v1/messages`) and OpenAI's Chat Compl
 streams, and lists its models (`GET /v1/models`) when given some. It records every request it
 gets, and can be told to be slow, to fail first, or to serve one request at a time (as a
 llama.cpp server with one slot does). Like a real server it stops at the request's max_tokens.
+
+An answer is text, or an `Answer`: text and tool calls, sent in each API's own wire format (the
+arguments streamed in pieces), so tests can drive a conversation with tools.
 """
 
 from __future__ import annotations
@@ -20,7 +23,36 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["ModelServer", "Received"]
+__all__ = ["ARGUMENT_PIECE", "Answer", "ModelServer", "Received"]
+
+ARGUMENT_PIECE = 24  # characters of a tool call's arguments per streamed event, at the least
+
+
+def _pieces(arguments: str) -> list[str]:
+    """A tool call's arguments as streamed: small pieces, at most 64 of them (a 10 MB call
+    would otherwise be half a million events)."""
+    size = max(ARGUMENT_PIECE, -(-len(arguments) // 64))
+    return [arguments[offset : offset + size] for offset in range(0, len(arguments), size)] or [""]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A reply with tool calls: each (name, arguments), a dict sent as its JSON, a str as it
+    is (malformed JSON, say)."""
+
+    text: str = ""
+    tool_calls: list[tuple[str, dict[str, Any] | str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Output:
+    """What the server sends back: text, tool calls (id, name, arguments) and usage, cut at
+    the request's limit."""
+
+    text: str
+    calls: list[tuple[str, str, str]]
+    usage: tuple[int, int]
+    cut: bool
 
 
 @dataclass(frozen=True)
@@ -35,11 +67,23 @@ class Received:
     def system(self) -> str:
         if self.path.endswith("/messages"):
             return str(self.body.get("system", ""))
-        return str(next(m["content"] for m in self.body["messages"] if m["role"] == "system"))
+        messages = self.body["messages"]
+        return str(next((m["content"] for m in messages if m["role"] == "system"), ""))
 
     @property
     def user(self) -> str:
         return str(next(m["content"] for m in self.body["messages"] if m["role"] == "user"))
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """The messages after the task's first user message, as the SDK sent them."""
+        messages: list[dict[str, Any]] = self.body["messages"]
+        first = next(i for i, m in enumerate(messages) if m["role"] == "user")
+        return messages[first + 1 :]
+
+    @property
+    def tools(self) -> list[dict[str, Any]]:
+        return list(self.body.get("tools") or [])
 
 
 def tokens(text: str) -> int:
@@ -54,7 +98,7 @@ class ModelServer:
     `faults`: HTTP statuses to answer first, one per request (`[429, 429]`: two rate limits,
     then success); `always`: a status to answer forever (500: a server that is down)."""
 
-    answer: Callable[[Received], str] = lambda request: "no files here"
+    answer: Callable[[Received], str | Answer] = lambda request: "no files here"
     latency_s: float = 0.0
     faults: list[int] = field(default_factory=list)
     always: int | None = None
@@ -69,6 +113,7 @@ class ModelServer:
         self._in_flight = 0
         self._lock = threading.Lock()
         self._slot = threading.Lock()  # held while answering, when serial
+        self._calls = 0  # tool calls answered: each gets an id of its own
         self._server = _Server(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -94,6 +139,39 @@ class ModelServer:
                 return self.always
             return self._faults.popleft() if self._faults else 200
 
+    def _output(self, request: Received, anthropic: bool) -> _Output:
+        """The answer to `request`, cut where a real server stops: at max_tokens (4 characters a
+        token), counting the text, then each tool call's arguments."""
+        answer = self.answer(request)
+        if isinstance(answer, str):
+            answer = Answer(answer)
+        calls = []
+        for name, arguments in answer.tool_calls:
+            with self._lock:
+                self._calls += 1
+                number = self._calls
+            call_id = f"toolu_01{number:022d}" if anthropic else f"call_{number:024d}"
+            written = arguments if isinstance(arguments, str) else json.dumps(arguments)
+            calls.append((call_id, name, written))
+        text = answer.text
+        body = request.body
+        limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
+        cut = 0 < limit < tokens(text + "".join(c[2] for c in calls))
+        if cut:
+            left = 4 * limit
+            text = text[:left]
+            left -= len(text)
+            kept = []
+            for call_id, name, written in calls:
+                if left <= 0:
+                    break  # the calls after the cut never began
+                kept.append((call_id, name, written[:left]))  # cut short: what was written
+                left -= len(written)
+            calls = kept
+        prompt = request.system + request.user
+        out = tokens(text + "".join(c[2] for c in calls))
+        return _Output(text, calls, (tokens(prompt), out), cut)
+
     def _count(self, change: int) -> None:
         with self._lock:
             self._in_flight += change
@@ -110,6 +188,7 @@ class _Server(ThreadingHTTPServer):
 def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the SDKs' HTTP clients expect
+        _counted = False  # this request is among those in flight
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
@@ -129,11 +208,19 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             status = server._status(request)
             with server._slot if server.serial else contextlib.nullcontext():
                 server._count(+1)
+                self._counted = True
                 try:
                     time.sleep(server.latency_s)
                     self._answer(request, status)
                 finally:
-                    server._count(-1)
+                    self._done()
+
+        def _done(self) -> None:
+            """The request is answered: counted out before its last bytes go, so a client
+            that reads them and sends its next request is not seen overlapping itself."""
+            if self._counted:
+                self._counted = False
+                server._count(-1)
 
         def _answer(self, request: Received, status: int) -> None:
             body = request.body
@@ -142,21 +229,14 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                 return self._json(404, {"error": {"message": f"no route {self.path}"}})
             if status != 200:
                 return self._json(status, _error(status, anthropic), {"retry-after-ms": "10"})
-            text = server.answer(request)
-            # A real server stops at the limit: here at 4 characters a token.
-            limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
-            cut = 0 < limit < tokens(text)
-            if cut:
-                text = text[: 4 * limit]
-            prompt = request.system + request.user
-            usage = (tokens(prompt), tokens(text))
+            out = server._output(request, anthropic)
             if not anthropic:
                 if body.get("stream"):
-                    return self._events(_chunks(body, text, usage, cut), named=False)
-                return self._json(200, _chat_completion(body, text, usage, cut))
+                    return self._events(_chunks(body, out), named=False)
+                return self._json(200, _chat_completion(body, out))
             if body.get("stream"):
-                return self._events(_message_events(body, text, usage, cut))
-            return self._json(200, _message(body, text, usage, cut))
+                return self._events(_message_events(body, out))
+            return self._json(200, _message(body, out))
 
         def _json(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
             data = json.dumps(payload).encode()
@@ -166,6 +246,7 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
             self.end_headers()
+            self._done()
             self.wfile.write(data)
 
         def _events(self, events: Iterator[tuple[str, Any]], named: bool = True) -> None:
@@ -181,6 +262,7 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
                 self.wfile.flush()
                 time.sleep(server.chunk_delay_s)
+            self._done()
             self.wfile.write(b"0\r\n\r\n")
 
     return Handler
@@ -193,48 +275,65 @@ def _error(status: int, anthropic: bool) -> dict[str, Any]:
     return {"error": {"message": f"status {status}", "type": kind, "code": None, "param": None}}
 
 
-def _message(body: dict[str, Any], text: str, usage: tuple[int, int], cut: bool) -> dict[str, Any]:
+def _stop_reason(out: _Output) -> str:
+    return "max_tokens" if out.cut else "tool_use" if out.calls else "end_turn"
+
+
+def _message(body: dict[str, Any], out: _Output) -> dict[str, Any]:
+    content: list[dict[str, Any]] = [{"type": "text", "text": out.text}] if out.text else []
+    for call_id, name, arguments in out.calls:
+        try:
+            given = json.loads(arguments)
+        except ValueError:
+            given = {}  # the whole message holds parsed input: malformed JSON cannot be sent
+        content.append({"type": "tool_use", "id": call_id, "name": name, "input": given})
     return {
         "id": "msg_loopback",
         "type": "message",
         "role": "assistant",
         "model": body["model"],
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "max_tokens" if cut else "end_turn",
+        "content": content or [{"type": "text", "text": ""}],
+        "stop_reason": _stop_reason(out),
         "stop_sequence": None,
-        "usage": {"input_tokens": usage[0], "output_tokens": usage[1]},
+        "usage": {"input_tokens": out.usage[0], "output_tokens": out.usage[1]},
     }
 
 
-def _message_events(
-    body: dict[str, Any], text: str, usage: tuple[int, int], cut: bool
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    start = {**_message(body, "", (usage[0], 0), cut), "content": [], "stop_reason": None}
+def _block(index: int, block: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "content_block_start", {
+        "type": "content_block_start",
+        "index": index,
+        "content_block": block,
+    }
+
+
+def _delta(index: int, delta: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return "content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta}
+
+
+def _message_events(body: dict[str, Any], out: _Output) -> Iterator[tuple[str, dict[str, Any]]]:
+    start = {**_message(body, out), "content": [], "stop_reason": None}
+    start["usage"] = {"input_tokens": out.usage[0], "output_tokens": 0}
     yield "message_start", {"type": "message_start", "message": start}
-    yield (
-        "content_block_start",
-        {
-            "type": "content_block_start",
-            "index": 0,
-            "content_block": {"type": "text", "text": ""},
-        },
-    )
-    for offset in range(0, len(text), 512):
-        yield (
-            "content_block_delta",
-            {
-                "type": "content_block_delta",
-                "index": 0,
-                "delta": {"type": "text_delta", "text": text[offset : offset + 512]},
-            },
-        )
-    yield "content_block_stop", {"type": "content_block_stop", "index": 0}
+    first = 0  # the first tool call's block
+    if out.text or not out.calls:  # as the API: no empty text block before tool calls
+        yield _block(0, {"type": "text", "text": ""})
+        for offset in range(0, len(out.text), 512):
+            yield _delta(0, {"type": "text_delta", "text": out.text[offset : offset + 512]})
+        yield "content_block_stop", {"type": "content_block_stop", "index": 0}
+        first = 1
+    for index, (call_id, name, arguments) in enumerate(out.calls, start=first):
+        yield _block(index, {"type": "tool_use", "id": call_id, "name": name, "input": {}})
+        yield _delta(index, {"type": "input_json_delta", "partial_json": ""})  # as the API
+        for piece in _pieces(arguments):
+            yield _delta(index, {"type": "input_json_delta", "partial_json": piece})
+        yield "content_block_stop", {"type": "content_block_stop", "index": index}
     yield (
         "message_delta",
         {
             "type": "message_delta",
-            "delta": {"stop_reason": "max_tokens" if cut else "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": usage[1]},
+            "delta": {"stop_reason": _stop_reason(out), "stop_sequence": None},
+            "usage": {"output_tokens": out.usage[1]},
         },
     )
     yield "message_stop", {"type": "message_stop"}
@@ -248,38 +347,53 @@ def _usage(usage: tuple[int, int]) -> dict[str, int]:
     }
 
 
-def _chat_completion(
-    body: dict[str, Any], text: str, usage: tuple[int, int], cut: bool
-) -> dict[str, Any]:
+def _finish_reason(out: _Output) -> str:
+    return "length" if out.cut else "tool_calls" if out.calls else "stop"
+
+
+def _chat_completion(body: dict[str, Any], out: _Output) -> dict[str, Any]:
+    message: dict[str, Any] = {"role": "assistant", "content": out.text}
+    if out.calls:
+        message["content"] = out.text or None
+        message["tool_calls"] = [
+            {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+            for i, n, a in out.calls
+        ]
     return {
         "id": "chatcmpl-loopback",
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body["model"],
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": text},
-                "finish_reason": "length" if cut else "stop",
-            }
-        ],
-        "usage": _usage(usage),
+        "choices": [{"index": 0, "message": message, "finish_reason": _finish_reason(out)}],
+        "usage": _usage(out.usage),
     }
 
 
-def _chunks(
-    body: dict[str, Any], text: str, usage: tuple[int, int], cut: bool
-) -> Iterator[tuple[str, Any]]:
+def _chunks(body: dict[str, Any], out: _Output) -> Iterator[tuple[str, Any]]:
     """Chat completion chunks, as OpenAI streams them; usage last when the request asks."""
     base = {"id": "chatcmpl-loopback", "object": "chat.completion.chunk", "model": body["model"]}
     base["created"] = int(time.time())
-    role = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
-    yield "", {**base, "choices": [role]}
-    for offset in range(0, len(text), 512):
-        delta = {"index": 0, "delta": {"content": text[offset : offset + 512]}}
-        yield "", {**base, "choices": [{**delta, "finish_reason": None}]}
-    end = {"index": 0, "delta": {}, "finish_reason": "length" if cut else "stop"}
-    yield "", {**base, "choices": [end]}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> tuple[str, Any]:
+        return "", {**base, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+
+    yield chunk({"role": "assistant", "content": ""})
+    for offset in range(0, len(out.text), 512):
+        yield chunk({"content": out.text[offset : offset + 512]})
+    for index, (call_id, name, arguments) in enumerate(out.calls):
+        # Id and name first, then the arguments in pieces, as OpenAI streams a call.
+        function = {"name": name, "arguments": ""}
+        yield chunk(
+            {
+                "tool_calls": [
+                    {"index": index, "id": call_id, "type": "function", "function": function}
+                ]
+            }
+        )
+        for text in _pieces(arguments):
+            piece = {"arguments": text}
+            yield chunk({"tool_calls": [{"index": index, "function": piece}]})
+    yield chunk({}, _finish_reason(out))
     if (body.get("stream_options") or {}).get("include_usage"):
-        yield "", {**base, "choices": [], "usage": _usage(usage)}
+        yield "", {**base, "choices": [], "usage": _usage(out.usage)}
     yield "", "[DONE]"

@@ -15,7 +15,7 @@ from pytest_upskill.errors import SampleError
 from pytest_upskill.generate.cassettes import Cassettes
 from pytest_upskill.generate.prices import cost_usd
 from pytest_upskill.generate.prompt import Prompt
-from pytest_upskill.generate.providers import Reply, Request, Usage
+from pytest_upskill.generate.providers import Reply, Request, ToolCall, Usage
 from pytest_upskill.task import Task
 
 REQUEST = Request(
@@ -125,3 +125,33 @@ def test_cost_from_the_price_table_and_never_a_guess() -> None:
     assert cost_usd(named, usage, {**mine, "local": (0.0, 1.0)}) == 0.2
     assert cost_usd(named, usage, mine) == 1.4
     assert cost_usd(spec("oracle"), usage, {}) == 0.0
+
+
+def test_a_cassette_from_before_tool_calls_loads_with_none(tmp_path: Path) -> None:
+    store = Cassettes(tmp_path, "new", since=0)
+    store.save(REQUEST, REPLY)
+    path = store.path(REQUEST)
+    document = json.loads(path.read_text())
+    assert document["reply"].pop("tool_calls") == []
+    path.write_text(json.dumps(document))
+    loaded = store.load(REQUEST)
+    assert loaded is not None
+    assert loaded.tool_calls == ()
+
+
+def test_tool_call_arguments_hold_no_secret_of_this_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They carry the files the model writes, committed with the cassette like its text."""
+    secret = "sk-proj-0123456789AbCdEfGhIjKlMn"
+    monkeypatch.setenv("OPENAI_API_KEY", secret)
+    arguments = json.dumps({"path": "key.txt", "content": secret})
+    call = ToolCall("call_1", "write_file", arguments)
+    store = Cassettes(tmp_path, "new", since=0)
+    store.save(REQUEST, dataclasses.replace(REPLY, tool_calls=(call,)))
+    loaded = store.load(REQUEST)
+    assert loaded is not None
+    assert loaded.tool_calls == (
+        ToolCall("call_1", "write_file", arguments.replace(secret, "[redacted]")),
+    )
+    assert secret not in store.path(REQUEST).read_text()

@@ -212,7 +212,10 @@ def test_hostile_replies_each_fail_one_sample_and_the_report_is_complete(
     pytester.makepyfile("import pytest\n" + "".join(HOSTILE_TEST.format(attack=a) for a in ATTACKS))
     with ModelServer(answer=hostile_reply) as server:
         result = pytester.runpytest(
-            f"--upskill-model=openai:m@{server.url}/v1", "--upskill-report=r.json", *upskill_args
+            f"--upskill-model=openai:m@{server.url}/v1",
+            "--upskill-report=r.json",
+            "--upskill-max-tokens=100000000",  # the server stops at the limit, as real ones do
+            *upskill_args,
         )
     result.assert_outcomes(failed=len(ATTACKS))
     reasons = {

@@ -1,9 +1,9 @@
 """Recorded replies: one human-readable JSON file per reply, named by a hash of its request.
 
 The hash covers everything that determines a reply (provider, model, base URL, system prompt,
-messages, temperature, max tokens and the sample index), so repeats are distinct samples and a
-changed prompt is a new recording. Files hold no API key and no header: only the request's
-content and the reply.
+messages, temperature, max tokens and the sample index; in an agent loop, the conversation so far
+and the tools), so repeats are distinct samples and a changed prompt is a new recording. Files
+hold no API key and no header: only the request's content and the reply (its tool calls too).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ..config import RecordMode
 from ..errors import SampleError
 from ..paths import write_json_atomically
 from ..sanitize import redacted
-from .providers import Reply, Request, Usage
+from .providers import Reply, Request, ToolCall, Usage
 
 __all__ = ["CASSETTE_SCHEMA", "Cassettes"]
 
@@ -40,6 +40,8 @@ class _RecordedReply(BaseModel):
     truncated: bool = False
     first_token_s: float | None = None
     generation_s: float | None = None
+    # Since agent loops: the tools the model asked to run, each [id, name, arguments JSON text].
+    tool_calls: list[tuple[str, str, str]] = []
 
 
 class Cassette(BaseModel):
@@ -100,6 +102,7 @@ class Cassettes:
             truncated=recorded.truncated,
             first_token_s=recorded.first_token_s,
             generation_s=recorded.generation_s,
+            tool_calls=tuple(ToolCall(*call) for call in recorded.tool_calls),
         )
 
     def save(self, request: Request, reply: Reply) -> None:
@@ -117,6 +120,10 @@ class Cassettes:
                 "truncated": reply.truncated,
                 "first_token_s": _rounded(reply.first_token_s),
                 "generation_s": _rounded(reply.generation_s),
+                # Arguments hold the files the model writes: no secret in them either.
+                "tool_calls": [
+                    [call.id, call.name, redacted(call.arguments)] for call in reply.tool_calls
+                ],
             },
         }
         write_json_atomically(self.path(request), document)

@@ -5,12 +5,33 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .protocol import MAX_RETRIES, Provider, Reply, Request, Usage
+from .protocol import (
+    MAX_RETRIES,
+    Message,
+    Provider,
+    Reply,
+    Request,
+    Tool,
+    ToolCall,
+    ToolResult,
+    Usage,
+)
 
 if TYPE_CHECKING:
     from ...config import ModelSpec
 
-__all__ = ["MAX_RETRIES", "Provider", "Reply", "Request", "Usage", "provider_for"]
+__all__ = [
+    "MAX_RETRIES",
+    "Message",
+    "Provider",
+    "Reply",
+    "Request",
+    "Tool",
+    "ToolCall",
+    "ToolResult",
+    "Usage",
+    "provider_for",
+]
 
 
 def provider_for(spec: ModelSpec, timeout_s: float = 600.0) -> Provider:

@@ -3,6 +3,7 @@ line with the same words for every provider."""
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -10,9 +11,9 @@ from typing import Any, Generic, TypeVar
 
 from ...config import ModelSpec, public_url
 from ...errors import SampleError
-from .protocol import MAX_RETRIES, Reply, Usage
+from .protocol import MAX_RETRIES, Reply, ToolCall, Usage
 
-__all__ = ["SDKProvider", "Stopwatch", "sdk_error", "sdk_problem"]
+__all__ = ["SDKProvider", "Stopwatch", "arguments_object", "sdk_error", "sdk_problem"]
 
 ClientT = TypeVar("ClientT", bound=Any)
 
@@ -72,10 +73,13 @@ class Stopwatch:
         self.first: float | None = None
 
     def token(self) -> None:
+        """Something of the reply arrived: text, or a piece of a tool call."""
         if self.first is None:
             self.first = time.perf_counter()
 
-    def reply(self, text: str, usage: Usage, truncated: bool) -> Reply:
+    def reply(
+        self, text: str, usage: Usage, truncated: bool, tool_calls: tuple[ToolCall, ...] = ()
+    ) -> Reply:
         end = time.perf_counter()
         first = self.first
         return Reply(
@@ -86,7 +90,18 @@ class Stopwatch:
             first_token_s=None if first is None else first - self.start,
             generation_s=None if first is None else end - first,
             started_at=self.started_at,
+            tool_calls=tool_calls,
         )
+
+
+def arguments_object(arguments: str) -> dict[str, Any] | None:
+    """A tool call's arguments as the JSON object they should be; None if they are not one
+    (malformed, cut at the token limit, or another JSON value)."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def sdk_error(exc: Exception, label: str, where: str) -> SampleError:

@@ -7,13 +7,14 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from ...config import public_url
-from ._sdk import SDKProvider, Stopwatch, sdk_error, sdk_problem
-from .protocol import MAX_RETRIES, Reply, Request, Usage
+from ._sdk import SDKProvider, Stopwatch, arguments_object, sdk_error, sdk_problem
+from .protocol import MAX_RETRIES, Reply, Request, ToolCall, Usage
 
 if TYPE_CHECKING:
     import openai
+    from openai.types.chat import ChatCompletionChunk
 
-__all__ = ["OpenAIProvider"]
+__all__ = ["OpenAIProvider", "openai_messages", "openai_tools"]
 
 _CHECK_TIMEOUT_S = 5.0  # a server that does not answer its model list in this is not there
 
@@ -64,14 +65,13 @@ class OpenAIProvider(SDKProvider["openai.OpenAI"]):
         client = self.client()
         params: dict[str, Any] = {
             "model": self.spec.model,
-            "messages": [
-                {"role": "system", "content": request.prompt.system},
-                {"role": "user", "content": request.prompt.user},
-            ],
+            "messages": openai_messages(request),
             # Streamed, so the time to the first token and the generation after it are known.
             "stream": True,
             "stream_options": {"include_usage": True},
         }
+        if request.tools:
+            params["tools"] = openai_tools(request)
         # OpenAI's own API has renamed the limit; compatible servers know the old name.
         compatible = self.spec.base_url or os.environ.get("OPENAI_BASE_URL")
         params["max_tokens" if compatible else "max_completion_tokens"] = request.max_tokens
@@ -79,20 +79,105 @@ class OpenAIProvider(SDKProvider["openai.OpenAI"]):
             params["temperature"] = request.temperature
         if request.params:
             params["extra_body"] = request.params
-        clock = Stopwatch()
-        parts: list[str] = []
-        finish: str | None = None
-        usage = Usage()
+        reading = _StreamedChoice(Stopwatch())
         try:
             with client.chat.completions.create(**params) as stream:
                 for chunk in stream:
-                    if chunk.usage is not None:
-                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
-                    for choice in chunk.choices[:1]:
-                        if choice.delta is not None and choice.delta.content:
-                            clock.token()
-                            parts.append(choice.delta.content)
-                        finish = choice.finish_reason or finish
+                    reading.add(chunk)
         except openai.OpenAIError as exc:
             raise sdk_error(exc, self.spec.label, str(client.base_url)) from None
-        return clock.reply("".join(parts), usage, truncated=finish == "length")
+        return reading.reply()
+
+
+def openai_messages(request: Request) -> list[dict[str, Any]]:
+    """The system prompt, the task's message and the conversation after it, as Chat
+    Completions takes them."""
+    messages: list[dict[str, Any]] = [
+        {"role": "system", "content": request.prompt.system},
+        {"role": "user", "content": request.prompt.user},
+    ]
+    for message in request.history:
+        if message.role == "assistant":
+            said: dict[str, Any] = {"role": "assistant", "content": message.text}
+            if message.tool_calls:
+                said["content"] = message.text or None  # what OpenAI itself sends back
+                said["tool_calls"] = [
+                    {
+                        "id": call.id,
+                        "type": "function",
+                        # As written when they are an object; else `{}`, as for Anthropic, so
+                        # servers that parse them (vLLM, llama.cpp) take the conversation.
+                        "function": {"name": call.name, "arguments": _sent(call)},
+                    }
+                    for call in message.tool_calls
+                ]
+            messages.append(said)
+            continue
+        # No is_error field in this API: the content says so.
+        messages.extend(
+            {
+                "role": "tool",
+                "tool_call_id": result.call_id,
+                "content": f"error: {result.content}" if result.is_error else result.content,
+            }
+            for result in message.tool_results
+        )
+        if message.text or not message.tool_results:
+            messages.append({"role": "user", "content": message.text})
+    return messages
+
+
+def _sent(call: ToolCall) -> str:
+    return call.arguments if arguments_object(call.arguments) is not None else "{}"
+
+
+def openai_tools(request: Request) -> list[dict[str, Any]]:
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": tool.name,
+                "description": tool.description,
+                "parameters": tool.parameters,
+            },
+        }
+        for tool in request.tools
+    ]
+
+
+class _StreamedChoice:
+    """The first choice put together from its chunks: text, tool calls (each by its index: id
+    and name first, the arguments in pieces), finish reason and usage."""
+
+    def __init__(self, clock: Stopwatch) -> None:
+        self.clock = clock
+        self.text: list[str] = []
+        self.calls: dict[int, list[str]] = {}  # by index: id, name, arguments so far
+        self.finish: str | None = None
+        self.usage = Usage()
+
+    def add(self, chunk: ChatCompletionChunk) -> None:
+        if chunk.usage is not None:
+            self.usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        for choice in chunk.choices[:1]:
+            delta = choice.delta
+            if delta is not None and delta.content:
+                self.clock.token()
+                self.text.append(delta.content)
+            for piece in (delta and delta.tool_calls) or ():
+                self.clock.token()
+                index = piece.index
+                if index is None:  # a server that numbers none: a piece with an id begins a call
+                    index = len(self.calls) if piece.id or not self.calls else max(self.calls)
+                call = self.calls.setdefault(index, ["", "", ""])
+                function = piece.function
+                call[0] = call[0] or piece.id or ""
+                call[1] = call[1] or (function and function.name) or ""
+                call[2] += (function and function.arguments) or ""
+            self.finish = choice.finish_reason or self.finish
+
+    def reply(self) -> Reply:
+        calls = tuple(ToolCall(*call) for _, call in sorted(self.calls.items()))
+        # "tool_calls" is a reply that ends asking for tools: only "length" was cut.
+        truncated = self.finish == "length"
+        return self.clock.reply("".join(self.text), self.usage, truncated, calls)

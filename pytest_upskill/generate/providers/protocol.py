@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from ...config import public_url
 
@@ -12,7 +12,17 @@ if TYPE_CHECKING:
     from ...task import Task, TextTask
     from ..prompt import Prompt
 
-__all__ = ["MAX_RETRIES", "Provider", "Reply", "Request", "Usage"]
+__all__ = [
+    "MAX_RETRIES",
+    "Message",
+    "Provider",
+    "Reply",
+    "Request",
+    "Tool",
+    "ToolCall",
+    "ToolResult",
+    "Usage",
+]
 
 # Rate limits, overload and 5xx are retried this many times, with the SDKs' backoff (which
 # honours the server's retry-after).
@@ -26,8 +36,65 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One tool the model asked to run, with its arguments as the model wrote them (JSON)."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text: parsed by whoever runs the tool, which may find it malformed
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What running one tool call gave back to the model."""
+
+    call_id: str
+    content: str
+    is_error: bool = False
+
+
+@dataclass(frozen=True)
+class Tool:
+    """A tool the model may call: its name, what it does, its arguments' JSON schema."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Message:
+    """A turn of a conversation after the task: the model's (its text and tool calls), or the
+    session's (feedback text, or the results of the model's tool calls)."""
+
+    role: Literal["assistant", "user"]
+    text: str = ""
+    tool_calls: tuple[ToolCall, ...] = ()  # the assistant's
+    tool_results: tuple[ToolResult, ...] = ()  # the user's, answering the calls before
+
+    def transcript(self) -> str:
+        """The message as a person reads it, in a sample's prompt.md."""
+        parts = [self.text] if self.text else []
+        parts += [f"[calls {call.name}({call.arguments})]" for call in self.tool_calls]
+        for result in self.tool_results:
+            label = "error" if result.is_error else "result"
+            parts.append(f"[{label} of {result.call_id}]\n{result.content}")
+        return "\n\n".join(parts)
+
+    def fingerprint(self) -> dict[str, Any]:
+        shown: dict[str, Any] = {"role": self.role, "content": self.text}
+        if self.tool_calls:
+            shown["tool_calls"] = [[c.id, c.name, c.arguments] for c in self.tool_calls]
+        if self.tool_results:
+            shown["tool_results"] = [[r.call_id, r.content, r.is_error] for r in self.tool_results]
+        return shown
+
+
+@dataclass(frozen=True)
 class Request:
-    """One reply to ask for: the model, the messages, the sampling settings, the repeat."""
+    """One reply to ask for: the model, the messages, the sampling settings, the repeat. In an
+    agent loop, `history` holds the conversation after the task's own message, and `tools`
+    what the model may call."""
 
     spec: ModelSpec
     prompt: Prompt
@@ -37,6 +104,8 @@ class Request:
     max_tokens: int = 16384
     # --upskill-model-param: sent with the request as they are (seed, top_p, stop, ...).
     params: dict[str, Any] = field(default_factory=dict)
+    history: tuple[Message, ...] = ()
+    tools: tuple[Tool, ...] = ()
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that determines the reply (the task only through its prompt)."""
@@ -45,13 +114,18 @@ class Request:
             "model": self.spec.model,
             "base_url": self.spec.base_url and public_url(self.spec.base_url),  # no password
             "system": self.prompt.system,
-            "messages": [{"role": "user", "content": self.prompt.user}],
+            "messages": [
+                {"role": "user", "content": self.prompt.user},
+                *(message.fingerprint() for message in self.history),
+            ],
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
             "sample": self.sample,
         }
         if self.params:  # only then: recordings made without any keep their names
             fingerprint["params"] = self.params
+        if self.tools:
+            fingerprint["tools"] = [[t.name, t.description, t.parameters] for t in self.tools]
         return fingerprint
 
 
@@ -70,6 +144,7 @@ class Reply:
     generation_s: float | None = None
     wait_s: float = 0.0
     started_at: float | None = None  # when it was sent (epoch seconds): requests that overlapped
+    tool_calls: tuple[ToolCall, ...] = ()  # what the model asked to run, in order
 
 
 class Provider(Protocol):
