@@ -16,12 +16,14 @@ from .paths import configured_path, default_build_dir
 
 __all__ = [
     "BASELINE",
+    "AgentMode",
     "Binding",
     "Isolation",
     "ModelSpec",
     "RecordMode",
     "ReferencesMode",
     "Settings",
+    "SkillMode",
     "distinct",
     "load_settings",
     "public_url",
@@ -35,6 +37,8 @@ RecordMode = Literal["none", "new", "all", "off"]
 # a child process, or the pytest process itself (for --pdb).
 Isolation = Literal["sandbox", "process", "off"]
 ReferencesMode = Literal["list", "inline"]
+AgentMode = Literal["auto", "tools", "feedback"]
+SkillMode = Literal["preload", "disclose"]
 
 
 _NAME = re.compile(r"([\w.+-]+)=(.+)")  # NAME=SPEC: a name holds no ':', a spec always does
@@ -182,6 +186,12 @@ class Settings(BaseModel):
     temperature: float | None = None  # None: the provider's default
     max_tokens: int = Field(default=default_of("max_tokens"), ge=1)
     request_timeout_s: float = Field(default=default_of("request_timeout_s"), gt=0)
+    # The agent loop: turns per sample (1: a single reply), how it talks to the model, how a
+    # skill reaches it, and the tokens a sample may spend.
+    turns: int = Field(default=default_of("turns"), ge=1)
+    agent: AgentMode = default_of("agent")
+    skill_mode: SkillMode = default_of("skill_mode")
+    max_total_tokens: int | None = None
     # Sent with every request and part of its cassette key: seed, top_p, stop, ...
     model_params: dict[str, Any] = Field(default_factory=dict)
     # Gates for CI: a skill condition's pass rate under `fail_under`, or a lift under
@@ -319,6 +329,16 @@ def load_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(
             "--upskill-no-baseline leaves no condition to run: add --upskill-skill=DIR, or "
             "--upskill-cases=FILE beside a skill's SKILL.md"
+        )
+    if settings.get("skill_mode") == "disclose" and settings.get("turns", 1) == 1:
+        raise pytest.UsageError(
+            "--upskill-skill-mode=disclose needs --upskill-turns above 1: the model reads a "
+            "disclosed skill in a turn of its own"
+        )
+    if settings.get("turns", 1) > 1 and settings.get("isolation") == "off":
+        raise pytest.UsageError(
+            "--upskill-turns above 1 needs --upskill-isolation=sandbox or process: each turn's "
+            "kernel runs in a process of its own"
         )
     settings.setdefault("cassette_dir", config.rootpath / ".upskill" / "cassettes")
     try:

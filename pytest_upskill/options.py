@@ -127,6 +127,23 @@ OPTIONS: tuple[Option, ...] = (
            "a parameter sent with every model request, KEY=VALUE, VALUE read as JSON where it "
            'is one (seed=1, top_p=0.9, stop=["</s>"]); part of the cassette key (repeatable)',
            "params", "KEY=VALUE"),
+    Option("turns", "--upskill-turns", "upskill_turns", "model turns a sample may take (default "
+           "{default}: one reply); above 1, an agent loop that ends at the first pass: the "
+           "model sees what its project did and tries again", "whole", "N", expected=_WHOLE,
+           valid=_at_least_one, default=1),
+    Option("agent", "--upskill-agent", "upskill_agent", "how the loop talks to the model: auto "
+           "(default: tools where the provider calls tools, else feedback), tools (file, build "
+           "and test tools through the SDK's tool calling) or feedback (each turn a reply in the "
+           "reply format, the next message says what happened)", "choice",
+           choices=("auto", "tools", "feedback")),
+    Option("skill_mode", "--upskill-skill-mode", "upskill_skill_mode", "how a skill reaches the "
+           "model: preload (default: all of SKILL.md in the system prompt) or disclose (its name "
+           "and description; the model reads its files when it decides to)", "choice",
+           choices=("preload", "disclose")),
+    Option("max_total_tokens", "--upskill-max-total-tokens", "upskill_max_total_tokens",
+           "most tokens (input and output, all turns) a sample may spend; reaching it ends the "
+           "sample as failed, naming the limit", "whole", "N", expected=_WHOLE,
+           valid=_at_least_one, optional=True),
     Option("prices", None, "upskill_prices", "model prices, one per line: MODEL = INPUT OUTPUT "
            "(USD per million tokens)", "prices"),
     Option("markdown", "--upskill-markdown", "upskill_markdown",

@@ -17,12 +17,19 @@ import pytest
 from .config import ModelSpec, Settings
 from .errors import SampleFailed, SampleSkipped, Stage, UpskillIssue
 from .generate.prompt import Prompt
-from .generate.providers import Request, Usage
+from .generate.providers import Message, Request, ToolCall, Usage
 from .project.build import Build, build_project
 from .project.extract import extract_files
 from .project.layout import load_project, write_project
 from .project.policy import check_project, check_task_rules
-from .report.results import Outcome, SampleRecord, SpeedupRecord, UsageRecord, speedup_fields
+from .report.results import (
+    Outcome,
+    SampleRecord,
+    SpeedupRecord,
+    TurnRecord,
+    UsageRecord,
+    speedup_fields,
+)
 from .run.load import NO_DEVICE, device_mismatch, load_kernel
 from .task import Task
 
@@ -84,6 +91,17 @@ class Sample:
     warnings: list[str] = field(default_factory=list)
     isolation: str = "off"  # where its kernel loads and runs: sandbox, process or off
     speedups: list[SpeedupRecord] = field(default_factory=list)
+    # An agent loop (--upskill-turns): the turn this is, the conversation after the task's own
+    # message, what each turn reached, and why the loop stopped short of a pass.
+    turn: int = 1
+    history: tuple[Message, ...] = ()
+    tool_calls: tuple[ToolCall, ...] = ()  # what the last reply asked to run (tools mode)
+    turn_log: list[TurnRecord] = field(default_factory=list)
+    passed_at_turn: int | None = None
+    limit_note: str = ""
+    agent: str = ""  # the loop's mode: tools or feedback ('' for a single reply)
+    skill_mode: str = ""  # an agent loop's: preload or disclose
+    skill_loaded_at_turn: int | None = None  # a disclosed skill: when the model first read it
 
     @property
     def model(self) -> str:
@@ -105,18 +123,32 @@ class Sample:
     def build_log(self) -> str:
         return self.build.log if self.build else ""
 
+    @property
+    def workdir(self) -> Path:
+        """Where this turn's prompt, reply and project are kept: the sample's folder for the
+        first, `turn-N` in it for the next."""
+        return self.directory if self.turn == 1 else self.directory / f"turn-{self.turn}"
+
     def generate(self, replies: Replies, request: Request) -> None:
-        """Get the model's reply; it is kept in the sample's directory."""
+        """Get the model's reply; it is kept in the sample's directory. A later turn's usage
+        and latency add to the earlier turns'."""
         self.stage = "generate"
         self.request = request
+        self.workdir.mkdir(exist_ok=True)
         prompt = f"# System\n\n{request.prompt.system}\n\n# User\n\n{request.prompt.user}\n"
-        (self.directory / "prompt.md").write_text(prompt, encoding="utf-8")
+        for message in request.history:
+            prompt += f"\n# {message.role.title()}\n\n{message.transcript()}\n"
+        (self.workdir / "prompt.md").write_text(prompt, encoding="utf-8")
+        before, took, cached = self.usage, self.latency_s, self.cached or self.turn == 1
         reply = replies.reply(request)
         self.reply, self.usage, self.latency_s, self.cached = (
             reply.text,
-            reply.usage,
-            reply.latency_s,
-            reply.cached,
+            Usage(
+                before.input_tokens + reply.usage.input_tokens,
+                before.output_tokens + reply.usage.output_tokens,
+            ),
+            took + reply.latency_s,
+            cached and reply.cached,
         )
         self.truncated, self.first_token_s, self.generation_s, self.wait_s = (
             reply.truncated,
@@ -127,7 +159,9 @@ class Sample:
         # When it was sent, for this session's own replies: a replay's times are another's.
         self.started_at = None if reply.cached else reply.started_at
         self.warnings += reply.notes
-        (self.directory / "reply.md").write_text(reply.text, encoding="utf-8")
+        self.tool_calls = reply.tool_calls
+        said = Message("assistant", reply.text, reply.tool_calls).transcript()
+        (self.workdir / "reply.md").write_text(said, encoding="utf-8")
 
     @property
     def kernel_task(self) -> Task:
@@ -142,23 +176,40 @@ class Sample:
             return ""
         return f"reply cut at --upskill-max-tokens={self.request.max_tokens}"
 
-    def make_project(self, settings: Settings, sandbox: Mechanism | None = None) -> None:
-        """Extract the project from the reply, check it and build it (the compilers inside
-        `sandbox`); no generated code runs in this process. A failure of a reply cut at the
-        token limit says so."""
+    def make_project(
+        self,
+        settings: Settings,
+        sandbox: Mechanism | None = None,
+        files: dict[str, str] | None = None,
+    ) -> None:
+        """Extract the project from the reply (or take `files`, which an agent's tools wrote),
+        check it and build it (the compilers inside `sandbox`); no generated code runs in this
+        process. A failure of a reply cut at the token limit says so."""
         try:
-            self._make_project(settings, sandbox)
+            self._make_project(settings, sandbox, files)
         except SampleFailed as failed:
             if not self.cut_note:
                 raise
             raise SampleFailed(failed.stage, f"{self.cut_note}: {failed.reason}") from None
 
-    def _make_project(self, settings: Settings, sandbox: Mechanism | None) -> None:
-        assert self.reply is not None, "generate() comes first"
+    def _make_project(
+        self, settings: Settings, sandbox: Mechanism | None, files: dict[str, str] | None
+    ) -> None:
         task = self.kernel_task
         self.stage = "extract"
-        self.files = write_project(extract_files(self.reply), self.directory / "project")
-        project = load_project(self.directory / "project", self.files, task.name)
+        if files is None:
+            assert self.reply is not None, "generate() comes first"
+            # A later turn's reply holds the files it changes; the others stay as they were.
+            files = extract_files(self.reply)
+            if self.turn > 1:
+                files = {**self.files, **files}
+        root = self.workdir / "project"
+        built = 1
+        while root.exists():  # an agent may build more than once a turn
+            built += 1
+            root = self.workdir / f"project-{built}"
+        self.files = write_project(files, root)
+        project = load_project(root, self.files, task.name)
         self.warnings += project.warnings
         self.stage = "policy"
         binding = task.binding or settings.binding
@@ -229,8 +280,9 @@ class Sample:
         return hashlib.sha256(self.reply.encode()).hexdigest()[:16]
 
     def record(self, outcome: Outcome, reason: str) -> SampleRecord:
-        if outcome == "failed" and self.cut_note and self.cut_note not in reason:
-            reason = f"{self.cut_note}: {reason}"
+        for note in (self.cut_note, self.limit_note):
+            if outcome == "failed" and note and note not in reason:
+                reason = f"{note}: {reason}"
         return SampleRecord(
             nodeid=self.nodeid,
             test=self.test,
@@ -249,6 +301,12 @@ class Sample:
             generation_s=_rounded(self.generation_s),
             wait_s=round(self.wait_s, 4),
             started_at=self.started_at,
+            turns=self.turn,
+            passed_at_turn=self.passed_at_turn,
+            per_turn=self.turn_log,
+            agent=self.agent,
+            skill_mode=self.skill_mode,
+            skill_loaded_at_turn=self.skill_loaded_at_turn,
             reply_digest=self._digest(),
             skill_tokens_estimate=self.prompt.skill_tokens_estimate if self.prompt else 0,
             cached=self.cached,

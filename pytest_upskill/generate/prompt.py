@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import ReferencesMode
+from ..config import ReferencesMode, SkillMode
 from ..skill import Skill
 from ..task import Task, TextTask
 
-__all__ = ["CASE_SYSTEM", "Prompt", "build_prompt", "skill_block"]
+__all__ = ["CASE_SYSTEM", "Prompt", "build_prompt", "disclosed_block", "skill_block"]
 
 # The system prompt of an upskill test case; upskill's own baseline sends none, but some APIs
 # refuse an empty system prompt, so both conditions get this one line.
 CASE_SYSTEM = "You are a helpful assistant. Answer the user's request."
 
-_SYSTEM = """\
+_REPLY_FORMAT = """\
 You write PyTorch kernels as kernel-builder projects. Reply with every file of the project, each \
 as a fenced code block whose info string is the language and the file's path relative to the \
 project root, for example:
@@ -29,7 +29,16 @@ project root, for example:
 
 Give each file once, complete. Files outside fenced blocks are ignored.
 
-The project uses the kernel-builder layout:
+"""
+# The agent loop's tools mode: the model writes files, builds and tests through tool calls.
+_TOOLS_FORMAT = """\
+You write PyTorch kernels as kernel-builder projects, working with tools: write each file of the \
+project with write_file (its path relative to the project root), build the project with build, \
+run the task's own test with run_tests, and fix what they report. Call submit when you are done: \
+the project as it stands then is your answer.
+
+"""
+_LAYOUT = """The project uses the kernel-builder layout:
 - build.toml: [general] name = "{name}", version = 1, edition = 5 and backends = ["{backend}"]; \
 [torch] src lists \
 torch-ext/torch_binding.cpp and torch-ext/torch_binding.h; one [kernel.{name}] table with \
@@ -96,13 +105,19 @@ def skill_block(skill: Skill, references: ReferencesMode = "list", task_text: st
 
 
 def build_prompt(
-    task: Task | TextTask, skill: Skill | None, references: ReferencesMode = "list"
+    task: Task | TextTask,
+    skill: Skill | None,
+    references: ReferencesMode = "list",
+    tools: bool = False,
+    skill_mode: SkillMode = "preload",
 ) -> Prompt:
-    """The prompt for `task`: baseline when `skill` is None, else the same plus the skill block."""
+    """The prompt for `task`: baseline when `skill` is None, else the same plus the skill block
+    (`preload`: the skill whole; `disclose`: its name and description, how to read it). With
+    `tools`, the model is told to work through the agent loop's tools instead of one reply."""
     if isinstance(task, TextTask):
         system = CASE_SYSTEM
     else:
-        system = _SYSTEM.format(
+        system = (_TOOLS_FORMAT if tools else _REPLY_FORMAT) + _LAYOUT.format(
             name=task.name,
             backend=task.backend,
             ext="cu" if task.backend == "cuda" else "cpp",
@@ -120,5 +135,31 @@ def build_prompt(
                 "operator whose name matches one of these regular expressions may run, whether "
                 f"called from Python or C++: {', '.join(task.forbid_ops)}."
             )
-    block = "" if skill is None else skill_block(skill, references, task.prompt)
+    if skill is None:
+        block = ""
+    elif skill_mode == "disclose":
+        block = disclosed_block(skill, tools)
+    else:
+        block = skill_block(skill, references, task.prompt)
     return Prompt(system=system + block, user=task.prompt, skill_chars=len(block))
+
+
+def disclosed_block(skill: Skill, tools: bool) -> str:
+    """A skill as Agent Skills clients first show it: its name and description, and how to read
+    its files (SKILL.md, references/, scripts/) when the model decides to."""
+    how = (
+        "call read_skill_file with the skill's name and a path in it"
+        if tools
+        else f"reply with only the line `READ_SKILL_FILE {skill.name}/<path>` (one file a reply)"
+    )
+    return "\n".join(
+        [
+            "",
+            "",
+            "<available_skills>",
+            f'<skill name="{skill.name}">{skill.front_matter.description.strip()}</skill>',
+            "</available_skills>",
+            f"A skill holds instructions for tasks like this one. To read one of its files "
+            f"(start with SKILL.md), {how}.",
+        ]
+    )

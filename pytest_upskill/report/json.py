@@ -27,6 +27,8 @@ def write_json_report(path: Path, stats: Statistics) -> None:
         "tests": [row.model_dump(mode="json") for row in stats.by_test],
         "comparisons": [row.model_dump(mode="json") for row in stats.comparisons],
     }
+    if stats.lift_at_turn_1:  # an agent loop's: the lift before any feedback
+        document["lift_at_turn_1"] = [row.model_dump(mode="json") for row in stats.lift_at_turn_1]
     write_json_atomically(path, _cleaned(document, withheld_secrets()))
 
 

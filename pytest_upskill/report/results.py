@@ -12,6 +12,7 @@ from ..errors import Stage
 from .lift import ComparisonRow, Counts, LiftRow, comparisons, lift
 from .speed import FAST_P, SUSPICIOUS_SPEEDUP, SpeedupRecord, speedup_fields
 from .stats import clustered_rate, geomean, mean, pass_at_k
+from .turns import at_turn, turn_fields
 
 # FAST_P, SUSPICIOUS_SPEEDUP, SpeedupRecord and speedup_fields live in `.speed`; they stay
 # importable from here, where the rest of the package and users' tests look for them.
@@ -23,6 +24,7 @@ __all__ = [
     "SpeedupRecord",
     "Statistics",
     "SummaryRow",
+    "TurnRecord",
     "UsageRecord",
     "counts_by_test",
     "gate_failures",
@@ -39,6 +41,19 @@ Outcome = Literal["passed", "failed", "error", "skipped"]
 class UsageRecord(BaseModel):
     input_tokens: int = 0
     output_tokens: int = 0
+
+
+class TurnRecord(BaseModel):
+    """One turn of an agent loop: where it got to, and what the model spent on it."""
+
+    turn: int
+    stage: Stage
+    outcome: Outcome
+    reason: str = ""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    tool_calls: list[str] = []  # the tools the model called this turn, in order
 
 
 class SampleRecord(BaseModel):
@@ -62,6 +77,14 @@ class SampleRecord(BaseModel):
     generation_s: float | None = None
     wait_s: float = 0.0
     started_at: float | None = None  # when this session sent it (epoch seconds)
+    # An agent loop (--upskill-turns): the turns it took, the first that passed, each turn.
+    turns: int = 1
+    passed_at_turn: int | None = None
+    per_turn: list[TurnRecord] = []
+    agent: str = ""  # tools or feedback ('' for a single reply)
+    skill_mode: str = ""  # an agent loop's: preload or disclose
+    # --upskill-skill-mode=disclose: the turn the model first read its skill (None: never).
+    skill_loaded_at_turn: int | None = None
     # The reply's text, hashed: samples of one test with the same reply are not independent.
     reply_digest: str = ""
     # The skill block's size in the prompt, in tokens estimated as characters / 4 (0: baseline).
@@ -114,6 +137,13 @@ class SummaryRow(BaseModel):
     # Samples whose reply repeats an earlier sample's of the same test, word for word: they are
     # not independent draws (temperature 0, a seed, a cache on the server).
     duplicate_replies: int = 0
+    # Agent loops (--upskill-turns): turn -> the rate of passes by that turn (a pass@turn
+    # curve, the mean of per-test rates), and the tokens a passing sample spent to pass.
+    pass_at_turn: dict[str, float] = {}
+    mean_tokens_to_pass: float | None = None
+    # --upskill-skill-mode=disclose: the share of samples whose model read its skill (a
+    # baseline has none to read: 0).
+    skill_load_rate: float | None = None
     # What the skill costs in context: its block in the prompt, characters / 4 (an estimate).
     mean_skill_tokens_estimate: float = 0.0
     # Over passing samples that measured a speedup; None when none did.
@@ -160,6 +190,7 @@ def _row(
         mean_cost_usd=mean(costs) if costs else None,
         truncated=sum(r.truncated for r in group),
         duplicate_replies=_duplicates(group),
+        **turn_fields(counted),
         mean_skill_tokens_estimate=mean([r.skill_tokens_estimate for r in group]),
         **_speed(counted, group),
     )
@@ -311,6 +342,8 @@ class Statistics:
     lift: list[LiftRow]
     by_test: list[SummaryRow]
     comparisons: list[ComparisonRow] = field(default_factory=list)
+    # Agent loops: each skill's lift after the first turn, beside `lift` after the last.
+    lift_at_turn_1: list[LiftRow] = field(default_factory=list)
 
 
 def statistics(records: list[SampleRecord], min_lift: float | None = None) -> Statistics:
@@ -318,10 +351,15 @@ def statistics(records: list[SampleRecord], min_lift: float | None = None) -> St
     the observed one."""
     summary = summarize(records)
     counts = counts_by_test(records)
+    first: list[LiftRow] = []
+    if any(record.turns > 1 for record in records):
+        at_first = at_turn(records, 1)
+        first = lift(summarize(at_first), counts=counts_by_test(at_first))
     return Statistics(
         records,
         summary,
         lift(summary, counts=counts, min_lift=min_lift),
         summarize_by_test(records),
         comparisons(counts, summary),
+        first,
     )

@@ -27,6 +27,7 @@ from .tables import (
     summary_cells,
     suspicious_lines,
 )
+from .turns import turn_lines
 
 __all__ = ["Kind", "Lines", "Section", "Table", "report_sections"]
 
@@ -39,6 +40,7 @@ Kind = Literal[
     "comparisons",
     "context",
     "replies",
+    "turns",
     "gates",
     "suspicious",
     "per_test",
@@ -85,6 +87,7 @@ def report_sections(
         Lines("comparisons", "Skill against skill", compared),
         Lines("context", "Context", context_lines(stats.summary, stats.by_test, text=text)),
         Lines("replies", "Replies", reply_lines(stats, text)),
+        Lines("turns", "Turns", turn_lines(stats, text)),
         # Gate lines quote model and condition names: cleaned like any value from the session.
         Lines("gates", "Gates failed", [text(gate) for gate in gates]),
         Lines("suspicious", "Suspicious speedups", suspicious_lines(stats.records, text)),

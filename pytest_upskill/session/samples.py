@@ -11,17 +11,20 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from .._compat import skipped_by_marks, teardown_exact, tmp_path_factory
+from ..agent import agent_mode
 from ..errors import SampleError, UpskillIssue
 from ..generate.prices import cost_usd
 from ..keys import isolated_key, sample_key
 from ..run.reports import crash_reports, result_reports
 from ..sample import Sample, SampleParams, directory_name
+from ..task import Task
 from .words import ISOLATION_WORDS, RECORD_WORDS, sandbox_words
 
 if TYPE_CHECKING:
     from ..config import Settings
     from ..generate.replies import Replies
-    from ..run.kernels import KernelProcess
+    from ..run.kernels import KernelProcess, Verdict
+    from ..run.wire import Result
     from .state import Session
 
 __all__ = ["SampleRunner"]
@@ -164,18 +167,40 @@ class SampleRunner:
         params = self._isolated_params(item)
         if params is None:
             return None
-        sample = item.stash[sample_key] = self.prepare(item, params)
-        if sample.issue is not None:
+        mode = agent_mode(self.settings, params.model, isinstance(params.task, Task))
+        if mode:  # an agent loop builds each turn itself
+            sample = self.start(item, params, tmp_path_factory(item.config))
+            sample.agent, sample.skill_mode = mode, self.settings.skill_mode
+        else:
+            sample = self.prepare(item, params)
+        item.stash[sample_key] = sample
+        if sample.issue is not None and not mode:
             return None  # no generated code will run: the test fails here at once
-        ihook = item.ihook
-        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         from ..run.kernels import Verdict
 
-        try:
-            with self.hold_device(sample):
-                outcome = self._kernel_process(item.config).run(item, sample)
-        except UpskillIssue as issue:  # waiting for the GPU timed out
-            outcome = Verdict(issue.stage, issue.reason, harness=True)
+        def run_kernel() -> Result | Verdict:
+            try:
+                with self.hold_device(sample):  # only while the kernel runs, not the model
+                    return self._kernel_process(item.config).run(item, sample)
+            except UpskillIssue as issue:  # waiting for the GPU timed out
+                return Verdict(issue.stage, issue.reason, harness=True)
+
+        if mode:
+            from ..agent.loop import FeedbackLoop
+            from ..agent.tool_loop import ToolLoop
+
+            kind = ToolLoop if mode == "tools" else FeedbackLoop
+            skill = sample.skill if self.settings.skill_mode == "disclose" else None
+            loop = kind(
+                sample, self.replies, self.settings, self.session.sandbox, run_kernel, skill
+            )
+            outcome: Result | Verdict | None = loop.run()
+            if outcome is None:
+                return None  # the last turn ended before its kernel ran: its issue fails the test
+        else:
+            outcome = run_kernel()
+        ihook = item.ihook
+        ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
         if isinstance(outcome, Verdict):
             reports = crash_reports(item, sample, outcome)
         else:
@@ -212,14 +237,14 @@ class SampleRunner:
             ignored = [m.label for m in settings.models if not m.takes_temperature]
             if ignored:
                 lines.append(f"upskill: {', '.join(ignored)} take no temperature: none is sent")
+        if settings.turns > 1:
+            lines.append(f"upskill: {loop_words(settings)}")
         if temperature_zero_or_seed(settings):
             lines.append(
                 f"upskill: {'temperature 0' if settings.temperature == 0 else 'a seed'}: the "
                 f"{settings.samples} samples of a test may repeat one reply; the report counts "
                 "repeats"
             )
-        if not config.option.collectonly:
-            lines += [f"upskill: {line}" for line in self.replies.check_servers(settings.models)]
         if settings.record != "none":
             for model in settings.models:
                 missing = self.replies.provider(model).missing_key()
@@ -246,6 +271,15 @@ class SampleRunner:
         ):
             self._prepared = True
             self.replies.prepare(self.settings.models)
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        """Ask each model's own server once, before the run, and say what is wrong (the xdist
+        controller or a plain run: the process whose output the user reads)."""
+        if self.session.owner and not session.config.option.collectonly:
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            for line in self.replies.check_servers(self.settings.models):
+                if reporter is not None:
+                    reporter.write_line(f"upskill: {line}")
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         # Not interrupted: the replies being asked are finished before the process exits, for
@@ -295,3 +329,15 @@ def temperature_zero_or_seed(settings: Settings) -> bool:
     """Whether the samples of a test are likely to be one reply repeated."""
     repeated = settings.temperature == 0 or "seed" in settings.model_params
     return repeated and settings.samples > 1
+
+
+def loop_words(settings: Settings) -> str:
+    """The agent loop the session runs, in one line for the header."""
+    modes = ", ".join(f"{m.label} {agent_mode(settings, m)}" for m in settings.models)
+    tokens = settings.max_total_tokens
+    spend = f"; at most {tokens} tokens a sample" if tokens else ""
+    return (
+        f"agent loop of up to {settings.turns} turns a sample, ending at the first pass "
+        f"({modes}); skills {'disclosed' if settings.skill_mode == 'disclose' else 'preloaded'}"
+        f"{spend}"
+    )

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from ..agent import agent_mode
+from ..agent.tools import tools_for
 from ..config import BASELINE, Settings, load_settings
 from ..generate.cassettes import Cassettes
 from ..generate.prompt import build_prompt
@@ -74,6 +76,11 @@ class Session:
         """Validate options and skills before any test runs; problems are UsageErrors."""
         settings = load_settings(config)
         if config.option.usepdb or config.option.trace:  # a debugger needs this process's terminal
+            if settings.turns > 1:
+                raise pytest.UsageError(
+                    "--pdb and --trace test kernels in this process, where an agent loop cannot "
+                    "run: use --upskill-turns=1 to debug one reply"
+                )
             settings = settings.model_copy(update={"isolation": "off"})
         child = config.stash.get(child_key, None)
         if child is not None:  # shares its parent's session as an xdist worker does
@@ -164,11 +171,19 @@ class Session:
         """What `params` asks its model: baseline and skill differ only by the skill block. Made
         once per params: at collection's end to prefetch, then when its test starts."""
         if params not in self._requests:
+            settings = self.settings
+            mode = agent_mode(settings, params.model, isinstance(params.task, Task))
+            disclose = bool(mode) and settings.skill_mode == "disclose"
             self._requests[params] = Request(
                 spec=params.model,
                 prompt=build_prompt(
-                    params.task, self.conditions[params.condition], self.settings.skill_references
+                    params.task,
+                    self.conditions[params.condition],
+                    settings.skill_references,
+                    tools=mode == "tools",
+                    skill_mode="disclose" if disclose else "preload",
                 ),
+                tools=tools_for(disclose) if mode == "tools" else (),
                 task=params.task,
                 sample=params.index,
                 temperature=self.settings.temperature if params.model.takes_temperature else None,

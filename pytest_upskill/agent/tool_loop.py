@@ -1,0 +1,88 @@
+"""The agent loop in tools mode: each turn, the model's tool calls run on its project (see
+`tools`), and their results are the next message; a passing test ends it, and so does submit."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ..errors import SampleFailed
+from ..generate.providers import Message, ToolResult
+from .feedback import Ending
+from .loop import Loop
+from .tools import Stopped, Workbench
+
+if TYPE_CHECKING:
+    from ..run.kernels import Verdict
+    from ..run.wire import Result
+
+__all__ = ["NO_CALL", "ToolLoop"]
+
+# The next message after a reply that called no tool: the model may only be thinking aloud.
+NO_CALL = (
+    "Use the tools: write the project's files with write_file, build, run_tests, and submit "
+    "when you are done."
+)
+
+
+class ToolLoop(Loop):
+    def run(self) -> Result | Verdict | None:
+        sample = self.sample
+        disclose = self.settings.skill_mode == "disclose"
+        bench = Workbench(
+            sample, self.settings, self.sandbox, self.run_kernel, self.skill, disclose
+        )
+        while True:
+            if sample.issue is not None:  # the model could not be asked: an error, as ever
+                return None
+            calls = sample.tool_calls
+            results: list[ToolResult] = []
+            try:
+                for call in calls:
+                    results.append(bench.call(call))
+                    if bench.passed or bench.submitted:
+                        break
+            except Stopped as stopped:  # the harness could not build or test: no call helps
+                self.log(stopped.ending, [c.name for c in calls])
+                return bench.outcome
+            if bench.skill_read:
+                self.loaded()
+            ending = self._ending(bench)
+            self.log(ending, [call.name for call in calls[: len(results)]])
+            if bench.passed:
+                sample.passed_at_turn = sample.turn
+                return bench.outcome
+            limit = "" if bench.submitted else self.limits.reached(sample)
+            if bench.submitted or limit:
+                return self._fail(bench, limit)
+            said = "" if calls else NO_CALL
+            self.ask(
+                Message("assistant", sample.reply or "", calls),
+                Message("user", said, tool_results=tuple(results)),
+            )
+
+    def _ending(self, bench: Workbench) -> Ending:
+        """Where the project stands after this turn's calls."""
+        if bench.ending is not None and bench.current():
+            return bench.ending
+        if not bench.files:
+            return Ending("failed", "extract", "the model wrote no file")
+        if bench.built == bench.files:
+            return Ending("failed", "load", "the project built, but its test did not run")
+        return Ending("failed", "extract", "the project changed after its last build")
+
+    def _fail(self, bench: Workbench, limit: str) -> Result | Verdict | None:
+        """The sample fails where its project stands: its last test or failed build when that
+        was of the project as it is, else the stage it reached; naming the limit that ended it
+        (none when the model submitted)."""
+        sample = self.sample
+        if bench.ending is not None and bench.current():
+            if bench.outcome is not None:
+                sample.limit_note = limit
+                return bench.outcome
+            if limit:
+                self.stop_at(limit)
+            return None
+        ending = self._ending(bench)
+        reason = f"{limit}: {ending.reason}" if limit else ending.reason
+        sample.issue, sample.stage = SampleFailed(ending.stage, reason), ending.stage
+        return None
