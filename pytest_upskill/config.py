@@ -192,6 +192,8 @@ class Settings(BaseModel):
     agent: AgentMode = default_of("agent")
     skill_mode: SkillMode = default_of("skill_mode")
     max_total_tokens: int | None = None
+    max_sample_s: float | None = None
+    max_cost_usd: float | None = None
     # Sent with every request and part of its cassette key: seed, top_p, stop, ...
     model_params: dict[str, Any] = Field(default_factory=dict)
     # Gates for CI: a skill condition's pass rate under `fail_under`, or a lift under

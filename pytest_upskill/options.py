@@ -144,6 +144,14 @@ OPTIONS: tuple[Option, ...] = (
            "most tokens (input and output, all turns) a sample may spend; reaching it ends the "
            "sample as failed, naming the limit", "whole", "N", expected=_WHOLE,
            valid=_at_least_one, optional=True),
+    Option("max_sample_s", "--upskill-max-sample-time", "upskill_max_sample_time", "longest "
+           "an agent loop's sample may take, all turns, builds and tests together; reaching it "
+           "ends the sample as failed, naming the limit", "number", "SECONDS",
+           expected="a number of seconds above 0", valid=_above_zero, optional=True),
+    Option("max_cost_usd", "--upskill-max-cost", "upskill_max_cost", "most an agent loop's "
+           "sample may cost, USD, where the model's price is known; reaching it ends the sample "
+           "as failed, naming the limit", "number", "USD", expected="a price above 0",
+           valid=_above_zero, optional=True),
     Option("prices", None, "upskill_prices", "model prices, one per line: MODEL = INPUT OUTPUT "
            "(USD per million tokens)", "prices"),
     Option("markdown", "--upskill-markdown", "upskill_markdown",

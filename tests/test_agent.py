@@ -3,6 +3,7 @@ loopback server, with real builds in the sandbox and the user's test in the test
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any
@@ -335,3 +336,36 @@ def test_baseline_and_skill_get_the_same_prompt_tools_and_limits_but_the_skill(
     assert {k: v for k, v in skilled.body.items() if k not in ("messages", "tools")} == {
         k: v for k, v in baseline.body.items() if k not in ("messages", "tools")
     }
+
+
+@pytest.mark.parametrize(
+    ("args", "reason"),
+    [
+        (["--upskill-max-total-tokens=100"], "token limit 100 reached (* spent): *flaot*"),
+        (["--upskill-max-cost=0.5"], "cost limit $0.5 reached ($* spent): *flaot*"),
+        (["--upskill-max-sample-time=0.001"], "time limit 0.001 s reached (* s spent): *flaot*"),
+    ],
+)
+def test_a_sample_stops_at_its_token_cost_or_time_limit(
+    pytester: pytest.Pytester,
+    reference: Path,
+    upskill_args: list[str],
+    args: list[str],
+    reason: str,
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    pytester.makeini("[pytest]\nupskill_prices =\n    openai:m = 1000000 0\n")
+    with ModelServer(answer=lambda request: render_reply(BROKEN)) as server:
+        result = run(
+            pytester,
+            upskill_args,
+            f"--upskill-model=openai:m@{server.url}/v1",
+            "--upskill-agent=feedback",
+            "--upskill-turns=5",
+            *args,
+        )
+    result.assert_outcomes(failed=1)
+    (sample,) = samples(pytester)
+    assert (sample["stage"], sample["turns"]) == ("build", 1)
+    assert fnmatch.fnmatch(sample["reason"], reason), sample["reason"]
+    assert len(server.received) == 1

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import SampleError, SampleFailed, UpskillIssue
+from ..generate.prices import cost_usd
 from ..generate.providers import Message
 from ..report.results import TurnRecord
 from .feedback import Ending, ending_of, feedback_message
@@ -42,14 +44,22 @@ _SKILL_CAP = 100_000
 
 @dataclass(frozen=True)
 class Limits:
-    """What one sample may spend: model turns, and tokens over all of them."""
+    """What one sample may spend: model turns; tokens, time and cost over all of them."""
 
     turns: int
     total_tokens: int | None = None
+    seconds: float | None = None
+    cost_usd: float | None = None
+    started: float = field(default_factory=time.monotonic)
 
     @classmethod
     def of(cls, settings: Settings) -> Limits:
-        return cls(settings.turns, settings.max_total_tokens)
+        return cls(
+            settings.turns,
+            settings.max_total_tokens,
+            settings.max_sample_s,
+            settings.max_cost_usd,
+        )
 
     def reached(self, sample: Sample) -> str:
         """The limit `sample` has reached, in words ('' if none)."""
@@ -58,6 +68,12 @@ class Limits:
         spent = sample.usage.input_tokens + sample.usage.output_tokens
         if self.total_tokens is not None and spent >= self.total_tokens:
             return f"token limit {self.total_tokens} reached ({spent} spent)"
+        took = time.monotonic() - self.started
+        if self.seconds is not None and took >= self.seconds:
+            return f"time limit {self.seconds:g} s reached ({took:.0f} s spent)"
+        cost = sample.cost_usd
+        if self.cost_usd is not None and cost is not None and cost >= self.cost_usd:
+            return f"cost limit ${self.cost_usd:g} reached (${cost:.4f} spent)"
         return ""
 
 
@@ -124,6 +140,7 @@ class Loop:
         sample.issue, sample.build, sample.speedups = None, None, []
         request = dataclasses.replace(sample.request, history=sample.history)
         self.guarded(lambda: sample.generate(self.replies, request))
+        sample.cost_usd = cost_usd(sample.params.model, sample.usage, self.settings.prices)
 
     def guarded(self, step: Callable[[], None]) -> None:
         """Run a step of the sample; what ends it is kept on the sample, never raised."""

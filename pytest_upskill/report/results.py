@@ -12,7 +12,7 @@ from ..errors import Stage
 from .lift import ComparisonRow, Counts, LiftRow, comparisons, lift
 from .speed import FAST_P, SUSPICIOUS_SPEEDUP, SpeedupRecord, speedup_fields
 from .stats import clustered_rate, geomean, mean, pass_at_k
-from .turns import at_turn, turn_fields
+from .turns import at_turn, padded, turn_fields
 
 # FAST_P, SUSPICIOUS_SPEEDUP, SpeedupRecord and speedup_fields live in `.speed`; they stay
 # importable from here, where the rest of the package and users' tests look for them.
@@ -349,7 +349,7 @@ class Statistics:
 def statistics(records: list[SampleRecord], min_lift: float | None = None) -> Statistics:
     """With `min_lift` (--upskill-min-lift), the planning line plans for that lift rather than
     the observed one."""
-    summary = summarize(records)
+    summary = padded(summarize(records))
     counts = counts_by_test(records)
     first: list[LiftRow] = []
     if any(record.turns > 1 for record in records):
@@ -359,7 +359,7 @@ def statistics(records: list[SampleRecord], min_lift: float | None = None) -> St
         records,
         summary,
         lift(summary, counts=counts, min_lift=min_lift),
-        summarize_by_test(records),
+        padded(summarize_by_test(records)),
         comparisons(counts, summary),
         first,
     )

@@ -10,10 +10,10 @@ from ..sanitize import clean_text
 from .stats import mean
 
 if TYPE_CHECKING:
-    from .results import SampleRecord, Statistics
+    from .results import SampleRecord, Statistics, SummaryRow
     from .tables import Text
 
-__all__ = ["at_turn", "turn_fields", "turn_lines"]
+__all__ = ["at_turn", "padded", "turn_fields", "turn_lines"]
 
 
 def turn_fields(counted: list[SampleRecord]) -> dict[str, Any]:
@@ -77,3 +77,18 @@ def turn_lines(stats: Statistics, text: Text = clean_text) -> list[str]:
             f"{after.lift * 100:+.0f} pts [{after.ci_low * 100:+.0f}, {after.ci_high * 100:+.0f}]"
         )
     return lines
+
+
+def padded(rows: list[SummaryRow]) -> list[SummaryRow]:
+    """The rows with their pass@turn curves carried to the longest: a row whose samples all
+    ended by turn 2 still has its rate at turn 4, so the curves compare turn by turn."""
+    most = max((len(row.pass_at_turn) for row in rows), default=0)
+    out = []
+    for row in rows:
+        curve = dict(row.pass_at_turn)
+        if curve and len(curve) < most:
+            last = curve[str(len(curve))]
+            curve.update({str(turn): last for turn in range(len(curve) + 1, most + 1)})
+            row = row.model_copy(update={"pass_at_turn": curve})
+        out.append(row)
+    return out

@@ -334,8 +334,12 @@ def temperature_zero_or_seed(settings: Settings) -> bool:
 def loop_words(settings: Settings) -> str:
     """The agent loop the session runs, in one line for the header."""
     modes = ", ".join(f"{m.label} {agent_mode(settings, m)}" for m in settings.models)
-    tokens = settings.max_total_tokens
-    spend = f"; at most {tokens} tokens a sample" if tokens else ""
+    limits = [
+        f"{settings.max_total_tokens} tokens" if settings.max_total_tokens else "",
+        f"{settings.max_sample_s:g} s" if settings.max_sample_s else "",
+        f"${settings.max_cost_usd:g}" if settings.max_cost_usd else "",
+    ]
+    spend = f"; at most {', '.join(filter(None, limits))} a sample" if any(limits) else ""
     return (
         f"agent loop of up to {settings.turns} turns a sample, ending at the first pass "
         f"({modes}); skills {'disclosed' if settings.skill_mode == 'disclose' else 'preloaded'}"
