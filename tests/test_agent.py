@@ -369,3 +369,22 @@ def test_a_sample_stops_at_its_token_cost_or_time_limit(
     assert (sample["stage"], sample["turns"]) == ("build", 1)
     assert fnmatch.fnmatch(sample["reason"], reason), sample["reason"]
     assert len(server.received) == 1
+
+
+def test_a_turn_runs_at_most_64_tool_calls(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    """Each call may build: a turn of a thousand calls would build a thousand times."""
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    calls: list[tuple[str, dict[str, Any] | str]] = [("list_files", {})] * 70
+    with ModelServer(answer=lambda request: Answer("", calls)) as server:
+        result = run(
+            pytester, upskill_args, f"--upskill-model=openai:m@{server.url}/v1", "--upskill-turns=2"
+        )
+    result.assert_outcomes(failed=1)
+    said = [m["content"] for m in server.received[1].history if m["role"] == "tool"]
+    assert len(said) == 70
+    assert said[:64] == ["(no files yet)"] * 64
+    assert all(text.startswith("error: at most 64 tool calls a turn") for text in said[64:]), said[
+        64
+    ]

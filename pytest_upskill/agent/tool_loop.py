@@ -15,7 +15,9 @@ if TYPE_CHECKING:
     from ..run.kernels import Verdict
     from ..run.wire import Result
 
-__all__ = ["NO_CALL", "ToolLoop"]
+__all__ = ["MAX_CALLS", "NO_CALL", "ToolLoop"]
+
+MAX_CALLS = 64  # tool calls run in one turn; the turn limit alone would not bound the builds
 
 # The next message after a reply that called no tool: the model may only be thinking aloud.
 NO_CALL = (
@@ -37,7 +39,11 @@ class ToolLoop(Loop):
             calls = sample.tool_calls
             results: list[ToolResult] = []
             try:
-                for call in calls:
+                for index, call in enumerate(calls):
+                    if index >= MAX_CALLS:
+                        said = f"at most {MAX_CALLS} tool calls a turn: this one did not run"
+                        results.append(ToolResult(call.id, said, is_error=True))
+                        continue
                     results.append(bench.call(call))
                     if bench.passed or bench.submitted:
                         break

@@ -136,7 +136,8 @@ class Workbench:
                 raise _Refused(f"there is no tool {call.name!r}; the tools are {known}")
             content = tool(self, arguments)
         except _Refused as exc:
-            return ToolResult(call.id, f"error: {exc}"[:2000], is_error=True)
+            # is_error marks it for the model: Anthropic's flag, an "error: " for OpenAI
+            return ToolResult(call.id, str(exc)[:2000], is_error=True)
         return ToolResult(call.id, content)
 
     def current(self) -> bool:
