@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-__all__ = ["ARGUMENT_PIECE", "Answer", "ModelServer", "Received"]
+__all__ = ["ARGUMENT_PIECE", "Answer", "ModelServer", "Received", "loopback_model"]
 
 ARGUMENT_PIECE = 24  # characters of a tool call's arguments per streamed event, at the least
 
@@ -397,3 +397,13 @@ def _chunks(body: dict[str, Any], out: _Output) -> Iterator[tuple[str, Any]]:
     if (body.get("stream_options") or {}).get("include_usage"):
         yield "", {**base, "choices": [], "usage": _usage(out.usage)}
     yield "", "[DONE]"
+
+
+def loopback_model(provider: str, server: ModelServer, environ: Any) -> str:
+    """The model spec that reaches `server` through `provider`'s SDK: Anthropic's through its
+    variables (set on `environ`, a pytest MonkeyPatch), OpenAI's through @BASE_URL."""
+    if provider == "anthropic":
+        environ.setenv("ANTHROPIC_API_KEY", "sk-ant-loopback-secret")
+        environ.setenv("ANTHROPIC_BASE_URL", server.url)
+        return "anthropic:claude-x"
+    return f"openai:m@{server.url}/v1"

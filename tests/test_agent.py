@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from model_server import Answer, ModelServer, Received
+from model_server import Answer, ModelServer, Received, loopback_model
 
 from conftest import EXAMPLES, ROW_SOFTMAX_TEST
 from pytest_upskill.generate.providers.oracle import read_project
@@ -79,27 +79,6 @@ def test_feedback_turns_fix_a_build_error_and_one_turn_does_not(
     replayed.assert_outcomes(passed=1)
     (again,) = samples(pytester)
     assert [t["stage"] for t in again["per_turn"]] == ["build", "check"]
-
-
-def test_a_model_that_never_fixes_it_ends_at_the_turn_limit(
-    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
-) -> None:
-    pytester.makepyfile(ROW_SOFTMAX_TEST)
-    with ModelServer(answer=lambda request: render_reply(BROKEN)) as server:
-        result = run(
-            pytester,
-            upskill_args,
-            f"--upskill-model=openai:m@{server.url}/v1",
-            "--upskill-agent=feedback",
-            "--upskill-turns=3",
-        )
-    result.assert_outcomes(failed=1)
-    (sample,) = samples(pytester)
-    assert (sample["outcome"], sample["stage"], sample["turns"]) == ("failed", "build", 3)
-    assert sample["reason"].startswith("turn limit 3 reached: ")
-    assert sample["passed_at_turn"] is None
-    assert len(server.received) == 3
-    result.stdout.fnmatch_lines(["*upskill [[]build[]] failed: turn limit 3 reached: *flaot*"])
 
 
 SKILL = EXAMPLES / "skills" / "cpu-kernels"
@@ -188,9 +167,7 @@ def test_tools_write_build_fix_and_test_through_each_sdk(
 ) -> None:
     pytester.makepyfile(ROW_SOFTMAX_TEST)
     with ModelServer(answer=tool_user) as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-loopback")
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        model = "anthropic:claude-x" if provider == "anthropic" else f"openai:m@{server.url}/v1"
+        model = loopback_model(provider, server, monkeypatch)
         result = run(pytester, upskill_args, f"--upskill-model={model}", "--upskill-turns=4")
     result.assert_outcomes(passed=1)
     (sample,) = samples(pytester)
@@ -339,36 +316,38 @@ def test_baseline_and_skill_get_the_same_prompt_tools_and_limits_but_the_skill(
 
 
 @pytest.mark.parametrize(
-    ("args", "reason"),
+    ("args", "reason", "turns"),
     [
-        (["--upskill-max-total-tokens=100"], "token limit 100 reached (* spent): *flaot*"),
-        (["--upskill-max-cost=0.5"], "cost limit $0.5 reached ($* spent): *flaot*"),
-        (["--upskill-max-sample-time=0.001"], "time limit 0.001 s reached (* s spent): *flaot*"),
+        (["--upskill-turns=3"], "turn limit 3 reached: *flaot*", 3),
+        (["--upskill-max-total-tokens=100"], "token limit 100 reached (* spent): *flaot*", 1),
+        (["--upskill-max-cost=0.5"], "cost limit $0.5 reached ($* spent): *flaot*", 1),
+        (["--upskill-max-sample-time=0.001"], "time limit 0.001 s reached (* s spent): *flaot*", 1),
     ],
+    ids=["turns", "tokens", "cost", "time"],
 )
-def test_a_sample_stops_at_its_token_cost_or_time_limit(
+def test_a_model_that_never_fixes_it_stops_at_its_limit(
     pytester: pytest.Pytester,
     reference: Path,
     upskill_args: list[str],
     args: list[str],
     reason: str,
+    turns: int,
 ) -> None:
+    """It fails where its last turn ended, naming the limit; never an error."""
     pytester.makepyfile(ROW_SOFTMAX_TEST)
     pytester.makeini("[pytest]\nupskill_prices =\n    openai:m = 1000000 0\n")
     with ModelServer(answer=lambda request: render_reply(BROKEN)) as server:
+        model = f"--upskill-model=openai:m@{server.url}/v1"
         result = run(
-            pytester,
-            upskill_args,
-            f"--upskill-model=openai:m@{server.url}/v1",
-            "--upskill-agent=feedback",
-            "--upskill-turns=5",
-            *args,
+            pytester, upskill_args, model, "--upskill-agent=feedback", "--upskill-turns=5", *args
         )
     result.assert_outcomes(failed=1)
     (sample,) = samples(pytester)
-    assert (sample["stage"], sample["turns"]) == ("build", 1)
+    assert (sample["outcome"], sample["stage"], sample["turns"]) == ("failed", "build", turns)
     assert fnmatch.fnmatch(sample["reason"], reason), sample["reason"]
-    assert len(server.received) == 1
+    assert sample["passed_at_turn"] is None
+    assert len(server.received) == turns
+    result.stdout.fnmatch_lines([f"*upskill [[]build[]] failed: {reason}"])
 
 
 def test_a_turn_runs_at_most_64_tool_calls(

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from model_server import ModelServer
-from test_models import ANTHROPIC_KEY, CONCURRENT_TEST, good_reply, run, samples
+from model_server import ModelServer, loopback_model
+from test_models import CONCURRENT_TEST, good_reply, run, samples
 
 from conftest import ROW_SOFTMAX_TEST
 
@@ -32,9 +32,7 @@ def test_a_reply_cut_at_the_token_limit_says_so(
     and the failure no longer reads like any reply without files."""
     pytester.makepyfile(ROW_SOFTMAX_TEST)
     with ModelServer(answer=lambda r: "Here it is.\n" * 40 + good_reply(r)) as server:
-        monkeypatch.setenv("ANTHROPIC_API_KEY", ANTHROPIC_KEY)
-        monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-        model = "anthropic:claude-x" if provider == "anthropic" else f"openai:m@{server.url}/v1"
+        model = loopback_model(provider, server, monkeypatch)
         result = run(pytester, upskill_args, f"--upskill-model={model}", "--upskill-max-tokens=100")
     result.assert_outcomes(failed=1)
     (sample,) = samples(pytester)
