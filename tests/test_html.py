@@ -15,6 +15,8 @@ from model_server import ModelServer, Received
 from conftest import EXAMPLES, ROW_SOFTMAX_TEST
 from pytest_upskill.generate.providers.oracle import read_project
 from pytest_upskill.project.extract import render_reply
+from pytest_upskill.report import write_html_report, write_markdown_report
+from pytest_upskill.report.results import SampleRecord, TurnRecord, statistics
 
 SKILL = EXAMPLES / "skills" / "cpu-kernels"
 # Prose around the files: a hostile model's attempt to run script in the reader's browser.
@@ -140,3 +142,154 @@ def test_two_models_three_conditions_five_samples_serial_and_parallel_agree(
     dom = render(chromium, pytester.path / "r.html", "--dump-dom").stdout
     assert dom.count('class="bar"') == 6
     assert dom.count('<details class="sample">') == 30
+
+
+# A model's reply in an agent loop that tries to close the drill-down, run script, and drive
+# the reader's terminal; and a tool result quoting it back.
+HOSTILE_TURN = "</details></pre><script>alert(1)</script>\x1b[2J\x1b]0;pwned\x07 done"
+TOLD = "[error of call-1]\nbuild failed: 'flaot' </details><script>alert(2)</script>\x1b[31m"
+
+
+def _turn(turn: int, passed: bool) -> TurnRecord:
+    return TurnRecord(
+        turn=turn,
+        stage="check" if passed else "build",
+        outcome="passed" if passed else "failed",
+        reason="" if passed else "error: 'flaot' was not declared",
+        input_tokens=1200,
+        output_tokens=300,
+        latency_s=2.0,
+        tool_calls=["write_file", "build", "run_tests"],
+    )
+
+
+def _conversation(directory: Path) -> None:
+    """Three turns of one sample in tools mode, as the loop writes them: each later prompt is
+    the one before, the model's reply, then what the model was told."""
+    prompt = "# System\n\nYou write kernels.\n\n# User\n\nWrite row_softmax.\n"
+    for turn in (1, 2, 3):
+        folder = directory if turn == 1 else directory / f"turn-{turn}"
+        folder.mkdir(parents=True, exist_ok=True)
+        reply = f"turn {turn} {HOSTILE_TURN}\n\n[calls build({{}})]"
+        (folder / "prompt.md").write_text(prompt)
+        (folder / "reply.md").write_text(reply)
+        prompt += f"\n# Assistant\n\n{reply}\n\n# User\n\n{TOLD} after turn {turn}\n"
+    for project in ("project", "turn-2/project", "turn-2/project-2"):
+        (directory / project).mkdir(parents=True)
+        (directory / project / "k.cpp").write_text(f"// {project}\n")
+
+
+def _turn_records(tmp_path: Path) -> list[SampleRecord]:
+    """One test, two conditions, three samples each over up to 3 turns: the baseline passes by
+    turn 1, 1, 3 of 3 (33%, 33%, 67%), the skill by turn 1, 2, 2 (33%, 100%, 100%)."""
+    directory = tmp_path / "sample"
+    _conversation(directory)
+    records = []
+    plan: list[tuple[str, list[int | None]]] = [
+        ("baseline", [1, 3, None]),
+        ("cpu-kernels", [1, 2, 2]),
+    ]
+    for condition, passes in plan:
+        for index, passed_at in enumerate(passes):
+            turns = passed_at or 3
+            records.append(
+                SampleRecord(
+                    nodeid=f"t.py::test_k[openai:m-{condition}-{index}]",
+                    test="t.py::test_k",
+                    model="openai:m",
+                    condition=condition,
+                    sample=index,
+                    outcome="failed" if passed_at is None else "passed",
+                    stage="build" if passed_at is None else "check",
+                    turns=turns,
+                    passed_at_turn=passed_at,
+                    per_turn=[_turn(t, t == passed_at) for t in range(1, turns + 1)],
+                    agent="tools",
+                    directory=str(directory) if (condition, index) == ("baseline", 1) else "",
+                )
+            )
+    return records
+
+
+def test_an_agent_loop_shows_its_pass_at_turn_chart_and_each_turn_in_chromium(
+    tmp_path: Path, chromium: str
+) -> None:
+    page = tmp_path / "r.html"
+    write_html_report(page, statistics(_turn_records(tmp_path)), [])
+    written = page.read_text()
+    assert "\x1b" not in written
+    assert "\x07" not in written
+
+    dom = render(chromium, page, "--dump-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    html = dom.stdout
+    assert html.count('class="bar"') == 2  # the chart of pass rates stays
+    assert 'id="pass-at-turn"' in html
+    assert html.count('class="turn-point"') == 6  # 2 lines x 3 turns
+    assert "<td>openai:m</td><td>baseline</td><td>33%</td><td>33%</td><td>67%</td>" in html
+    assert "<td>openai:m</td><td>cpu-kernels</td><td>33%</td><td>100%</td><td>100%</td>" in html
+    assert "openai:m cpu-kernels: turn 1 33%, turn 2 100%, turn 3 100%" in html  # the <desc>
+    assert "pass@turn openai:m baseline: turn 1 33%, turn 2 33%, turn 3 67%" in html
+
+    # The drilled-down sample: its three turns in order, each with what it was told and said.
+    assert html.count('<section class="turn">') == 3
+    titles = [
+        "Turn 1: failed at build: error: 'flaot' was not declared; 1,200 tokens in, 300 out, "
+        "2.0 s; called write_file, build, run_tests",
+        "Turn 2: failed at build",
+        "Turn 3: passed at check; 1,200 tokens in",
+    ]
+    positions = [html.index(title) for title in titles]
+    assert positions == sorted(positions)
+    told = "&lt;/details&gt;&lt;script&gt;alert(2)&lt;/script&gt;"
+    assert (
+        "<h4>turn-2/prompt.md: what the model was told</h4><pre>[error of call-1]\n"
+        f"build failed: 'flaot' {told} after turn 1</pre>"
+    ) in html
+    assert f"build failed: 'flaot' {told} after turn 2</pre>" in html
+    said = "&lt;/details&gt;&lt;/pre&gt;&lt;script&gt;alert(1)&lt;/script&gt; done"
+    assert f"<h4>turn-3/reply.md</h4><pre>turn 3 {said}\n\n[calls build({{}})]</pre>" in html
+    assert "Write row_softmax." in html  # turn 1's whole prompt
+    assert "turn-2/project-2/k.cpp" in html  # the last project built
+    # The replies' markup is text: no script, and the drill-downs close only where they end.
+    assert "<script" not in html
+    assert html.count("<details") == html.count("</details>") == 6
+    assert "CONSOLE" not in dom.stderr
+
+
+def test_a_session_without_turns_renders_as_before(tmp_path: Path) -> None:
+    directory = tmp_path / "sample"
+    (directory / "project").mkdir(parents=True)
+    (directory / "prompt.md").write_text("Write it.\n")
+    (directory / "reply.md").write_text("<b>here</b>\n")
+    (directory / "project" / "k.cpp").write_text("// k\n")
+    record = SampleRecord(
+        nodeid="t.py::test_k[openai:m-baseline-0]",
+        test="t.py::test_k",
+        model="openai:m",
+        condition="baseline",
+        sample=0,
+        outcome="passed",
+        stage="check",
+        directory=str(directory),
+    )
+    page = tmp_path / "r.html"
+    write_html_report(page, statistics([record]), [])
+    html = page.read_text()
+    assert "pass-at-turn" not in html
+    assert "turn" not in html.lower()
+    assert "</svg>\n<h2>Summary</h2>" in html  # nothing between the chart and the tables
+    assert (
+        '<details class="sample"><summary class="passed">t.py::test_k[openai:m-baseline-0]: '
+        "passed at check</summary>\n<h4>prompt.md</h4><pre>Write it.\n</pre>\n"
+        "<h4>reply.md</h4><pre>&lt;b&gt;here&lt;/b&gt;\n</pre>\n"
+        "<h4>project/k.cpp</h4><pre>// k\n</pre>\n</details>"
+    ) in html
+
+
+def test_the_markdown_report_lists_the_turns(tmp_path: Path) -> None:
+    write_markdown_report(tmp_path / "r.md", statistics(_turn_records(tmp_path)), [])
+    assert (
+        "- pass@turn openai\\:m baseline: turn 1 33%, turn 2 33%, turn 3 67%"
+        in (tmp_path / "r.md").read_text()
+    )
