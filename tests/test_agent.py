@@ -48,12 +48,14 @@ def test_feedback_turns_fix_a_build_error_and_one_turn_does_not(
     pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
 ) -> None:
     pytester.makepyfile(ROW_SOFTMAX_TEST)
+    pytester.makeini("[pytest]\nupskill_prices =\n    openai:m = 2.0 0\n")
     with ModelServer(answer=fixes_what_it_is_told) as server:
         model = f"--upskill-model=openai:m@{server.url}/v1"
         args = [model, "--upskill-agent=feedback", "--upskill-cassette-dir=c"]
         looped = run(pytester, upskill_args, *args, "--upskill-turns=2")
         looped.assert_outcomes(passed=1)
         (sample,) = samples(pytester)
+        (row,) = json.loads((pytester.path / "r.json").read_text())["summary"]
         asked = len(server.received)
         single = run(pytester, upskill_args, *args, "--upskill-turns=1")
     single.assert_outcomes(failed=1)
@@ -64,6 +66,9 @@ def test_feedback_turns_fix_a_build_error_and_one_turn_does_not(
     ]
     assert "flaot" in sample["per_turn"][0]["reason"]
     assert sample["usage"]["output_tokens"] == sum(t["output_tokens"] for t in sample["per_turn"])
+    usage = sample["usage"]
+    assert row["mean_tokens_to_pass"] == usage["input_tokens"] + usage["output_tokens"]
+    assert row["mean_cost_to_pass"] == pytest.approx(usage["input_tokens"] * 2e-6)  # 2 USD / M
     assert asked == 2
     (one,) = samples(pytester)
     assert (one["outcome"], one["stage"], one["turns"]) == ("failed", "build", 1)
@@ -71,7 +76,7 @@ def test_feedback_turns_fix_a_build_error_and_one_turn_does_not(
         [
             "upskill: agent loop of up to 2 turns a sample, ending at the first pass "
             "(openai:m feedback); skills preloaded",
-            "pass@turn openai:m baseline: turn 1 0%, turn 2 100%; * tokens to a pass on average",
+            "pass@turn openai:m baseline: turn 1 0%, turn 2 100%; * tokens to a pass on average ($0.00*)",
         ]
     )
     # Replayed with the server gone: each turn's reply comes from its own cassette.
@@ -367,3 +372,20 @@ def test_a_turn_runs_at_most_64_tool_calls(
     assert all(text.startswith("error: at most 64 tool calls a turn") for text in said[64:]), said[
         64
     ]
+
+
+def test_a_provider_failure_mid_conversation_is_an_error_not_a_failure(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    """The first turn is answered; the second outlives its retries (5 x HTTP 500)."""
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    faults = [200, 500, 500, 500, 500, 500]
+    with ModelServer(answer=lambda request: render_reply(BROKEN), faults=faults) as server:
+        model = f"--upskill-model=openai:m@{server.url}/v1"
+        result = run(pytester, upskill_args, model, "--upskill-agent=feedback", "--upskill-turns=3")
+    result.assert_outcomes(errors=1)
+    (sample,) = samples(pytester)
+    assert (sample["outcome"], sample["stage"], sample["turns"]) == ("error", "generate", 2)
+    assert "answered HTTP 500 after 4 retries" in sample["reason"]
+    assert [t["stage"] for t in sample["per_turn"]] == ["build", "generate"]
+    assert len(server.received) == 6

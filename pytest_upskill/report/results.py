@@ -141,6 +141,7 @@ class SummaryRow(BaseModel):
     # curve, the mean of per-test rates), and the tokens a passing sample spent to pass.
     pass_at_turn: dict[str, float] = {}
     mean_tokens_to_pass: float | None = None
+    mean_cost_to_pass: float | None = None  # where prices are known
     # --upskill-skill-mode=disclose: the share of samples whose model read its skill (a
     # baseline has none to read: 0).
     skill_load_rate: float | None = None

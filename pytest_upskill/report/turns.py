@@ -33,9 +33,11 @@ def turn_fields(counted: list[SampleRecord]) -> dict[str, Any]:
         curve[str(turn)] = round(sum(rates) / len(rates), 6)
     spent = [r.usage.input_tokens + r.usage.output_tokens for r in counted if r.outcome == "passed"]
     disclosed = [r.skill_loaded_at_turn is not None for r in counted if r.skill_mode == "disclose"]
+    paid = [r.cost_usd for r in counted if r.outcome == "passed" and r.cost_usd is not None]
     return {
         "pass_at_turn": curve,
         "mean_tokens_to_pass": mean(spent) if spent else None,
+        "mean_cost_to_pass": mean(paid) if paid else None,
         "skill_load_rate": mean([float(d) for d in disclosed]) if disclosed else None,
     }
 
@@ -63,6 +65,8 @@ def turn_lines(stats: Statistics, text: Text = clean_text) -> list[str]:
         curve = ", ".join(f"turn {turn} {rate:.0%}" for turn, rate in row.pass_at_turn.items())
         tokens = row.mean_tokens_to_pass
         spent = "" if tokens is None else f"; {tokens:,.0f} tokens to a pass on average"
+        if row.mean_cost_to_pass is not None:
+            spent += f" (${row.mean_cost_to_pass:.4f})"
         loads = row.skill_load_rate
         read = "" if loads is None else f"; skill read in {loads:.0%} of samples"
         lines.append(f"pass@turn {text(row.model)} {text(row.condition)}: {curve}{spent}{read}")
