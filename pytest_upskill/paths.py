@@ -42,7 +42,8 @@ def write_json_atomically(path: Path, document: object) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = _create_beside(path)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+        # A model's text may hold a lone surrogate (a JSON escape): written as "?", not a crash.
+        with os.fdopen(handle, "w", encoding="utf-8", errors="replace") as stream:
             json.dump(document, stream, indent=2, ensure_ascii=False)
             stream.write("\n")
         os.replace(temporary, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -94,6 +95,7 @@ class Sample:
     # An agent loop (--upskill-turns): the turn this is, the conversation after the task's own
     # message, what each turn reached, and why the loop stopped short of a pass.
     turn: int = 1
+    started: float = field(default_factory=time.monotonic)  # for an agent loop's time limit
     history: tuple[Message, ...] = ()
     tool_calls: tuple[ToolCall, ...] = ()  # what the last reply asked to run (tools mode)
     turn_log: list[TurnRecord] = field(default_factory=list)
@@ -138,7 +140,7 @@ class Sample:
         prompt = f"# System\n\n{request.prompt.system}\n\n# User\n\n{request.prompt.user}\n"
         for message in request.history:
             prompt += f"\n# {message.role.title()}\n\n{message.transcript()}\n"
-        (self.workdir / "prompt.md").write_text(prompt, encoding="utf-8")
+        (self.workdir / "prompt.md").write_text(prompt, encoding="utf-8", errors="replace")
         before, took, cached = self.usage, self.latency_s, self.cached or self.turn == 1
         reply = replies.reply(request)
         self.reply, self.usage, self.latency_s, self.cached = (
@@ -161,7 +163,7 @@ class Sample:
         self.warnings += reply.notes
         self.tool_calls = reply.tool_calls
         said = Message("assistant", reply.text, reply.tool_calls).transcript()
-        (self.workdir / "reply.md").write_text(said, encoding="utf-8")
+        (self.workdir / "reply.md").write_text(said, encoding="utf-8", errors="replace")
 
     @property
     def kernel_task(self) -> Task:
@@ -277,7 +279,7 @@ class Sample:
         """The reply's hash, to count repeats; none for the oracle, which repeats by design."""
         if not self.reply or self.params.model.provider == "oracle":
             return ""
-        return hashlib.sha256(self.reply.encode()).hexdigest()[:16]
+        return hashlib.sha256(self.reply.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
     def record(self, outcome: Outcome, reason: str) -> SampleRecord:
         for note in (self.cut_note, self.limit_note):

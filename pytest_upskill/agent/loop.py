@@ -40,6 +40,7 @@ __all__ = ["FeedbackLoop", "Limits", "Loop"]
 # Feedback mode's way to read a disclosed skill: a reply that is only this line.
 _READ_SKILL = re.compile(r"\s*READ_SKILL_FILE\s+([\w.-]+)/(\S+)\s*")
 _SKILL_CAP = 100_000
+_LOGGED_CALLS = 65  # a turn runs 64 (`tool_loop.MAX_CALLS`): the record shows one more at most
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,22 @@ class Limits:
     started: float = field(default_factory=time.monotonic)
 
     @classmethod
-    def of(cls, settings: Settings) -> Limits:
+    def of(cls, settings: Settings, sample: Sample) -> Limits:
         return cls(
             settings.turns,
             settings.max_total_tokens,
             settings.max_sample_s,
             settings.max_cost_usd,
+            sample.started,  # its first turn's question counts too
         )
+
+    def over_time(self) -> str:
+        """The time limit in words, once it is reached ('' before): checked before each build
+        and test too, since one turn may hold many."""
+        took = time.monotonic() - self.started
+        if self.seconds is not None and took >= self.seconds:
+            return f"time limit {self.seconds:g} s reached ({took:.0f} s spent)"
+        return ""
 
     def reached(self, sample: Sample) -> str:
         """The limit `sample` has reached, in words ('' if none)."""
@@ -68,9 +78,8 @@ class Limits:
         spent = sample.usage.input_tokens + sample.usage.output_tokens
         if self.total_tokens is not None and spent >= self.total_tokens:
             return f"token limit {self.total_tokens} reached ({spent} spent)"
-        took = time.monotonic() - self.started
-        if self.seconds is not None and took >= self.seconds:
-            return f"time limit {self.seconds:g} s reached ({took:.0f} s spent)"
+        if self.over_time():
+            return self.over_time()
         cost = sample.cost_usd
         if self.cost_usd is not None and cost is not None and cost >= self.cost_usd:
             return f"cost limit ${self.cost_usd:g} reached (${cost:.4f} spent)"
@@ -96,7 +105,7 @@ class Loop:
         self.sandbox = sandbox
         self.run_kernel = run_kernel
         self.skill = skill  # disclosed: the model may read it
-        self.limits = Limits.of(settings)
+        self.limits = Limits.of(settings, sample)
         self._spent = (0, 0, 0.0)
 
     def run(self) -> Result | Verdict | None:
@@ -118,7 +127,7 @@ class Loop:
                 input_tokens=now[0] - before[0],
                 output_tokens=now[1] - before[1],
                 latency_s=round(now[2] - before[2], 4),
-                tool_calls=tools or [],
+                tool_calls=[name[:64] for name in (tools or [])[:_LOGGED_CALLS]],
             )
         )
 
@@ -131,16 +140,24 @@ class Loop:
             sample.issue = SampleFailed(issue.stage, f"{limit}: {issue.reason}")
             sample.stage = issue.stage
 
-    def ask(self, *messages: Message) -> None:
-        """The next turn: the conversation so far, then the model's answer."""
+    def ask(self, *messages: Message) -> bool:
+        """The next turn: the conversation so far, then the model's answer; whether it came
+        (else the provider's error is the sample's issue). The project's build and issue stay
+        as they were: each mode decides what the answer changes."""
         sample = self.sample
         assert sample.request is not None, "the first turn was asked"
         sample.history += messages
         sample.turn += 1
-        sample.issue, sample.build, sample.speedups = None, None, []
+        build, issue = sample.build, sample.issue
+        sample.issue = None
         request = dataclasses.replace(sample.request, history=sample.history)
         self.guarded(lambda: sample.generate(self.replies, request))
         sample.cost_usd = cost_usd(sample.params.model, sample.usage, self.settings.prices)
+        if sample.issue is not None:
+            self.log(ending_of(sample, None))  # the turn the provider failed is on record
+            return False
+        sample.build, sample.issue = build, issue
+        return True
 
     def guarded(self, step: Callable[[], None]) -> None:
         """Run a step of the sample; what ends it is kept on the sample, never raised."""
@@ -173,7 +190,8 @@ class FeedbackLoop(Loop):
                     reason = f"{limit}: the model wrote no project"
                     sample.issue, sample.stage = SampleFailed("extract", reason), "extract"
                     return None
-                self.ask(Message("assistant", sample.reply or ""), Message("user", read))
+                if not self.ask(Message("assistant", sample.reply or ""), Message("user", read)):
+                    return None
                 continue
             if sample.issue is None:
                 self.guarded(lambda: sample.make_project(self.settings, self.sandbox))
@@ -190,7 +208,9 @@ class FeedbackLoop(Loop):
                 self.stop_at(limit)
                 return outcome
             said = feedback_message(ending)
-            self.ask(Message("assistant", sample.reply or ""), Message("user", said))
+            sample.issue, sample.build, sample.speedups = None, None, []  # the reply rebuilds it
+            if not self.ask(Message("assistant", sample.reply or ""), Message("user", said)):
+                return None
 
     def _skill_request(self) -> str | None:
         """The answer to a reply that asks for a file of the disclosed skill; None when the

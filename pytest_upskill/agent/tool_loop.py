@@ -9,7 +9,7 @@ from ..errors import SampleFailed
 from ..generate.providers import Message, ToolResult
 from .feedback import Ending
 from .loop import Loop
-from .tools import Stopped, Workbench
+from .tools import OverTime, Stopped, Workbench
 
 if TYPE_CHECKING:
     from ..run.kernels import Verdict
@@ -33,9 +33,10 @@ class ToolLoop(Loop):
         bench = Workbench(
             sample, self.settings, self.sandbox, self.run_kernel, self.skill, disclose
         )
+        bench.over_time = self.limits.over_time
+        if sample.issue is not None:  # the model could not be asked: an error, as ever
+            return None
         while True:
-            if sample.issue is not None:  # the model could not be asked: an error, as ever
-                return None
             calls = sample.tool_calls
             results: list[ToolResult] = []
             try:
@@ -50,6 +51,9 @@ class ToolLoop(Loop):
             except Stopped as stopped:  # the harness could not build or test: no call helps
                 self.log(stopped.ending, [c.name for c in calls])
                 return bench.outcome
+            except OverTime as over:  # before a build or test: the limit ends the sample
+                self.log(self._ending(bench), [c.name for c in calls[: len(results) + 1]])
+                return self._fail(bench, str(over))
             if bench.skill_read:
                 self.loaded()
             ending = self._ending(bench)
@@ -61,10 +65,12 @@ class ToolLoop(Loop):
             if bench.submitted or limit:
                 return self._fail(bench, limit)
             said = "" if calls else NO_CALL
-            self.ask(
+            answered = self.ask(
                 Message("assistant", sample.reply or "", calls),
                 Message("user", said, tool_results=tuple(results)),
             )
+            if not answered:  # the provider failed mid-conversation: an error
+                return None
 
     def _ending(self, bench: Workbench) -> Ending:
         """Where the project stands after this turn's calls."""
@@ -74,6 +80,8 @@ class ToolLoop(Loop):
             return Ending("failed", "extract", "the model wrote no file")
         if bench.built == bench.files:
             return Ending("failed", "load", "the project built, but its test did not run")
+        if bench.built is None:
+            return Ending("failed", "extract", "the project was never built")
         return Ending("failed", "extract", "the project changed after its last build")
 
     def _fail(self, bench: Workbench, limit: str) -> Result | Verdict | None:

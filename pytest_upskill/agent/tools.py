@@ -28,7 +28,15 @@ if TYPE_CHECKING:
     from ..sample import Sample
     from ..skill import Skill
 
-__all__ = ["READ_SKILL_FILE", "TOOLS", "Stopped", "Workbench", "skill_file", "tools_for"]
+__all__ = [
+    "READ_SKILL_FILE",
+    "TOOLS",
+    "OverTime",
+    "Stopped",
+    "Workbench",
+    "skill_file",
+    "tools_for",
+]
 
 _NO_ARGUMENTS: dict[str, Any] = {"type": "object", "properties": {}, "additionalProperties": False}
 _PATH = {"type": "string", "description": "a path relative to the project root"}
@@ -113,6 +121,8 @@ class Workbench:
         self.outcome: Result | Verdict | None = None  # of the last test
         self.submitted = False
         self.skill_read = False
+        # The loop's time limit in words once reached: checked before each build and test.
+        self.over_time: Callable[[], str] = lambda: ""
 
     @property
     def passed(self) -> bool:
@@ -123,7 +133,7 @@ class Workbench:
         try:
             try:
                 arguments = json.loads(call.arguments or "{}")
-            except ValueError:
+            except (ValueError, RecursionError):  # RecursionError: nested a thousand deep
                 arguments = None
             if not isinstance(arguments, dict):
                 # The conversation carries {} in its place: quote what the model wrote.
@@ -159,7 +169,9 @@ class Workbench:
         path, content = _path(arguments), arguments.get("content")
         if not isinstance(content, str):
             raise _Refused("content must be a string: the whole file")
-        size = len(content.encode("utf-8", errors="replace"))
+        if not _encodable(content):
+            raise _Refused("content is not text: it holds a lone surrogate (\\ud800-\\udfff)")
+        size = len(content.encode("utf-8"))
         if size > MAX_FILE_BYTES:
             raise _Refused(f"{path} is {size} bytes: a file may hold {MAX_FILE_BYTES}")
         others = {p: c for p, c in self.files.items() if p != path}
@@ -177,6 +189,9 @@ class Workbench:
             raise _Refused("the project has no files: write them with write_file first")
         if self.built == self.files:
             return "unchanged since the last build: " + self._said()
+        limit = self.over_time()
+        if limit:
+            raise OverTime(limit)
         sample = self.sample
         sample.issue, sample.build, sample.speedups = None, None, []
         self.built, self.tested, self.outcome = dict(self.files), None, None
@@ -202,6 +217,9 @@ class Workbench:
         said = self._build(arguments)
         if self.sample.issue is not None:
             return said
+        limit = self.over_time()
+        if limit:
+            raise OverTime(limit)
         self.outcome = self.run_kernel()
         self.tested = dict(self.files)
         self.ending = ending_of(self.sample, self.outcome)
@@ -237,6 +255,10 @@ class Workbench:
         return feedback_message(ending, ask_to_fix=False)
 
 
+class OverTime(Exception):
+    """The sample's time limit came before a build or test: the loop ends, naming it."""
+
+
 class Stopped(Exception):
     """A build or test the harness could not run (an error, a skip): no call can change it,
     so the loop ends; it escapes `Workbench.call`."""
@@ -246,10 +268,18 @@ class Stopped(Exception):
         self.ending = ending
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _path(arguments: dict[str, Any]) -> str:
     path = arguments.get("path")
-    if not isinstance(path, str):
-        raise _Refused("path must be a string: a path relative to the project root")
+    if not isinstance(path, str) or not _encodable(path):
+        raise _Refused("path must be text: a path relative to the project root")
     try:
         return check_path(path)
     except SampleFailed as refused:

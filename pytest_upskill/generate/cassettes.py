@@ -67,7 +67,8 @@ class Cassettes:
     def path(self, request: Request) -> Path:
         fingerprint = request.fingerprint()
         canonical = json.dumps(fingerprint, sort_keys=True, ensure_ascii=False)
-        digest = hashlib.sha256(canonical.encode()).hexdigest()[:20]
+        # surrogatepass: a model's lone surrogate, sent back in a conversation, is still a key.
+        digest = hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()[:20]
         # provider:model, not the label: naming a model keeps its recordings.
         label = re.sub(r"[^\w.-]+", "_", request.spec.identity)[:60]
         return self.directory / f"{label}-{digest}.json"
@@ -109,7 +110,8 @@ class Cassettes:
         """Write atomically: a reader sees the whole file or none."""
         document = {
             "schema": CASSETTE_SCHEMA,
-            "request": request.fingerprint(),
+            # The conversation may quote what a kernel printed: no secret of this process in it.
+            "request": _redacted(request.fingerprint()),
             "reply": {
                 "text": redacted(reply.text),  # committed with the tests: no secret in it
                 "usage": {
@@ -131,3 +133,14 @@ class Cassettes:
 
 def _rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
+
+
+def _redacted(value: Any) -> Any:
+    """`value` with every string in it redacted (`sanitize.redacted`)."""
+    if isinstance(value, str):
+        return redacted(value)
+    if isinstance(value, dict):
+        return {key: _redacted(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(item) for item in value]
+    return value

@@ -109,8 +109,8 @@ def check_path(path: str) -> str:
             "only relative paths inside the project are accepted",
         )
 
-    if not path or any(ord(ch) < 32 for ch in path):
-        raise refuse("is empty or holds control characters")
+    if not path or any(ord(ch) < 32 or 0xD800 <= ord(ch) <= 0xDFFF for ch in path):
+        raise refuse("is empty or holds control characters or lone surrogates")
     if "\\" in path or re.match(r"^[A-Za-z]:", path):
         raise refuse("is a Windows path")
     if path.startswith(("/", "~")):

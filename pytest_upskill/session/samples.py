@@ -4,7 +4,7 @@ sandboxed in the child session (`run.kernels`), reading its reports back."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +107,8 @@ class SampleRunner:
             return None
         try:
             if sample.build is None:
+                if self.session.child:  # its parent builds: never a project from reply text here
+                    raise SampleError("load", "the sample reached the test process unbuilt")
                 sample.make_project(self.settings, self.session.sandbox)
             return sample.load(self.settings)
         except UpskillIssue as issue:
@@ -186,15 +188,7 @@ class SampleRunner:
                 return Verdict(issue.stage, issue.reason, harness=True)
 
         if mode:
-            from ..agent.loop import FeedbackLoop
-            from ..agent.tool_loop import ToolLoop
-
-            kind = ToolLoop if mode == "tools" else FeedbackLoop
-            skill = sample.skill if self.settings.skill_mode == "disclose" else None
-            loop = kind(
-                sample, self.replies, self.settings, self.session.sandbox, run_kernel, skill
-            )
-            outcome: Result | Verdict | None = loop.run()
+            outcome: Result | Verdict | None = self._loop(sample, mode, run_kernel)
             if outcome is None:
                 return None  # the last turn ended before its kernel ran: its issue fails the test
         else:
@@ -214,6 +208,40 @@ class SampleRunner:
             ihook.pytest_runtest_logreport(report=pytest.TestReport.from_item_and_call(item, call))
         ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
         return True
+
+    def _loop(
+        self, sample: Sample, mode: str, run_kernel: Callable[[], Result | Verdict]
+    ) -> Result | Verdict | None:
+        """Run an agent loop on `sample`; whatever goes wrong in it is that sample's error."""
+        from ..agent.loop import FeedbackLoop
+        from ..agent.tool_loop import ToolLoop
+        from ..run.kernels import Verdict
+
+        def run_turn() -> Result | Verdict:
+            outcome = run_kernel()
+            # A skip raised while the test ran the kernel could be the kernel's own, ending a
+            # failing loop outside every rate: in a loop it is a failed turn.
+            skipped = not isinstance(outcome, Verdict) and outcome.outcome == "skipped"
+            if skipped and outcome.stage == "check":
+                reason = outcome.reason.strip()[:300]
+                return Verdict(
+                    "check",
+                    f"the test skipped ({reason}): in an agent loop a skip while the kernel "
+                    "runs is a failure",
+                )
+            return outcome
+
+        kind = ToolLoop if mode == "tools" else FeedbackLoop
+        skill = sample.skill if self.settings.skill_mode == "disclose" else None
+        loop = kind(sample, self.replies, self.settings, self.session.sandbox, run_turn, skill)
+        try:
+            return loop.run()
+        except Exception as exc:  # never an INTERNALERROR: the loop's own bug is this sample's
+            sample.issue = SampleError(
+                sample.stage,
+                f"pytest-upskill failed in the agent loop: {type(exc).__name__}: {exc}",
+            )
+            return None
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         session, settings = self.session, self.settings

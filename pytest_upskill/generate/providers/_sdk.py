@@ -99,7 +99,7 @@ def arguments_object(arguments: str) -> dict[str, Any] | None:
     (malformed, cut at the token limit, or another JSON value)."""
     try:
         parsed = json.loads(arguments)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested a thousand deep
         return None
     return parsed if isinstance(parsed, dict) else None
 
