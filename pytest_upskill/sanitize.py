@@ -8,11 +8,11 @@ Standard library and `.environ` only: `errors` imports this module at pytest sta
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .environ import withheld_secrets
 
-__all__ = ["clean_text", "markdown_text", "redacted"]
+__all__ = ["clean_text", "each_string", "markdown_text", "redacted"]
 
 _REDACTED = "[redacted]"
 
@@ -67,6 +67,18 @@ def redacted(text: str) -> str:
     """`text` with every secret this process withholds from generated code replaced by
     `[redacted]`, and nothing else changed (a reply kept to be replayed)."""
     return _redact(text, withheld_secrets())
+
+
+def each_string(value: object, clean: Callable[[str], str]) -> object:
+    """`value` (JSON-like: dicts, lists, tuples, scalars) with `clean` applied to every string
+    in it, keys included: a whole document made safe in one pass."""
+    if isinstance(value, str):
+        return clean(value)
+    if isinstance(value, dict):
+        return {each_string(key, clean): each_string(item, clean) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [each_string(item, clean) for item in value]
+    return value
 
 
 def _escape(match: re.Match[str]) -> str:

@@ -9,13 +9,13 @@ single reply's do; what they report is capped and redacted before the model sees
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SampleError, SampleFailed, UpskillIssue
 from ..generate.providers import Tool, ToolCall, ToolResult
+from ..generate.providers._sdk import arguments_object
 from ..project.extract import MAX_FILE_BYTES, MAX_FILES, MAX_REPLY_BYTES, check_path
 from ..sanitize import redacted
 from .feedback import Ending, ending_of, feedback_message
@@ -131,11 +131,8 @@ class Workbench:
     def call(self, call: ToolCall) -> ToolResult:
         """Run one tool call; whatever the model got wrong comes back as a tool error."""
         try:
-            try:
-                arguments = json.loads(call.arguments or "{}")
-            except (ValueError, RecursionError):  # RecursionError: nested a thousand deep
-                arguments = None
-            if not isinstance(arguments, dict):
+            arguments = arguments_object(call.arguments or "{}")
+            if arguments is None:
                 # The conversation carries {} in its place: quote what the model wrote.
                 raise _Refused(
                     f"the arguments must be a JSON object; you wrote {call.arguments[:300]!r}"

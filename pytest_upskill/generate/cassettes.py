@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, ValidationError
 from ..config import RecordMode
 from ..errors import SampleError
 from ..paths import write_json_atomically
-from ..sanitize import redacted
+from ..sanitize import each_string, redacted
 from .providers import Reply, Request, ToolCall, Usage
 
 __all__ = ["CASSETTE_SCHEMA", "Cassettes"]
@@ -111,7 +111,7 @@ class Cassettes:
         document = {
             "schema": CASSETTE_SCHEMA,
             # The conversation may quote what a kernel printed: no secret of this process in it.
-            "request": _redacted(request.fingerprint()),
+            "request": each_string(request.fingerprint(), redacted),
             "reply": {
                 "text": redacted(reply.text),  # committed with the tests: no secret in it
                 "usage": {
@@ -133,14 +133,3 @@ class Cassettes:
 
 def _rounded(seconds: float | None) -> float | None:
     return None if seconds is None else round(seconds, 3)
-
-
-def _redacted(value: Any) -> Any:
-    """`value` with every string in it redacted (`sanitize.redacted`)."""
-    if isinstance(value, str):
-        return redacted(value)
-    if isinstance(value, dict):
-        return {key: _redacted(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_redacted(item) for item in value]
-    return value

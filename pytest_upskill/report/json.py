@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from ..environ import withheld_secrets
 from ..paths import write_json_atomically
-from ..sanitize import clean_text
+from ..sanitize import clean_text, each_string
 from .results import Statistics
 
 __all__ = ["SCHEMA", "write_json_report"]
@@ -29,14 +28,7 @@ def write_json_report(path: Path, stats: Statistics) -> None:
     }
     if stats.lift_at_turn_1:  # an agent loop's: the lift before any feedback
         document["lift_at_turn_1"] = [row.model_dump(mode="json") for row in stats.lift_at_turn_1]
-    write_json_atomically(path, _cleaned(document, withheld_secrets()))
-
-
-def _cleaned(value: object, secrets: Sequence[str]) -> object:
-    if isinstance(value, str):
-        return clean_text(value, secrets=secrets)
-    if isinstance(value, dict):
-        return {_cleaned(k, secrets): _cleaned(v, secrets) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_cleaned(item, secrets) for item in value]
-    return value
+    secrets = withheld_secrets()  # one read of the environment
+    write_json_atomically(
+        path, each_string(document, lambda text: clean_text(text, secrets=secrets))
+    )
