@@ -15,6 +15,7 @@ from .options import OPTIONS, Option, default_of
 from .paths import configured_path, default_build_dir
 
 __all__ = [
+    "AGENT_CLIENTS",
     "BASELINE",
     "AgentMode",
     "Binding",
@@ -42,15 +43,18 @@ SkillMode = Literal["preload", "disclose"]
 
 
 _NAME = re.compile(r"([\w.+-]+)=(.+)")  # NAME=SPEC: a name holds no ':', a spec always does
+# Agent CLIs that can be the model under test (`pytest_upskill.clients`).
+AGENT_CLIENTS = ("claude-code", "codex")
 
 
 class ModelSpec(BaseModel):
     """One `--upskill-model` value: `oracle`, `anthropic:MODEL`, `openai:MODEL[@BASE_URL]`,
+    `agent:CLIENT[:MODEL][@BASE_URL]` (an agent CLI, whose model is CLIENT or CLIENT:MODEL),
     any of them as `NAME=SPEC`."""
 
     model_config = ConfigDict(frozen=True)
 
-    provider: Literal["anthropic", "openai", "oracle"]
+    provider: Literal["anthropic", "openai", "oracle", "agent"]
     model: str = ""
     base_url: str | None = None
     name: str | None = None  # the user's NAME for it: what the reports call it
@@ -66,20 +70,28 @@ class ModelSpec(BaseModel):
         if text == "oracle":
             return cls(provider="oracle")
         provider, sep, rest = text.partition(":")
-        if not sep or provider not in ("anthropic", "openai") or not rest:
+        if not sep or provider not in ("anthropic", "openai", "agent") or not rest:
             raise ValueError(
                 f"unknown model {text!r}: use anthropic:MODEL, openai:MODEL, "
-                "openai:MODEL@BASE_URL or oracle, each optionally as NAME=SPEC"
+                "openai:MODEL@BASE_URL, agent:CLIENT[:MODEL] or oracle, each optionally as "
+                "NAME=SPEC"
             )
         base_url = None
         # Model names may hold ':', '/' and '@' themselves; only '@' followed by a URL ends one.
         at = re.search(r"@(?=https?://)", rest)
         if at:
-            if provider != "openai":
-                raise ValueError(f"model {text!r}: only openai-compatible models take @BASE_URL")
+            if provider == "anthropic":
+                raise ValueError(
+                    f"model {text!r}: Anthropic's SDK reads ANTHROPIC_BASE_URL, not @BASE_URL"
+                )
             rest, base_url = rest[: at.start()], rest[at.end() :]
         if not rest:
             raise ValueError(f"model {text!r} names no model")
+        if provider == "agent" and rest.partition(":")[0] not in AGENT_CLIENTS:
+            raise ValueError(
+                f"model {text!r}: unknown agent CLI {rest.partition(':')[0]!r}; use one of "
+                f"{', '.join(AGENT_CLIENTS)}"
+            )
         return cls.model_validate({"provider": provider, "model": rest, "base_url": base_url})
 
     @property
@@ -103,6 +115,16 @@ class ModelSpec(BaseModel):
         url = self.base_url
         spec = self.identity if url is None else f"{self.identity}@{public_url(url)}"
         return spec if self.name is None else f"{self.name}={spec}"
+
+    @property
+    def client(self) -> str:
+        """The agent CLI of an `agent:` spec ('' for the others)."""
+        return self.model.partition(":")[0] if self.provider == "agent" else ""
+
+    @property
+    def client_model(self) -> str:
+        """The model an agent CLI is told to use ('': the CLI's own default)."""
+        return self.model.partition(":")[2] if self.provider == "agent" else self.model
 
     @property
     def takes_temperature(self) -> bool:

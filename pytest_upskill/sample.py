@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -104,6 +105,10 @@ class Sample:
     agent: str = ""  # the loop's mode: tools or feedback ('' for a single reply)
     skill_mode: str = ""  # an agent loop's: preload or disclose
     skill_loaded_at_turn: int | None = None  # a disclosed skill: when the model first read it
+    # An agent CLI's: the project its workspace held, the cost it reported, its JSON events.
+    delivered: dict[str, str] | None = None
+    reported_cost_usd: float | None = None
+    transcript: Path | None = None
 
     @property
     def model(self) -> str:
@@ -164,6 +169,12 @@ class Sample:
         self.tool_calls = reply.tool_calls
         said = Message("assistant", reply.text, reply.tool_calls).transcript()
         (self.workdir / "reply.md").write_text(said, encoding="utf-8", errors="replace")
+        if reply.files is not None:  # an agent CLI's workspace
+            self.delivered, self.reported_cost_usd = reply.files, reply.reported_cost_usd
+            self.limit_note = reply.limit_note
+            if reply.transcript and Path(reply.transcript).is_file():
+                self.transcript = self.workdir / "transcript.jsonl"
+                shutil.copyfile(reply.transcript, self.transcript)
 
     @property
     def kernel_task(self) -> Task:
@@ -199,6 +210,7 @@ class Sample:
     ) -> None:
         task = self.kernel_task
         self.stage = "extract"
+        files = self.delivered if files is None else files
         if files is None:
             assert self.reply is not None, "generate() comes first"
             # A later turn's reply holds the files it changes; the others stay as they were.
@@ -309,6 +321,7 @@ class Sample:
             agent=self.agent,
             skill_mode=self.skill_mode,
             skill_loaded_at_turn=self.skill_loaded_at_turn,
+            transcript=str(self.transcript or ""),
             reply_digest=self._digest(),
             skill_tokens_estimate=self.prompt.skill_tokens_estimate if self.prompt else 0,
             cached=self.cached,

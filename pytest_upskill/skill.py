@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,6 +73,20 @@ class Skill:
     @property
     def name(self) -> str:
         return self.front_matter.name
+
+    def files(self) -> list[Path]:
+        """The skill's regular files, in order; links are left out (they may point anywhere)."""
+        return sorted(
+            path for path in self.path.rglob("*") if path.is_file() and not path.is_symlink()
+        )
+
+    def digest(self) -> str:
+        """A hash of the skill's files, paths and contents: what decides an installed skill."""
+        sha = hashlib.sha256()
+        for path in self.files():
+            sha.update(path.relative_to(self.path).as_posix().encode() + b"\0")
+            sha.update(path.read_bytes() + b"\0")
+        return sha.hexdigest()[:20]
 
 
 def load_skill(directory: Path) -> Skill:

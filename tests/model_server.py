@@ -1,10 +1,11 @@
 """A model API on 127.0.0.1 for tests and benchmarks: the real SDK clients talk to it.
 
-It speaks Anthropic's Messages API (`POST /v1/messages`) and OpenAI's Chat Completions
-(`POST /v1/chat/completions`), each as plain JSON or as server-sent events when the request
-streams, and lists its models (`GET /v1/models`) when given some. It records every request it
-gets, and can be told to be slow, to fail first, or to serve one request at a time (as a
-llama.cpp server with one slot does). Like a real server it stops at the request's max_tokens.
+It speaks Anthropic's Messages API (`POST /v1/messages`), OpenAI's Chat Completions
+(`POST /v1/chat/completions`) and Responses API (`POST /v1/responses`, as Codex asks), each as
+plain JSON or as server-sent events when the request streams, and lists its models
+(`GET /v1/models`) when given some. It records every request it gets, and can be told to be
+slow, to fail first, or to serve one request at a time (as a llama.cpp server with one slot
+does). Like a real server it stops at the request's max_tokens.
 
 An answer is text, or an `Answer`: text and tool calls, sent in each API's own wire format (the
 arguments streamed in pieces), so tests can drive a conversation with tools.
@@ -22,6 +23,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from responses_api import response_events, response_json
 
 __all__ = ["ARGUMENT_PIECE", "Answer", "ModelServer", "Received", "loopback_model"]
 
@@ -64,14 +67,28 @@ class Received:
     body: dict[str, Any]
 
     @property
+    def route(self) -> str:
+        """The path without its query (Claude Code asks `/v1/messages?beta=true`)."""
+        return self.path.partition("?")[0]
+
+    @property
     def system(self) -> str:
-        if self.path.endswith("/messages"):
-            return str(self.body.get("system", ""))
+        if self.route.endswith("/responses"):  # Codex: the instructions are developer input
+            return str(self.body.get("instructions") or "") + "".join(
+                _texts(self.body, "developer")
+            )
+        if self.route.endswith("/messages"):
+            system = self.body.get("system", "")
+            if isinstance(system, list):  # blocks, as Claude Code sends it
+                return "".join(str(b.get("text", "")) for b in system if isinstance(b, dict))
+            return str(system)
         messages = self.body["messages"]
         return str(next((m["content"] for m in messages if m["role"] == "system"), ""))
 
     @property
     def user(self) -> str:
+        if self.route.endswith("/responses"):
+            return "".join(_texts(self.body, "user")[:1])
         return str(next(m["content"] for m in self.body["messages"] if m["role"] == "user"))
 
     @property
@@ -84,6 +101,19 @@ class Received:
     @property
     def tools(self) -> list[dict[str, Any]]:
         return list(self.body.get("tools") or [])
+
+
+def _texts(body: dict[str, Any], role: str) -> list[str]:
+    """The text of each Responses API input message of `role`."""
+    texts = []
+    for item in body.get("input") or []:
+        if isinstance(item, dict) and item.get("role") == role:
+            content = item.get("content")
+            if isinstance(content, str):
+                texts.append(content)
+            elif isinstance(content, list):
+                texts.append("".join(str(part.get("text", "")) for part in content))
+    return texts
 
 
 def tokens(text: str) -> int:
@@ -155,7 +185,12 @@ class ModelServer:
             calls.append((call_id, name, written))
         text = answer.text
         body = request.body
-        limit = int(body.get("max_tokens") or body.get("max_completion_tokens") or 0)
+        limit = int(
+            body.get("max_tokens")
+            or body.get("max_completion_tokens")
+            or body.get("max_output_tokens")
+            or 0
+        )
         cut = 0 < limit < tokens(text + "".join(c[2] for c in calls))
         if cut:
             left = 4 * limit
@@ -224,12 +259,18 @@ def _handler(server: ModelServer) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, request: Received, status: int) -> None:
             body = request.body
-            anthropic = self.path.endswith("/v1/messages")
-            if not anthropic and not self.path.endswith("/chat/completions"):
+            anthropic = request.route.endswith("/v1/messages")
+            responses = request.route.endswith("/v1/responses")
+            if not anthropic and not responses and not request.route.endswith("/chat/completions"):
                 return self._json(404, {"error": {"message": f"no route {self.path}"}})
             if status != 200:
                 return self._json(status, _error(status, anthropic), {"retry-after-ms": "10"})
             out = server._output(request, anthropic)
+            if responses:  # OpenAI's Responses API, as Codex speaks it
+                answer = (body, out.text, out.calls, out.usage, out.cut)
+                if body.get("stream"):
+                    return self._events(response_events(*answer))
+                return self._json(200, response_json(*answer))
             if not anthropic:
                 if body.get("stream"):
                     return self._events(_chunks(body, out), named=False)

@@ -16,8 +16,8 @@ def agent_mode(settings: Settings, spec: ModelSpec, kernel_task: bool = True) ->
     """How samples of `spec` talk to the model: one reply (one turn, or an upskill case, whose
     reply is checked once), tools where the provider calls tools, else feedback. The oracle
     answers its reference whatever it is asked: feedback."""
-    if settings.turns <= 1 or not kernel_task:
-        return ""
+    if settings.turns <= 1 or not kernel_task or spec.provider == "agent":
+        return ""  # an agent CLI runs its own loop: its project is checked once
     if spec.provider == "oracle":
         return "feedback"
     return "tools" if settings.agent in ("auto", "tools") else "feedback"

@@ -30,6 +30,14 @@ project root, for example:
 Give each file once, complete. Files outside fenced blocks are ignored.
 
 """
+# An agent CLI (Claude Code, Codex): it writes the project in its working folder.
+_WORKSPACE_FORMAT = """\
+You write PyTorch kernels as kernel-builder projects. Write every file of the project into the \
+current working directory, each at its path relative to the project root (this directory). \
+When you finish, the files in this directory are your answer: they are built and tested then. \
+You may build and test the project yourself before you finish. This task is also in TASK.md.
+
+"""
 # The agent loop's tools mode: the model writes files, builds and tests through tool calls.
 _TOOLS_FORMAT = """\
 You write PyTorch kernels as kernel-builder projects, working with tools: write each file of the \
@@ -110,14 +118,17 @@ def build_prompt(
     references: ReferencesMode = "list",
     tools: bool = False,
     skill_mode: SkillMode = "preload",
+    workspace: bool = False,
 ) -> Prompt:
     """The prompt for `task`: baseline when `skill` is None, else the same plus the skill block
     (`preload`: the skill whole; `disclose`: its name and description, how to read it). With
-    `tools`, the model is told to work through the agent loop's tools instead of one reply."""
+    `tools`, the model is told to work through the agent loop's tools instead of one reply;
+    with `workspace`, to write the files in its working folder (an agent CLI)."""
     if isinstance(task, TextTask):
         system = CASE_SYSTEM
     else:
-        system = (_TOOLS_FORMAT if tools else _REPLY_FORMAT) + _LAYOUT.format(
+        head = _WORKSPACE_FORMAT if workspace else _TOOLS_FORMAT if tools else _REPLY_FORMAT
+        system = head + _LAYOUT.format(
             name=task.name,
             backend=task.backend,
             ext="cu" if task.backend == "cuda" else "cpp",

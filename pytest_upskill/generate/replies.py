@@ -21,14 +21,17 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from filelock import FileLock, Timeout
 
 from ..config import ModelSpec
-from ..errors import SampleError, UpskillIssue
+from ..errors import SampleError, SampleSkipped, UpskillIssue
 from .cassettes import Cassettes
 from .providers import Provider, Reply, Request, provider_for
+
+if TYPE_CHECKING:
+    from ..config import Settings
 
 __all__ = ["Replies"]
 
@@ -69,11 +72,17 @@ class _Slot:
 
 class Replies:
     def __init__(
-        self, store: Cassettes, concurrency: int, locks: Path, timeout_s: float = 600.0
+        self,
+        store: Cassettes,
+        concurrency: int,
+        locks: Path,
+        timeout_s: float = 600.0,
+        settings: Settings | None = None,
     ) -> None:
         self.store = store
         self.locks = locks  # the session's own folder: gone with the session, locks and all
         self.timeout_s = timeout_s  # each request's
+        self.settings = settings  # for agent CLIs: their limits and what they are passed
         self._making = threading.Lock()  # providers are made from any thread
         self._pool = _DaemonPool(concurrency)
         # Requests in flight from this process: its prefetch threads and its tests together.
@@ -90,8 +99,17 @@ class Replies:
         with self._making:
             key = repr(spec.endpoint)  # one client per endpoint, its credentials included
             if key not in self._providers:
-                self._providers[key] = provider_for(spec, self.timeout_s)
+                self._providers[key] = self._make(spec)
             return self._providers[key]
+
+    def _make(self, spec: ModelSpec) -> Provider:
+        if spec.provider != "agent":
+            return provider_for(spec, self.timeout_s)
+        from ..clients.provider import AgentProvider, AgentSetup
+
+        assert self.settings is not None, "agent CLIs need the session's settings"
+        setup = AgentSetup(self.locks.parent / "agents", self.store, self.settings)
+        return AgentProvider(spec, setup)
 
     def prepare(self, specs: Iterable[ModelSpec]) -> None:
         """Import the SDKs and make the clients in the background while pytest collects."""
@@ -201,7 +219,8 @@ class Replies:
             raise SampleError("generate", f"{label}: {type(exc).__name__}: {exc}") from None
 
     def _replay_or_ask(self, request: Request) -> Reply:
-        recorded = self.store.load(request)
+        agent = request.spec.provider == "agent"  # it records and replays its CLI's traffic
+        recorded = None if agent else self.store.load(request)
         if recorded is not None:
             return recorded
         # Asked for already in this session, and it failed: the same error, not a second ask.
@@ -209,7 +228,12 @@ class Replies:
         if failed.exists():
             raise SampleError("generate", failed.read_text(encoding="utf-8"))
         try:
+            if agent:
+                with self._in_flight:
+                    return self.provider(request.spec).generate(request)
             return self._ask(request)
+        except SampleSkipped:
+            raise  # this machine lacks something: each process finds out for itself
         except UpskillIssue as issue:
             failed.write_text(issue.reason, encoding="utf-8")
             raise

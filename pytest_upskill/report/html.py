@@ -3,14 +3,16 @@
 A bar chart of pass rate per model, the baseline and each skill side by side with their 95%
 intervals as whiskers; for agent loops, a line chart of pass rate by turn with its table; the
 tables; and a drill-down per sample (prompt, reply, extracted files, build log, failure; turn by
-turn for an agent loop), read from the sample's directory and its cached build. Everything a model
-wrote is escaped, and the page's content security policy forbids scripts, so a hostile reply
-cannot run in the reader's browser; every text shown goes through `clean_text` first, so no
-secret this process holds and no control character reaches the page either.
+turn for an agent loop; an agent CLI's transcript, an event a line), read from the sample's
+directory and its cached build. Everything a model wrote is escaped, and the page's content
+security policy forbids scripts, so a hostile reply cannot run in the reader's browser; every
+text shown goes through `clean_text` first, so no secret this process holds and no control
+character reaches the page either.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from functools import partial
 from html import escape
@@ -151,6 +153,9 @@ def _drill_down(record: SampleRecord, secrets: Sequence[str]) -> str:
             for name in ("prompt.md", "reply.md"):
                 parts.append(_file_block(name, directory / name, secrets))
             project = directory / "project"
+        transcript = Path(record.transcript) if record.transcript else None
+        if transcript is not None and transcript.is_relative_to(directory):
+            parts.append(_events_block(transcript, secrets))
         if record.build_directory:
             log = Path(record.build_directory) / "build.log"
             parts.append(_file_block("build.log", log, secrets))
@@ -160,6 +165,23 @@ def _drill_down(record: SampleRecord, secrets: Sequence[str]) -> str:
                 parts.append(_file_block(label, file, secrets))
     parts.append("</details>")
     return "\n".join(parts)
+
+
+def _events_block(path: Path, secrets: Sequence[str]) -> str:
+    """An agent CLI's transcript: an event a line, its kind first."""
+    from ..clients.protocol import json_events
+
+    text = _read(path)
+    if text is None:
+        return ""
+    lines = []
+    for event in json_events(text, limit=2000):
+        kind = str(event.get("type", "?"))
+        item = event.get("item")
+        detail = event.get("subtype") or (item.get("type") if isinstance(item, dict) else None)
+        kind += f"/{detail}" if detail else ""
+        lines.append(f"[{kind}] {json.dumps(event, ensure_ascii=False)[:2000]}")
+    return _text_block(f"{path.name} ({len(lines)} events)", "\n".join(lines), secrets)
 
 
 def _html(text: str, secrets: Sequence[str]) -> str:

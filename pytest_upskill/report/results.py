@@ -85,6 +85,8 @@ class SampleRecord(BaseModel):
     skill_mode: str = ""  # an agent loop's: preload or disclose
     # --upskill-skill-mode=disclose: the turn the model first read its skill (None: never).
     skill_loaded_at_turn: int | None = None
+    # An agent CLI's JSON events (its transcript), kept in the sample's folder.
+    transcript: str = ""
     # The reply's text, hashed: samples of one test with the same reply are not independent.
     reply_digest: str = ""
     # The skill block's size in the prompt, in tokens estimated as characters / 4 (0: baseline).

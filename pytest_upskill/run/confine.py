@@ -1,6 +1,8 @@
 """Confine this process for good, then (as `python -m pytest_upskill.run.confine SPEC -- ARGV`)
 run ARGV: resource limits, death with the parent, Landlock reads and writes, and a seccomp
 filter (no sockets but Unix socket pairs, no device nodes, no keystrokes pushed into a terminal).
+An agent CLI's sandbox may open Internet and Unix sockets (`network`): bubblewrap gave it a
+network namespace of its own, whose only way out is the model endpoint's proxy.
 
 The seccomp filter is a dozen BPF instructions written here: libseccomp's Python bindings come
 only with the system's packages (not from PyPI), and the filter is small enough to read.
@@ -36,6 +38,7 @@ class Confinement(BaseModel):
     devices: list[str]
     processes: int
     file_bytes: int
+    network: bool = False  # sockets of the sandbox's own network namespace (agent CLIs)
 
 
 # seccomp: (audit arch, socket, socketpair, mknod, mknodat, ioctl, io_uring_setup); -1: none.
@@ -46,7 +49,7 @@ _ARCHES = {
 _X32_BIT = 0x40000000  # x86_64's x32 system calls: other numbers for the same calls
 _ALLOW, _KILL, _ERRNO = 0x7FFF0000, 0x80000000, 0x00050000
 _EPERM, _EACCES = 1, 13
-_AF_UNIX = 1
+_AF_UNIX, _AF_INET, _AF_INET6 = 1, 2, 10
 _TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
 _LD, _JEQ, _JGE, _RET = 0x20, 0x15, 0x35, 0x06  # BPF_LD|W|ABS, BPF_JMP|JEQ|K, ..|JGE|K, BPF_RET|K
 
@@ -64,10 +67,17 @@ class _Program(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_Instruction))]
 
 
-def seccomp_filter(machine: str) -> list[tuple[int, int, int, int]]:
+def seccomp_filter(machine: str, network: bool = False) -> list[tuple[int, int, int, int]]:
     """The filter's instructions for `machine` (`x86_64`, `aarch64`); jumps go to labels,
-    resolved here into BPF's relative offsets."""
+    resolved here into BPF's relative offsets. With `network`, socket() may make Unix and
+    Internet sockets (never raw, packet or netlink ones)."""
     arch, socket_, socketpair, mknod, mknodat, ioctl, io_uring = _ARCHES[machine]
+    families: list[tuple[int | str, int | str, int | str, int]] = [
+        (_LD, 0, 0, 16),  # args[0]: the address family
+        (_JEQ, "allow", 0, _AF_UNIX),
+        (_JEQ, "allow", 0, _AF_INET),
+        (_JEQ, "allow", 0, _AF_INET6),
+    ]
     program: list[tuple[int | str, int | str, int | str, int]] = [
         (_LD, 0, 0, 4),  # seccomp_data.arch
         (_JEQ, 1, 0, arch),
@@ -85,6 +95,7 @@ def seccomp_filter(machine: str) -> list[tuple[int, int, int, int]]:
         (_LD, 0, 0, 16),  # args[0]: the address family
         (_JEQ, "allow", 0, _AF_UNIX),
         ("no_socket", 0, 0, 0),
+        *(families if network else []),
         (_RET, 0, 0, _ERRNO | _EACCES),
         ("ioctl", 0, 0, 0),
         (_LD, 0, 0, 24),  # args[1]: the request, whose low 32 bits the kernel reads
@@ -132,11 +143,11 @@ def _drop_capabilities() -> None:
         raise OSError(ctypes.get_errno(), "capset failed")
 
 
-def _install_seccomp() -> bool:
+def _install_seccomp(network: bool) -> bool:
     machine = platform.machine()
     if sys.platform != "linux" or machine not in _ARCHES:
         return False
-    instructions = seccomp_filter(machine)
+    instructions = seccomp_filter(machine, network)
     array = (_Instruction * len(instructions))(*(_Instruction(*i) for i in instructions))
     program = _Program(len(instructions), array)
     libc = ctypes.CDLL(None, use_errno=True)
@@ -168,8 +179,9 @@ def apply(confinement: Confinement, parent: int | None = None) -> None:
             [Path(p) for p in confinement.readable],
             [Path(p) for p in confinement.writable],
             [Path(p) for p in confinement.devices],
+            network=confinement.network,
         )
-    _install_seccomp()
+    _install_seccomp(confinement.network)
 
 
 def main() -> None:

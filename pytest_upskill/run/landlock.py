@@ -82,14 +82,19 @@ def _handled(abi: int) -> int:
 
 
 def restrict(
-    readable: Iterable[Path], writable: Iterable[Path], devices: Iterable[Path] = ()
+    readable: Iterable[Path],
+    writable: Iterable[Path],
+    devices: Iterable[Path] = (),
+    network: bool = False,
 ) -> int:
     """From now on this thread and every thread and process it starts may read and execute only
     beneath `readable` and `writable`, create, change or delete files only beneath `writable`
     (never device nodes), and open only the device files `devices` for writing. From ABI 4 it
     may neither connect nor bind TCP sockets, from ABI 6 neither signal nor reach the abstract
-    sockets of processes outside. Paths that do not exist are left out. Call it before starting
-    threads. Returns the ABI used; OSError where Landlock is not available."""
+    sockets of processes outside. With `network` TCP is left alone: an agent CLI's sandbox,
+    whose network namespace reaches nothing but its proxy. Paths that do not exist are left
+    out. Call it before starting threads. Returns the ABI used; OSError where Landlock is not
+    available."""
     abi = abi_version()
     if abi < 1:
         raise OSError("Landlock is not available on this kernel")
@@ -98,7 +103,7 @@ def restrict(
     attr = _RulesetAttr(handled, 0, 0)
     size = 8  # each ABI reads the fields it knows: the kernel refuses unknown ones
     if abi >= 4:
-        attr.handled_access_net, size = _BIND_TCP | _CONNECT_TCP, 16
+        attr.handled_access_net, size = 0 if network else _BIND_TCP | _CONNECT_TCP, 16
     if abi >= 6:
         attr.scoped, size = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL, 24
     ruleset = libc.syscall(_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0)

@@ -73,12 +73,21 @@ class Sandbox:
     cwd: Path
     gpu: bool = False
     limits: Limits = field(default_factory=Limits)
+    # Folders of this machine mounted writable at other paths inside (bubblewrap only): an
+    # agent's workspace and home, the same wherever the session keeps them.
+    places: tuple[tuple[Path, Path], ...] = ()
+    # Internet sockets inside the sandbox's own network namespace (--unshare-all), which
+    # reaches nothing but its loopback (bubblewrap only): an agent CLI and its bridge to the
+    # model's proxy.
+    network: bool = False
 
     def command(self, argv: list[str], how: Mechanism) -> list[str]:
         """`argv`, started inside this sandbox: under bubblewrap, then `confine` (Landlock,
         seccomp, limits) before it executes `argv`."""
         inner = [sys.executable, "-m", "pytest_upskill.run.confine", self.to_json(), "--", *argv]
         if how == "landlock":
+            if self.places or self.network:
+                raise ValueError("places and network need bubblewrap")
             return inner
         return [*self._bwrap(), "--", *inner]
 
@@ -87,10 +96,11 @@ class Sandbox:
 
         return Confinement(
             readable=[str(p) for p in self.readable],
-            writable=[str(p) for p in self.writable],
+            writable=[str(p) for p in (*self.writable, *(inside for _, inside in self.places))],
             devices=list(self.devices()),
             processes=self.limits.processes,
             file_bytes=self.limits.file_bytes,
+            network=self.network,
         ).model_dump_json()
 
     def devices(self) -> list[str]:
@@ -135,6 +145,8 @@ class Sandbox:
             args += [how, str(real), str(real)]
             if real != path.absolute():
                 args += [how, str(real), str(path.absolute())]
+        for outside, inside in self.places:
+            args += ["--bind", str(outside.resolve()), str(inside)]
         if self.gpu:
             for device in gpu_devices():
                 args += ["--dev-bind", device, device]

@@ -18,7 +18,7 @@ from ..keys import isolated_key, sample_key
 from ..run.reports import crash_reports, result_reports
 from ..sample import Sample, SampleParams, directory_name
 from ..task import Task
-from .words import ISOLATION_WORDS, RECORD_WORDS, sandbox_words
+from .words import ISOLATION_WORDS, RECORD_WORDS, agent_words, sandbox_words
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -61,8 +61,8 @@ class SampleRunner:
             sample.generate(self.replies, self.session.request(params))
         except UpskillIssue as issue:
             sample.issue = issue
-        model = params.model
-        sample.cost_usd = cost_usd(model, sample.usage, self.settings.prices)
+        priced = cost_usd(params.model, sample.usage, self.settings.prices)
+        sample.cost_usd = priced if priced is not None else sample.reported_cost_usd
         return sample
 
     @contextmanager
@@ -267,6 +267,11 @@ class SampleRunner:
                 lines.append(f"upskill: {', '.join(ignored)} take no temperature: none is sent")
         if settings.turns > 1:
             lines.append(f"upskill: {loop_words(settings)}")
+        for model in settings.models:
+            if model.provider == "agent":
+                from ..run.sandbox import mechanism
+
+                lines.append(f"upskill: {agent_words(model, mechanism())}")
         if temperature_zero_or_seed(settings):
             lines.append(
                 f"upskill: {'temperature 0' if settings.temperature == 0 else 'a seed'}: the "

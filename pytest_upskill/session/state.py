@@ -64,6 +64,7 @@ class Session:
         self.scratch = Path()
         self.replies: Replies | None = None
         self._requests: dict[SampleParams, Request] = {}
+        self._digests: dict[Path, str] = {}
         self._sigterm: Any = None
 
     @property
@@ -112,7 +113,11 @@ class Session:
             self.scratch / "replies" if off else settings.cassette_dir, settings.record, self.since
         )
         self.replies = Replies(
-            store, settings.concurrency, self.scratch / "locks", settings.request_timeout_s
+            store,
+            settings.concurrency,
+            self.scratch / "locks",
+            settings.request_timeout_s,
+            settings,
         )
         # SIGTERM (a CI runner's cancel) ends the session as Ctrl-C does: the samples that
         # finished still reach the reports.
@@ -174,15 +179,21 @@ class Session:
             settings = self.settings
             mode = agent_mode(settings, params.model, isinstance(params.task, Task))
             disclose = bool(mode) and settings.skill_mode == "disclose"
+            skill = self.conditions[params.condition]
+            # An agent CLI gets the skill installed in its workspace, not in its prompt.
+            install = skill if params.model.provider == "agent" else None
             self._requests[params] = Request(
                 spec=params.model,
                 prompt=build_prompt(
                     params.task,
-                    self.conditions[params.condition],
+                    None if install else skill,
                     settings.skill_references,
                     tools=mode == "tools",
                     skill_mode="disclose" if disclose else "preload",
+                    workspace=params.model.provider == "agent",
                 ),
+                install=install,
+                install_digest=self._digest(install),
                 tools=tools_for(disclose) if mode == "tools" else (),
                 task=params.task,
                 sample=params.index,
@@ -191,6 +202,14 @@ class Session:
                 params=self.settings.model_params,
             )
         return self._requests[params]
+
+    def _digest(self, skill: Skill | None) -> str:
+        """The hash of a skill's files, read once a session."""
+        if skill is None:
+            return ""
+        if skill.path not in self._digests:
+            self._digests[skill.path] = skill.digest()
+        return self._digests[skill.path]
 
 
 def _load_skills(settings: Settings) -> dict[str, Skill]:

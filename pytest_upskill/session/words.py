@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from typing import TYPE_CHECKING
 
+from ..config import public_url
+
 if TYPE_CHECKING:
+    from ..config import ModelSpec
     from ..run.sandbox import Mechanism
 
-__all__ = ["ISOLATION_WORDS", "NO_SANDBOX", "RECORD_WORDS", "sandbox_words"]
+__all__ = ["ISOLATION_WORDS", "NO_SANDBOX", "RECORD_WORDS", "agent_words", "sandbox_words"]
 
 RECORD_WORDS = {
     "none": "replayed from cassettes only",
@@ -41,3 +46,21 @@ def sandbox_words(how: Mechanism) -> str:
     abi = abi_version()
     inner = f"Landlock ABI {abi}, seccomp" if abi else "seccomp; no Landlock on this kernel"
     return ISOLATION_WORDS[how].format(inner=inner)
+
+
+def agent_words(spec: ModelSpec, how: Mechanism | None) -> str:
+    """The header's line for an agent CLI: where it is, where its network reaches, or why its
+    samples will skip."""
+    from ..clients import client_for
+
+    client = client_for(spec.client)
+    program = shutil.which(client.program)
+    if program is None:
+        return f"{spec.label}: {client.program} is not on PATH: its samples skip ({client.install})"
+    if how != "bubblewrap":
+        return f"{spec.label}: needs bubblewrap for its sandbox: its samples skip"
+    upstream = spec.base_url or os.environ.get(client.base_variable) or client.default_base_url
+    return (
+        f"{spec.label}: {program}, in a sandbox that writes only its workspace and reaches only "
+        f"{public_url(upstream)} (through a proxy that holds the key)"
+    )

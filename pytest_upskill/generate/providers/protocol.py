@@ -9,6 +9,7 @@ from ...config import public_url
 
 if TYPE_CHECKING:
     from ...config import ModelSpec
+    from ...skill import Skill
     from ...task import Task, TextTask
     from ..prompt import Prompt
 
@@ -106,6 +107,10 @@ class Request:
     params: dict[str, Any] = field(default_factory=dict)
     history: tuple[Message, ...] = ()
     tools: tuple[Tool, ...] = ()
+    # An agent CLI's skill condition: the skill installed in its workspace (not in the prompt),
+    # and the hash of its files, which decides the reply as a prompt's skill block does.
+    install: Skill | None = None
+    install_digest: str = ""
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that determines the reply (the task only through its prompt)."""
@@ -126,6 +131,8 @@ class Request:
             fingerprint["params"] = self.params
         if self.tools:
             fingerprint["tools"] = [[t.name, t.description, t.parameters] for t in self.tools]
+        if self.install is not None:
+            fingerprint["installed_skill"] = [self.install.name, self.install_digest]
         return fingerprint
 
 
@@ -145,6 +152,12 @@ class Reply:
     wait_s: float = 0.0
     started_at: float | None = None  # when it was sent (epoch seconds): requests that overlapped
     tool_calls: tuple[ToolCall, ...] = ()  # what the model asked to run, in order
+    # An agent CLI's: the project it left in its workspace, the cost its own output reported,
+    # where its JSON events are, and the limit that stopped it ('' if none).
+    files: dict[str, str] | None = None
+    reported_cost_usd: float | None = None
+    transcript: str = ""
+    limit_note: str = ""
 
 
 class Provider(Protocol):

@@ -1,0 +1,380 @@
+"""The only way out of an agent CLI's sandbox: a reverse proxy to its one model endpoint.
+
+The sandbox has a network namespace of its own (loopback only); the bridge inside it carries
+each connection to this proxy's Unix socket, bound into the sandbox. The proxy forwards a
+request only to the configured endpoint: a path outside the endpoint's, a request aimed at
+another host (an absolute URL, CONNECT) is refused with 403. The CLI holds a placeholder key:
+the proxy puts the real one on each request, so no credential ever enters the sandbox.
+
+Every exchange is kept for the cassette (the request's digest, the response whole); replaying,
+the proxy answers each request with the recorded response of the same method, path and model,
+in order, and asks nobody. Token usage is read here, from the responses, never from what the
+CLI reports; once `max_tokens` is spent, the next request is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import json
+import socketserver
+import threading
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel
+
+from ..generate.providers import Usage
+
+__all__ = ["Exchange", "Proxy"]
+
+_BODY_CAP = 64 << 20  # a request larger than this is refused
+_RECORD_CAP = 16 << 20  # a response larger than this is forwarded but not recorded whole
+_PIECE = 1 << 16
+_KEYS = frozenset({"x-api-key", "authorization", "api-key"})  # the placeholder's headers
+_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+        "host",
+        "content-length",
+        "content-encoding",
+        "accept-encoding",
+    }
+)
+
+
+class Exchange(BaseModel):
+    """One request the CLI sent and the endpoint's answer, as a cassette keeps it."""
+
+    method: str
+    path: str
+    model: str = ""
+    request_sha256: str = ""  # what was asked, to see a replay drift; the body is not kept
+    status: int
+    content_type: str = ""
+    body: str
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class Proxy:
+    """Serves one agent run, on the Unix socket `path`: forwarding to `upstream` (a base URL)
+    with `credentials` (headers) when recording, else answering from `replay`."""
+
+    def __init__(
+        self,
+        path: Path,
+        upstream: str,
+        credentials: Mapping[str, str],
+        replay: list[Exchange] | None = None,
+        max_tokens: int | None = None,
+        timeout_s: float = 600.0,
+    ) -> None:
+        self.path = path
+        self.upstream = urlsplit(upstream)
+        self.prefix = self.upstream.path.rstrip("/")
+        self.credentials = dict(credentials)
+        self.replay = replay
+        self.max_tokens = max_tokens
+        self.timeout_s = timeout_s
+        self.exchanges: list[Exchange] = []
+        self.refused: list[str] = []  # requests it would not forward, in words
+        self.unmatched: list[str] = []  # replaying: requests the recording had no answer for
+        self.limit = ""  # the token limit, in words, once a request was refused for it
+        self._lock = threading.Lock()
+        self._served: dict[tuple[str, str, str], int] = {}
+        self._server = _UnixServer(str(path), _handler(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Proxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+    @property
+    def usage(self) -> Usage:
+        with self._lock:
+            return Usage(
+                sum(e.input_tokens for e in self.exchanges),
+                sum(e.output_tokens for e in self.exchanges),
+            )
+
+    def inside_url(self, port: int) -> str:
+        """The base URL the CLI is given: the bridge's port, the endpoint's path."""
+        return f"http://127.0.0.1:{port}{self.prefix}"
+
+    def refusal(self, method: str, target: str) -> str:
+        """Why a request may not go out ('' when it may)."""
+        if method == "CONNECT" or not target.startswith("/"):
+            return f"{method} {target[:200]}: only the model endpoint can be reached"
+        path = urlsplit(target).path
+        if self.prefix and path != self.prefix and not path.startswith(self.prefix + "/"):
+            return f"{method} {target[:200]}: outside the model endpoint {self.prefix}"
+        spent = self.usage.input_tokens + self.usage.output_tokens
+        if self.max_tokens is not None and spent >= self.max_tokens:
+            self.limit = f"token limit {self.max_tokens} reached ({spent} spent)"
+            return self.limit
+        return ""
+
+    def recorded(self, method: str, target: str, model: str) -> Exchange | None:
+        """Replaying: the next recorded answer to this method, path and model."""
+        assert self.replay is not None
+        key = (method, urlsplit(target).path, model)
+        with self._lock:
+            seen = self._served.get(key, 0)
+            self._served[key] = seen + 1
+        matching = [e for e in self.replay if (e.method, urlsplit(e.path).path, e.model) == key]
+        if seen < len(matching):
+            return matching[seen]
+        self.unmatched.append(f"{method} {key[1]} (model {model or 'none'}) #{seen + 1}")
+        return None
+
+    def keep(self, exchange: Exchange) -> None:
+        with self._lock:
+            self.exchanges.append(exchange)
+
+    def forward(
+        self, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> Iterator[tuple[int, dict[str, str], bytes]]:
+        """Send the request on (the standard library's client: one endpoint, no pool needed);
+        yield the status and headers with the first piece of the body, then the rest."""
+        parts = urlsplit(target)
+        path = parts.path + (f"?{parts.query}" if parts.query else "")
+        sent = {k: v for k, v in headers.items() if k.lower() not in _HOP | _KEYS}
+        sent.update(self.credentials)
+        sent["accept-encoding"] = "identity"  # the bytes recorded are the bytes the CLI reads
+        host, port = self.upstream.hostname or "", self.upstream.port
+        if self.upstream.scheme == "https":
+            connection: http.client.HTTPConnection = http.client.HTTPSConnection(
+                host, port, timeout=self.timeout_s
+            )
+        else:
+            connection = http.client.HTTPConnection(host, port, timeout=self.timeout_s)
+        try:
+            connection.request(method, path, body=body, headers=sent)
+            response = connection.getresponse()
+            kept = {k.lower(): v for k, v in response.getheaders() if k.lower() not in _HOP}
+            yield response.status, kept, response.read1(_PIECE) if not response.closed else b""
+            while piece := response.read1(_PIECE):
+                yield 0, kept, piece
+        finally:
+            connection.close()
+
+
+def usage_of(body: str) -> tuple[int, int]:
+    """Input and output tokens of one response: JSON or server-sent events, in Anthropic's,
+    OpenAI's Chat Completions or Responses shapes (the largest counts seen: a stream repeats
+    them as they grow)."""
+    tokens = [0, 0]
+    documents: list[Any] = []
+    text = body.strip()
+    if text.startswith("{"):
+        documents.append(_json(text))
+    else:
+        for line in body.splitlines():
+            if line.startswith("data:"):
+                documents.append(_json(line[5:].strip()))
+    for document in documents:
+        for usage in _usages(document):
+            got_in = usage.get("input_tokens", usage.get("prompt_tokens"))
+            got_out = usage.get("output_tokens", usage.get("completion_tokens"))
+            for cache in ("cache_creation_input_tokens", "cache_read_input_tokens"):
+                if isinstance(usage.get(cache), int) and isinstance(got_in, int):
+                    got_in += usage[cache]
+            if isinstance(got_in, int) and got_in >= 0:
+                tokens[0] = max(tokens[0], got_in)
+            if isinstance(got_out, int) and got_out >= 0:
+                tokens[1] = max(tokens[1], got_out)
+    return tokens[0], tokens[1]
+
+
+def _json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _usages(document: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
+    """Every `usage` object in a response document, a few levels down at most."""
+    if not isinstance(document, dict) or depth > 3:
+        return
+    usage = document.get("usage")
+    if isinstance(usage, dict):
+        yield usage
+    for value in document.values():
+        if isinstance(value, dict):
+            yield from _usages(value, depth + 1)
+
+
+class _UnixServer(socketserver.ThreadingUnixStreamServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A CLI that hung up mid-answer is no error of the session's."""
+
+
+def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet
+            pass
+
+        def do_CONNECT(self) -> None:
+            self._refuse(proxy.refusal("CONNECT", self.path))
+
+        def do_GET(self) -> None:
+            self._serve()
+
+        def do_HEAD(self) -> None:
+            # Claude Code's check that its endpoint answers, without a key: answered here.
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def do_POST(self) -> None:
+            self._serve()
+
+        def do_PUT(self) -> None:
+            self._serve()
+
+        def do_DELETE(self) -> None:
+            self._serve()
+
+        def _serve(self) -> None:
+            body = self._body()
+            if body is None:
+                return self._refuse("the request body is too large or malformed", 413)
+            refused = proxy.refusal(self.command, self.path)
+            if refused:
+                return self._refuse(refused)
+            model = _model_of(body)
+            digest = hashlib.sha256(body).hexdigest()
+            if proxy.replay is not None:
+                exchange = proxy.recorded(self.command, self.path, model)
+                if exchange is None:
+                    return self._error(
+                        400, "pytest-upskill: the recording has no answer for this request"
+                    )
+                self._send(exchange.status, exchange.content_type, [exchange.body.encode()])
+                return proxy.keep(exchange)
+            pieces: list[bytes] = []
+            status, content_type = 502, "application/json"
+            try:
+                answer = proxy.forward(self.command, self.path, dict(self.headers.items()), body)
+                status, headers, first = next(answer)
+                content_type = headers.get("content-type", "")
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("transfer-encoding", "chunked")
+                self.end_headers()
+                for piece in _chain(first, answer):
+                    if sum(map(len, pieces)) < _RECORD_CAP:
+                        pieces.append(piece)
+                    self._chunk(piece)
+                self.wfile.write(b"0\r\n\r\n")
+            except Exception as exc:  # the endpoint failed: the CLI sees a 502, as from a gateway
+                if not pieces and status == 502:
+                    self._error(502, f"pytest-upskill proxy: {type(exc).__name__}: {exc}")
+                    return
+            text = b"".join(pieces).decode("utf-8", "replace")
+            tokens = usage_of(text)
+            proxy.keep(
+                Exchange(
+                    method=self.command,
+                    path=self.path,
+                    model=model,
+                    request_sha256=digest,
+                    status=status,
+                    content_type=content_type,
+                    body=text,
+                    input_tokens=tokens[0],
+                    output_tokens=tokens[1],
+                )
+            )
+
+        def _body(self) -> bytes | None:
+            if self.headers.get("transfer-encoding", "").lower() == "chunked":
+                data = b""
+                while True:
+                    size_line = self.rfile.readline(100)
+                    try:
+                        size = int(size_line.split(b";")[0], 16)
+                    except ValueError:
+                        return None
+                    if size == 0:
+                        while self.rfile.readline(1000) not in (b"\r\n", b"\n", b""):
+                            pass
+                        return data
+                    if len(data) + size > _BODY_CAP:
+                        return None
+                    data += self.rfile.read(size)
+                    self.rfile.readline(10)
+            try:
+                length = int(self.headers.get("content-length") or 0)
+            except ValueError:
+                return None
+            if not 0 <= length <= _BODY_CAP:
+                return None
+            return self.rfile.read(length)
+
+        def _send(self, status: int, content_type: str, pieces: list[bytes]) -> None:
+            self.send_response(status)
+            if content_type:
+                self.send_header("content-type", content_type)
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            for piece in pieces:
+                self._chunk(piece)
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+        def _chunk(self, piece: bytes) -> None:
+            if piece:
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                self.wfile.flush()
+
+        def _refuse(self, why: str, status: int = 403) -> None:
+            proxy.refused.append(why)
+            self._error(status, f"pytest-upskill proxy refused: {why}")
+            self.close_connection = True
+
+        def _error(self, status: int, message: str) -> None:
+            # Both APIs' error shapes at once: each CLI finds the message where it looks.
+            error = {"type": "invalid_request_error", "message": message}
+            payload = {"type": "error", "error": error}
+            self._send(status, "application/json", [json.dumps(payload).encode()])
+
+    return Handler
+
+
+def _chain(first: bytes, rest: Iterator[tuple[int, dict[str, str], bytes]]) -> Iterator[bytes]:
+    yield first
+    for _, _, piece in rest:
+        yield piece
+
+
+def _model_of(body: bytes) -> str:
+    try:
+        document = json.loads(body or b"{}")
+    except ValueError:
+        return ""
+    model = document.get("model") if isinstance(document, dict) else None
+    return model[:200] if isinstance(model, str) else ""

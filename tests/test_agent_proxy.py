@@ -1,0 +1,189 @@
+"""The agent CLIs' boundary, piece by piece: the model proxy (a real one on a Unix socket, in
+front of the loopback server) and the workspace's harvest of what a sandboxed CLI wrote."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+from model_server import ModelServer
+
+from pytest_upskill.clients.proxy import Exchange, Proxy, usage_of
+from pytest_upskill.clients.workspace import TASK_FILE, harvest, install_skill
+from pytest_upskill.project.extract import MAX_FILE_BYTES, MAX_FILES
+from pytest_upskill.skill import load_skill
+
+BODY = {"model": "claude-x", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+
+
+class UnixConnection(http.client.HTTPConnection):
+    """What the bridge inside the sandbox does: HTTP over the proxy's Unix socket."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__("127.0.0.1", 8080, timeout=30)
+        self.socket_path = str(path)
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(self.socket_path)
+
+
+def ask(
+    path: Path, method: str, target: str, body: object = BODY, key: str = "placeholder"
+) -> tuple[int, str]:
+    connection = UnixConnection(path)
+    data = json.dumps(body).encode() if body is not None else None
+    headers = {"content-type": "application/json", "x-api-key": key}
+    connection.request(method, target, body=data, headers=headers)
+    response = connection.getresponse()
+    text = response.read().decode()
+    connection.close()
+    return response.status, text
+
+
+@pytest.fixture
+def sock(tmp_path: Path) -> Path:
+    # Unix socket paths are short: pytest's temporary folders can be longer than 107 bytes.
+    return Path(os.path.relpath(tmp_path / "p.sock"))
+
+
+def test_the_proxy_forwards_with_the_real_key_and_records_usage(sock: Path) -> None:
+    with (
+        ModelServer(answer=lambda request: "four words of reply") as server,
+        Proxy(sock, server.url, {"x-api-key": "real"}) as proxy,
+    ):
+        status, text = ask(sock, "POST", "/v1/messages?beta=true")
+    assert status == 200
+    assert "four words of reply" in text
+    (received,) = server.received
+    assert received.headers["x-api-key"] == "real"  # the placeholder never reaches the API
+    assert received.path == "/v1/messages?beta=true"
+    (exchange,) = proxy.exchanges
+    assert (exchange.status, exchange.model, exchange.path) == (200, "claude-x", received.path)
+    assert (exchange.input_tokens, exchange.output_tokens) == (1, 4)  # the server's counts
+    assert proxy.usage.output_tokens == 4
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "why"),
+    [
+        ("GET", "http://127.0.0.1:9/v1/models", "only the model endpoint can be reached"),
+        ("CONNECT", "example.com:443", "only the model endpoint can be reached"),
+        ("POST", "/elsewhere/v1/messages", "outside the model endpoint /v1"),
+        ("POST", "/v1x/messages", "outside the model endpoint /v1"),
+    ],
+)
+def test_the_proxy_refuses_anything_but_its_endpoint(
+    sock: Path, method: str, target: str, why: str
+) -> None:
+    with (
+        ModelServer() as server,
+        Proxy(sock, f"{server.url}/v1", {"authorization": "Bearer real"}) as proxy,
+    ):
+        status, text = ask(sock, method, target, None if method != "POST" else BODY)
+    assert status == 403
+    assert why in text
+    assert server.received == []
+    assert proxy.exchanges == []
+    assert len(proxy.refused) == 1
+
+
+def test_the_token_limit_refuses_the_next_request(sock: Path) -> None:
+    with (
+        ModelServer(answer=lambda request: "x" * 400) as server,
+        Proxy(sock, server.url, {}, max_tokens=50) as proxy,
+    ):
+        first = ask(sock, "POST", "/v1/messages")
+        second = ask(sock, "POST", "/v1/messages")
+    assert first[0] == 200
+    assert second[0] == 403
+    assert "token limit 50 reached (101 spent)" in second[1]
+    assert len(server.received) == 1
+    assert proxy.limit == "token limit 50 reached (101 spent)"
+
+
+def test_a_replay_answers_in_order_per_path_and_model_and_names_what_it_lacks(
+    sock: Path,
+) -> None:
+    recorded = [
+        Exchange(method="POST", path="/v1/messages", model="a", status=200, body="first a"),
+        Exchange(method="POST", path="/v1/messages", model="b", status=200, body="only b"),
+        Exchange(method="POST", path="/v1/messages", model="a", status=200, body="second a"),
+    ]
+    with Proxy(sock, "http://127.0.0.1:9", {}, replay=recorded) as proxy:
+        answers = [
+            ask(sock, "POST", "/v1/messages?beta=true", {**BODY, "model": model})
+            for model in ("a", "a", "b", "b")
+        ]
+    assert [text for _, text in answers[:3]] == ["first a", "second a", "only b"]
+    assert answers[3][0] == 400
+    assert proxy.unmatched == ["POST /v1/messages (model b) #2"]
+
+
+def test_usage_is_read_from_each_api_shape() -> None:
+    anthropic = (
+        'event: message_start\ndata: {"message": {"usage": {"input_tokens": 7, '
+        '"cache_read_input_tokens": 3, "output_tokens": 1}}}\n\n'
+        'event: message_delta\ndata: {"usage": {"output_tokens": 12}}\n\n'
+    )
+    responses = 'data: {"type": "response.completed", "response": {"usage": {"input_tokens": 5, "output_tokens": 6}}}\n'
+    chat = '{"choices": [], "usage": {"prompt_tokens": 2, "completion_tokens": 3}}'
+    assert usage_of(anthropic) == (10, 12)
+    assert usage_of(responses) == (5, 6)
+    assert usage_of(chat) == (2, 3)
+    assert usage_of('data: {"usage": {"input_tokens": -5, "output_tokens": "9"}}') == (0, 0)
+
+
+def test_the_harvest_takes_plain_files_only(tmp_path: Path) -> None:
+    workspace = tmp_path / "w"
+    (workspace / "kernel_src").mkdir(parents=True)
+    (workspace / "kernel_src" / "k.cpp").write_text("int k;\n")
+    (workspace / TASK_FILE).write_text("the task")
+    (workspace / ".claude" / "skills" / "s").mkdir(parents=True)
+    (workspace / ".claude" / "skills" / "s" / "SKILL.md").write_text("skill")
+    (workspace / "build").mkdir()
+    (workspace / "build" / "out.txt").write_text("built")
+    (workspace / "passwd").symlink_to("/etc/passwd")
+    (workspace / "linked").symlink_to(workspace / "kernel_src", target_is_directory=True)
+    os.mkfifo(workspace / "pipe")  # read as a file, it would block forever
+    (workspace / "big.h").write_text("x" * (MAX_FILE_BYTES + 1))
+    (workspace / "binary.bin").write_bytes(b"\xff\xfe\x00")
+    files, notes = harvest(workspace)
+    assert files == {"kernel_src/k.cpp": "int k;\n"}
+    assert sorted(notes) == [
+        "left out 'big.h': larger than 1048576 bytes",
+        "left out 'binary.bin': not UTF-8 text",
+        "left out 'linked': not a regular file",
+        "left out 'passwd': not a regular file",
+        "left out 'pipe': not a regular file",
+    ]
+
+
+def test_the_harvest_stops_at_a_replys_limits(tmp_path: Path) -> None:
+    for index in range(MAX_FILES + 5):
+        (tmp_path / f"f{index:04d}.h").write_text("x")
+    files, notes = harvest(tmp_path)
+    assert len(files) == MAX_FILES
+    assert notes == [
+        f"left out 'f{MAX_FILES:04d}.h' and what follows: a reply holds at most "
+        f"{MAX_FILES} files, 4194304 bytes"
+    ]
+
+
+def test_a_skill_is_installed_without_its_links(tmp_path: Path) -> None:
+    skill_dir = tmp_path / "my-skill"
+    (skill_dir / "references").mkdir(parents=True)
+    (skill_dir / "SKILL.md").write_text("---\nname: my-skill\ndescription: d\n---\nbody\n")
+    (skill_dir / "references" / "a.md").write_text("ref")
+    (skill_dir / "references" / "secret").symlink_to("/etc/passwd")
+    skill = load_skill(skill_dir)
+    target = install_skill(skill, tmp_path / "ws" / ".claude" / "skills")
+    installed = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    assert installed == ["SKILL.md", "references/a.md"]
+    before = skill.digest()
+    (skill_dir / "references" / "a.md").write_text("changed")
+    assert skill.digest() != before  # a changed reference is a new recording
