@@ -43,8 +43,9 @@ SkillMode = Literal["preload", "disclose"]
 
 
 _NAME = re.compile(r"([\w.+-]+)=(.+)")  # NAME=SPEC: a name holds no ':', a spec always does
-# Agent CLIs that can be the model under test (`pytest_upskill.clients`).
-AGENT_CLIENTS = ("claude-code", "codex")
+# Agent CLIs that can be the model under test (`pytest_upskill.clients`), and whose API (and
+# price list) their models are.
+AGENT_CLIENTS = {"claude-code": "anthropic", "codex": "openai"}
 
 
 class ModelSpec(BaseModel):
@@ -125,6 +126,14 @@ class ModelSpec(BaseModel):
     def client_model(self) -> str:
         """The model an agent CLI is told to use ('': the CLI's own default)."""
         return self.model.partition(":")[2] if self.provider == "agent" else self.model
+
+    @property
+    def priced_as(self) -> str:
+        """Provider and model as the published price list knows it: an agent CLI's model is
+        its API's."""
+        if self.provider == "agent" and self.client_model:
+            return f"{AGENT_CLIENTS[self.client]}:{self.client_model}"
+        return self.identity
 
     @property
     def takes_temperature(self) -> bool:

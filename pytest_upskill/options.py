@@ -99,11 +99,12 @@ OPTIONS: tuple[Option, ...] = (
     Option(None, "--upskill-sandbox-check", None, "run probes in the sandbox and print which "
            "protections hold on this machine", "flag"),
     Option("memory_limit_gb", "--upskill-memory-limit", "upskill_memory_limit", "most memory "
-           "the process testing a kernel may use, GiB (default: half of this machine's)",
+           "the process testing a kernel (or an agent CLI) may use, GiB (default: half of this "
+           "machine's)",
            "number", "GIB", expected="a number of GiB above 0", valid=_above_zero,
            optional=True),
     Option("disk_limit_gb", "--upskill-disk-limit", "upskill_disk_limit", "most a kernel's "
-           "test may write in its sample's folder, GiB (default {default})", "number", "GIB",
+           "test (or an agent CLI) may write in its sample's folder, GiB (default {default})", "number", "GIB",
            expected="a number of GiB above 0", valid=_above_zero, default=4.0),
     Option("record", "--upskill-record", "upskill_record", "cassettes: none = replay only, new "
            "= replay and record what is missing (default), all = re-record, off = neither",
@@ -145,8 +146,9 @@ OPTIONS: tuple[Option, ...] = (
            "sample as failed, naming the limit", "whole", "N", expected=_WHOLE,
            valid=_at_least_one, optional=True),
     Option("max_sample_s", "--upskill-max-sample-time", "upskill_max_sample_time", "longest "
-           "an agent loop's sample may take, all turns, builds and tests together; reaching it "
-           "ends the sample as failed, naming the limit", "number", "SECONDS",
+           "an agent loop's sample may take, all turns, builds and tests together (an agent "
+           "CLI's run: default --upskill-timeout); reaching it ends the sample as failed, "
+           "naming the limit", "number", "SECONDS",
            expected="a number of seconds above 0", valid=_above_zero, optional=True),
     Option("max_cost_usd", "--upskill-max-cost", "upskill_max_cost", "most an agent loop's "
            "sample may cost, USD, where the model's price is known; reaching it ends the sample "

@@ -1,6 +1,6 @@
-"""Agent CLIs as the model under test: the real Claude Code, run by a real pytest session in
-its sandbox behind the model proxy, against the loopback server answering as the Messages API
-does; its project is built and tested as any sample's."""
+"""Agent CLIs as the model under test: the real Claude Code and Codex, run by real pytest
+sessions in their sandbox behind the model proxy, against the loopback server answering as the
+Messages API and the Responses API do; their projects are built and tested as any sample's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import json
 import os
 import posixpath
 import shutil
-import socket
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,26 @@ GOOD = read_project(EXAMPLES / "solutions" / "row_softmax")
 SKILL = EXAMPLES / "skills" / "cpu-kernels"
 SKILL_DESCRIPTION = "Write correct, fast PyTorch CPU kernels as kernel-builder projects."
 KEY = "sk-ant-loopback-real-key-0123456789abcdef"
+
+
+# Run in the sandbox by the CLI's shell: take descriptor 1 (the CLI's output) of every other
+# process there, and trace it.
+REACH_INTO = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+got = set()
+for name in os.listdir("/proc"):
+    if not name.isdigit() or int(name) == os.getpid():
+        continue
+    pidfd = libc.syscall(434, int(name), 0)  # pidfd_open
+    if pidfd < 0:
+        continue
+    done = libc.syscall(438, pidfd, 1, 0)  # pidfd_getfd
+    got.add("getfd ok" if done >= 0 else f"getfd errno {ctypes.get_errno()}")
+    done = libc.ptrace(16, int(name), 0, 0)  # PTRACE_ATTACH
+    got.add("ptrace ok" if done == 0 else f"ptrace errno {ctypes.get_errno()}")
+print("reach into:", sorted(got))
+"""
 
 
 def needs(program: str, package: str) -> pytest.MarkDecorator:
@@ -67,60 +88,128 @@ def report(pytester: pytest.Pytester) -> dict[str, Any]:
     return parsed
 
 
-@needs_claude
-def test_claude_code_writes_a_project_that_is_built_and_tested_and_replays(
+def codex_answered(request: Received) -> bool:
+    return any(
+        isinstance(item, dict) and item.get("type") == "function_call_output"
+        for item in request.body.get("input", [])
+    )
+
+
+def codex_writes(files: dict[str, str]) -> Any:
+    """Codex's model: writes `files` through its exec_command tool (byte for byte: base64 in
+    the command), then says it is done."""
+
+    def answer(request: Received) -> str | Answer:
+        if codex_answered(request):
+            return "Done: the project is written."
+        calls: list[tuple[str, dict[str, Any] | str]] = []
+        for path, text in files.items():
+            encoded = base64.b64encode(text.encode()).decode()
+            folder = posixpath.dirname(path) or "."
+            command = f"mkdir -p {folder} && printf %s '{encoded}' | base64 -d > {path}"
+            calls.append(("exec_command", {"cmd": command}))
+        return Answer("Writing the project.", calls)
+
+    return answer
+
+
+@dataclass(frozen=True)
+class Cli:
+    """How a test drives one agent CLI: its spec against the server, its key, its model's
+    answers, the last event of its transcript."""
+
+    spec: Callable[[str], str]
+    key: str
+    answer: Callable[[dict[str, str]], Callable[[Received], str | Answer]]
+    last_event: str
+    header: str  # the key's header as the server sees it
+
+
+CLIS = [
+    pytest.param(
+        Cli(
+            lambda url: f"agent:claude-code:claude-sonnet-4-5@{url}",
+            "ANTHROPIC_API_KEY",
+            writes,
+            "result",
+            "x-api-key",
+        ),
+        marks=needs_claude,
+        id="claude-code",
+    ),
+    pytest.param(
+        Cli(
+            lambda url: f"agent:codex:upskill-test-model@{url}/v1",
+            "OPENAI_API_KEY",
+            codex_writes,
+            "turn.completed",
+            "authorization",
+        ),
+        marks=needs_codex,
+        id="codex",
+    ),
+]
+
+
+@pytest.mark.parametrize("cli", CLIS)
+def test_an_agent_cli_writes_a_project_that_is_built_and_tested_and_replays(
     pytester: pytest.Pytester,
     reference: Path,
     upskill_args: list[str],
     monkeypatch: pytest.MonkeyPatch,
+    cli: Cli,
 ) -> None:
     pytester.makepyfile(ROW_SOFTMAX_TEST)
-    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    monkeypatch.setenv(cli.key, KEY)
     args = [
         *upskill_args,
         f"--upskill-skill={SKILL}",
         "--upskill-report=r.json",
         "--upskill-cassette-dir=c",
     ]
-    with ModelServer(answer=writes(GOOD)) as server:
-        spec = f"--upskill-model=agent:claude-code:claude-sonnet-4-5@{server.url}"
-        result = pytester.runpytest(spec, *args)
+    with ModelServer(answer=cli.answer(GOOD)) as server:
+        spec = f"--upskill-model={cli.spec(server.url)}"
+        # Two xdist workers: each sample's CLI runs once, whichever worker starts it.
+        result = pytester.runpytest(spec, *args, "--upskill-html=r.html", "-n", "2")
     result.assert_outcomes(passed=2)
-    samples = {s["condition"]: s for s in report(pytester)["samples"]}
-    for sample in samples.values():
+    samples = report(pytester)["samples"]
+    for sample in samples:
         assert (sample["outcome"], sample["built"], sample["cached"]) == ("passed", True, False)
-        assert sample["usage"]["input_tokens"] > 0
+        assert sample["usage"]["output_tokens"] > 0
         events = [json.loads(line) for line in Path(sample["transcript"]).read_text().splitlines()]
-        assert events[-1]["type"] == "result"
-    # Each request reached the server with the real key, put on by the proxy: the CLI held a
-    # placeholder. The skill is in the skill condition's requests only, where Claude Code
-    # lists the skills of its project.
-    assert server.received
-    assert all(r.headers["x-api-key"] == KEY for r in server.received)
-    by_condition: dict[bool, list[str]] = {True: [], False: []}
-    for request in server.received:
-        text = json.dumps(request.body)
-        by_condition["/workspace" in text and "cpu-kernels" in text].append(text)
-    assert by_condition[True]
-    assert by_condition[False]
-    assert all(SKILL_DESCRIPTION in text for text in by_condition[True])
-    assert not any(SKILL_DESCRIPTION in text for text in by_condition[False])
-    # Replayed with the server gone: the real CLI runs again, answered by the recording.
-    asked = len(server.received)
+        assert events[-1]["type"] == cli.last_event
+    page = (pytester.path / "r.html").read_text()
+    assert page.count("transcript.jsonl (") == 2  # each sample's events, a line each
+    # Two requests a run (write, then done), each with the real key, put on by the proxy: the
+    # CLI held a placeholder.
+    assert len(server.received) == 4
+    assert all(KEY in r.headers[cli.header] for r in server.received)
+    # Each client lists the skills of its project in what it sends: the skill condition's only.
+    listed = [SKILL_DESCRIPTION in json.dumps(r.body) for r in server.received]
+    assert sorted(listed) == [False, False, True, True]
+    # Replayed with the server gone and no key: the real CLI runs again, answered by the
+    # recording.
+    monkeypatch.delenv(cli.key)
     replayed = pytester.runpytest(spec, *args, "--upskill-record=none")
     replayed.assert_outcomes(passed=2)
-    again = {s["condition"]: s for s in report(pytester)["samples"]}
-    assert {c: (s["outcome"], s["cached"]) for c, s in again.items()} == {
-        "baseline": ("passed", True),
-        "cpu-kernels": ("passed", True),
-    }
-    assert len(server.received) == asked
+    again = report(pytester)["samples"]
+    assert [(s["outcome"], s["cached"]) for s in again] == [("passed", True)] * 2
+    assert len(server.received) == 4
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+@needs_claude
+def test_the_header_names_the_cli_and_the_one_endpoint_it_reaches(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile("def test_nothing(): pass")
+    spec = "agent:claude-code@http://user:pw@127.0.0.1:9/base"
+    result = pytester.runpytest(f"--upskill-model={spec}")
+    result.stdout.fnmatch_lines(
+        [
+            "upskill: agent:claude-code: */claude, in a sandbox that writes only its workspace "
+            "and reaches only http://127.0.0.1:9/base (through a proxy that holds the key)"
+        ]
+    )
 
 
 @needs_claude
@@ -151,7 +240,8 @@ def test_claude_code_reaches_nothing_but_its_model_and_no_secret(
             "r = c.getresponse(); print('via proxy', r.status, r.read())\"; "
             "python3 -c \"import http.client as h; c = h.HTTPConnection('127.0.0.1', 8080); "
             f"c.request('CONNECT', '127.0.0.1:{other_port}'); "
-            "r = c.getresponse(); print('connect', r.status, r.read())\""
+            "r = c.getresponse(); print('connect', r.status, r.read())\"; "
+            f"echo {base64.b64encode(REACH_INTO.encode()).decode()} | base64 -d | python3"
         )
 
         def leaves(request: Received) -> str | Answer:
@@ -161,7 +251,9 @@ def test_claude_code_reaches_nothing_but_its_model_and_no_secret(
 
         with ModelServer(answer=leaves) as server:
             spec = f"--upskill-model=agent:claude-code:claude-sonnet-4-5@{server.url}"
-            result = pytester.runpytest(spec, *upskill_args, "--upskill-report=r.json")
+            result = pytester.runpytest(
+                spec, *upskill_args, "--upskill-report=r.json", "--upskill-max-sample-time=60"
+            )
     assert other.received == []
     results = [
         block
@@ -179,70 +271,51 @@ def test_claude_code_reaches_nothing_but_its_model_and_no_secret(
     assert "via proxy 403" in said
     assert "connect 403" in said
     assert "only the model endpoint can be reached" in said
+    # No process of the sandbox can take another's descriptors (the CLI's output) or trace it.
+    assert "reach into: ['getfd errno 1', 'ptrace errno 1']" in said
     # The model wrote no project: the sample fails at extract, nothing else is harmed.
     result.assert_outcomes(failed=1)
     (sample,) = report(pytester)["samples"]
     assert (sample["outcome"], sample["stage"]) == ("failed", "extract")
 
 
-def codex_answered(request: Received) -> bool:
-    return any(
-        isinstance(item, dict) and item.get("type") == "function_call_output"
-        for item in request.body.get("input", [])
+def test_a_missing_cli_skips_its_samples_with_the_install_command(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str], tmp_path: Path
+) -> None:
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", str(empty))  # the CLI is nowhere to be found
+        result = pytester.runpytest(
+            "--upskill-model=agent:codex", *upskill_args, "-rs", "--upskill-isolation=process"
+        )
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "upskill: agent:codex: codex is not on PATH: its samples skip "
+            "(npm install -g @openai/codex)",
+            "SKIPPED * codex is not installed (codex is not on PATH): npm install -g @openai/codex",
+        ]
     )
 
 
-def codex_writes(files: dict[str, str]) -> Any:
-    """Codex's model: writes `files` through its exec_command tool (byte for byte: base64 in
-    the command), then says it is done."""
-
-    def answer(request: Received) -> str | Answer:
-        if codex_answered(request):
-            return "Done: the project is written."
-        calls: list[tuple[str, dict[str, Any] | str]] = []
-        for path, text in files.items():
-            encoded = base64.b64encode(text.encode()).decode()
-            folder = posixpath.dirname(path) or "."
-            command = f"mkdir -p {folder} && printf %s '{encoded}' | base64 -d > {path}"
-            calls.append(("exec_command", {"cmd": command}))
-        return Answer("Writing the project.", calls)
-
-    return answer
-
-
-@needs_codex
-def test_codex_writes_a_project_that_is_built_and_tested_and_replays(
+@needs_claude
+def test_the_time_limit_stops_the_cli_and_fails_the_sample(
     pytester: pytest.Pytester,
     reference: Path,
     upskill_args: list[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pytester.makepyfile(ROW_SOFTMAX_TEST)
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    args = [
-        *upskill_args,
-        f"--upskill-skill={SKILL}",
-        "--upskill-report=r.json",
-        "--upskill-cassette-dir=c",
-    ]
-    with ModelServer(answer=codex_writes(GOOD)) as server:
-        spec = f"--upskill-model=agent:codex:upskill-test-model@{server.url}/v1"
-        result = pytester.runpytest(spec, *args)
-    result.assert_outcomes(passed=2)
-    samples = {s["condition"]: s for s in report(pytester)["samples"]}
-    for sample in samples.values():
-        assert (sample["outcome"], sample["built"], sample["cached"]) == ("passed", True, False)
-        assert sample["usage"]["output_tokens"] > 0
-        events = [json.loads(line) for line in Path(sample["transcript"]).read_text().splitlines()]
-        assert events[-1]["type"] == "turn.completed"
-    assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in server.received)
-    assert all(r.route == "/v1/responses" for r in server.received)
-    # Codex lists a project's skills in its instructions: the skill condition's only.
-    listed = [SKILL_DESCRIPTION in r.system for r in server.received]
-    assert sorted(listed) == [False, False, True, True]  # two requests a run: write, then done
-    asked = len(server.received)
-    replayed = pytester.runpytest(spec, *args, "--upskill-record=none")
-    replayed.assert_outcomes(passed=2)
-    again = report(pytester)["samples"]
-    assert [(s["outcome"], s["cached"]) for s in again] == [("passed", True)] * 2
-    assert len(server.received) == asked
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    with ModelServer(answer=writes(GOOD), latency_s=60) as server:
+        spec = f"--upskill-model=agent:claude-code:claude-sonnet-4-5@{server.url}"
+        result = pytester.runpytest(
+            spec, *upskill_args, "--upskill-report=r.json", "--upskill-max-sample-time=4"
+        )
+    result.assert_outcomes(failed=1)
+    (sample,) = report(pytester)["samples"]
+    assert sample["stage"] == "extract"
+    assert sample["reason"].startswith("time limit 4 s reached: ")
+    assert sample["latency_s"] < 30

@@ -3,14 +3,18 @@ front of the loopback server) and the workspace's harvest of what a sandboxed CL
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import socket
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from model_server import ModelServer
+from pydantic import ValidationError
 
 from pytest_upskill.clients.proxy import Exchange, Proxy, usage_of
 from pytest_upskill.clients.workspace import TASK_FILE, harvest, install_skill
@@ -18,6 +22,8 @@ from pytest_upskill.project.extract import MAX_FILE_BYTES, MAX_FILES
 from pytest_upskill.skill import load_skill
 
 BODY = {"model": "claude-x", "max_tokens": 100, "messages": [{"role": "user", "content": "hi"}]}
+ROUTES = (("POST", "/v1/messages"),)
+CODEX = (("POST", "/responses"),)
 
 
 class UnixConnection(http.client.HTTPConnection):
@@ -54,7 +60,7 @@ def sock(tmp_path: Path) -> Path:
 def test_the_proxy_forwards_with_the_real_key_and_records_usage(sock: Path) -> None:
     with (
         ModelServer(answer=lambda request: "four words of reply") as server,
-        Proxy(sock, server.url, {"x-api-key": "real"}) as proxy,
+        Proxy(sock, server.url, {"x-api-key": "real"}, ROUTES) as proxy,
     ):
         status, text = ask(sock, "POST", "/v1/messages?beta=true")
     assert status == 200
@@ -73,8 +79,14 @@ def test_the_proxy_forwards_with_the_real_key_and_records_usage(sock: Path) -> N
     [
         ("GET", "http://127.0.0.1:9/v1/models", "only the model endpoint can be reached"),
         ("CONNECT", "example.com:443", "only the model endpoint can be reached"),
-        ("POST", "/elsewhere/v1/messages", "outside the model endpoint /v1"),
-        ("POST", "/v1x/messages", "outside the model endpoint /v1"),
+        ("POST", "/elsewhere/v1/messages", "not a route of the model endpoint"),
+        ("POST", "/v1x/responses", "not a route of the model endpoint"),
+        ("GET", "/v1/models", "not a route of the model endpoint (POST /v1/responses)"),
+        ("PUT", "/v1/responses", "not a route of the model endpoint"),
+        ("POST", "/v1/../v1/responses", "not a plain path"),
+        ("POST", "/v1/%2e%2e/admin", "not a plain path"),
+        ("POST", "/v1//responses", "not a plain path"),
+        ("POST", "/v1/responses?x=%0d", "not a plain path"),
     ],
 )
 def test_the_proxy_refuses_anything_but_its_endpoint(
@@ -82,7 +94,7 @@ def test_the_proxy_refuses_anything_but_its_endpoint(
 ) -> None:
     with (
         ModelServer() as server,
-        Proxy(sock, f"{server.url}/v1", {"authorization": "Bearer real"}) as proxy,
+        Proxy(sock, f"{server.url}/v1", {"authorization": "Bearer real"}, CODEX) as proxy,
     ):
         status, text = ask(sock, method, target, None if method != "POST" else BODY)
     assert status == 403
@@ -95,7 +107,7 @@ def test_the_proxy_refuses_anything_but_its_endpoint(
 def test_the_token_limit_refuses_the_next_request(sock: Path) -> None:
     with (
         ModelServer(answer=lambda request: "x" * 400) as server,
-        Proxy(sock, server.url, {}, max_tokens=50) as proxy,
+        Proxy(sock, server.url, {}, ROUTES, max_tokens=50) as proxy,
     ):
         first = ask(sock, "POST", "/v1/messages")
         second = ask(sock, "POST", "/v1/messages")
@@ -114,7 +126,7 @@ def test_a_replay_answers_in_order_per_path_and_model_and_names_what_it_lacks(
         Exchange(method="POST", path="/v1/messages", model="b", status=200, body="only b"),
         Exchange(method="POST", path="/v1/messages", model="a", status=200, body="second a"),
     ]
-    with Proxy(sock, "http://127.0.0.1:9", {}, replay=recorded) as proxy:
+    with Proxy(sock, "http://127.0.0.1:9", {}, ROUTES, replay=recorded) as proxy:
         answers = [
             ask(sock, "POST", "/v1/messages?beta=true", {**BODY, "model": model})
             for model in ("a", "a", "b", "b")
@@ -187,3 +199,81 @@ def test_a_skill_is_installed_without_its_links(tmp_path: Path) -> None:
     before = skill.digest()
     (skill_dir / "references" / "a.md").write_text("changed")
     assert skill.digest() != before  # a changed reference is a new recording
+
+
+def raw(path: Path, data: bytes, close: bool = True) -> bytes:
+    """Bytes sent as they are on the proxy's socket, and what came back."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+        connection.settimeout(30)
+        connection.connect(str(path))
+        connection.sendall(data)
+        if close:
+            connection.shutdown(socket.SHUT_WR)
+        answer = b""
+        while piece := connection.recv(65536):
+            answer += piece
+        return answer
+
+
+def test_malformed_and_short_bodies_are_refused_not_forwarded(sock: Path) -> None:
+    head = b"POST /v1/messages HTTP/1.1\r\nhost: x\r\n"
+    with ModelServer() as server, Proxy(sock, server.url, {}, ROUTES) as proxy:
+        # A negative chunk size would read until the connection closes, past every cap.
+        negative = raw(sock, head + b"transfer-encoding: chunked\r\n\r\n-1\r\n" + b"x" * 1000)
+        short = raw(sock, head + b"content-length: 100\r\n\r\n{}")
+        huge = raw(sock, head + b"content-length: 999999999999\r\n\r\n")
+    for answer in (negative, short, huge):
+        assert answer.startswith(b"HTTP/1.1 413")
+    assert server.received == []
+    assert proxy.exchanges == []
+
+
+def test_a_flood_of_connections_is_closed_unanswered(sock: Path) -> None:
+    with ModelServer() as server, Proxy(sock, server.url, {}, ROUTES) as proxy:
+        held = []
+        for _ in range(40):  # each open, sending nothing
+            connection = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            connection.connect(str(sock))
+            held.append(connection)
+        time.sleep(0.5)
+        closed = 0
+        for connection in held:
+            connection.settimeout(0.2)
+            with contextlib.suppress(TimeoutError):  # still open: it has a slot
+                closed += connection.recv(1) == b""
+        assert closed == 40 - 16  # past 16 at once
+        for connection in held:
+            connection.close()
+        time.sleep(0.5)
+        status, _ = ask(sock, "POST", "/v1/messages")  # the slots are free again
+    assert status == 200
+    assert "more than 16 connections at once" in proxy.refused
+
+
+def test_parallel_requests_cannot_overrun_the_token_limit(sock: Path) -> None:
+    with (
+        ModelServer(answer=lambda request: "x" * 400, latency_s=0.5) as server,
+        Proxy(sock, server.url, {}, ROUTES, max_tokens=50),
+        ThreadPoolExecutor(8) as pool,
+    ):
+        answers = list(pool.map(lambda _: ask(sock, "POST", "/v1/messages"), range(8)))
+    assert sorted(status for status, _ in answers) == [200] + [403] * 7
+    assert len(server.received) == 1
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"content_type": "text/plain\r\nset-cookie: injected=1"},
+        {"status": 101},
+        {"status": 999},
+        {"input_tokens": -1000000},
+        {"method": "GET /x HTTP/1.1\r\n"},
+        {"path": "/v1/messages\r\nx: y"},
+    ],
+)
+def test_a_hostile_cassette_exchange_is_refused(change: dict[str, object]) -> None:
+    fine = {"method": "POST", "path": "/v1/messages", "status": 200, "body": "ok"}
+    Exchange.model_validate({**fine, "content_type": "text/event-stream; charset=utf-8"})
+    with pytest.raises(ValidationError):
+        Exchange.model_validate({**fine, **change})

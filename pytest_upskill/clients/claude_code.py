@@ -18,6 +18,10 @@ class ClaudeCode:
     install = "npm install -g @anthropic-ai/claude-code"
     base_variable = "ANTHROPIC_BASE_URL"
     default_base_url = "https://api.anthropic.com"
+    routes: tuple[tuple[str, str], ...] = (
+        ("POST", "/v1/messages"),
+        ("POST", "/v1/messages/count_tokens"),
+    )
 
     def credentials(self, environ: Mapping[str, str]) -> dict[str, str] | None:
         if environ.get("ANTHROPIC_API_KEY"):

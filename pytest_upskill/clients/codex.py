@@ -62,6 +62,7 @@ class Codex:
     install = "npm install -g @openai/codex"
     base_variable = "OPENAI_BASE_URL"
     default_base_url = "https://api.openai.com/v1"
+    routes: tuple[tuple[str, str], ...] = (("POST", "/responses"),)
 
     def credentials(self, environ: Mapping[str, str]) -> dict[str, str] | None:
         key = environ.get("OPENAI_API_KEY")

@@ -58,6 +58,8 @@ class Client(Protocol):
     install: str  # the command that installs it
     base_variable: str  # the variable that names its API's base URL outside the sandbox
     default_base_url: str
+    # What the proxy forwards: (method, path under the base URL); the rest is refused.
+    routes: tuple[tuple[str, str], ...]
 
     def credentials(self, environ: Mapping[str, str]) -> dict[str, str] | None:
         """The headers that carry this process's key for the API (None: no key is set)."""

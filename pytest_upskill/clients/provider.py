@@ -21,6 +21,7 @@ from ..errors import SampleError, SampleSkipped
 from ..generate.cassettes import Cassettes
 from ..generate.providers import Reply, Request, Usage
 from ..paths import write_json_atomically
+from ..run.processes import memory_total_gib
 from ..sanitize import each_string, redacted
 from . import client_for
 from .protocol import Client
@@ -98,6 +99,7 @@ class AgentProvider:
         shared = root / f"{path.stem}.outcome.json"
         if shared.exists():  # another process of this session ran it
             return _reply(_Outcome.model_validate_json(shared.read_text(encoding="utf-8")))
+        program = self._program()  # a missing CLI skips, with or without a key
         recording = self._recording(path)
         if recording is None:
             if store.mode == "none":
@@ -108,7 +110,6 @@ class AgentProvider:
                 )
             if self.missing_key() is not None:
                 raise SampleError("generate", f"{self.spec.label}: {self.missing_key()}")
-        program = self._program()
         ran = AgentRun(
             client=self.client,
             program=program,
@@ -123,6 +124,8 @@ class AgentProvider:
             max_tokens=self.setup.settings.max_total_tokens,
             turns=self.setup.settings.turns if self.setup.settings.turns > 1 else None,
             pass_env=self.setup.settings.pass_env,
+            memory_gib=self.setup.settings.memory_limit_gb or memory_total_gib() / 2 or 64,
+            disk_bytes=int(self.setup.settings.disk_limit_gb * 2**30),
         ).run()
         if recording is None:
             self._save(path, request, ran)

@@ -1,15 +1,18 @@
 """The only way out of an agent CLI's sandbox: a reverse proxy to its one model endpoint.
 
 The sandbox has a network namespace of its own (loopback only); the bridge inside it carries
-each connection to this proxy's Unix socket, bound into the sandbox. The proxy forwards a
-request only to the configured endpoint: a path outside the endpoint's, a request aimed at
-another host (an absolute URL, CONNECT) is refused with 403. The CLI holds a placeholder key:
-the proxy puts the real one on each request, so no credential ever enters the sandbox.
+each connection to this proxy's Unix socket, bound into the sandbox. The proxy forwards only the
+client's own routes of the configured endpoint (`POST /v1/messages`, `POST /responses`), by
+plain paths; anything else (another route or method, a path with `..` or `%`, an absolute URL,
+CONNECT) is refused with 403. The CLI holds a placeholder key: the proxy puts the real one on
+each request, so no credential ever enters the sandbox.
 
 Every exchange is kept for the cassette (the request's digest, the response whole); replaying,
 the proxy answers each request with the recorded response of the same method, path and model,
 in order, and asks nobody. Token usage is read here, from the responses, never from what the
-CLI reports; once `max_tokens` is spent, the next request is refused.
+CLI reports; once `max_tokens` is spent, the next request is refused (requests then go one at a
+time, so parallel ones cannot overrun it). Connections, request sizes and chunk counts are
+capped, so nothing in the sandbox can run this process out of memory or threads.
 """
 
 from __future__ import annotations
@@ -17,23 +20,34 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import re
 import socketserver
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..generate.providers import Usage
 
-__all__ = ["Exchange", "Proxy"]
+__all__ = ["Exchange", "Proxy", "usage_of"]
 
-_BODY_CAP = 64 << 20  # a request larger than this is refused
+_BODY_CAP = 32 << 20  # a request larger than this is refused
+_CHUNKS_CAP = 100_000  # chunks of one chunked request body
 _RECORD_CAP = 16 << 20  # a response larger than this is forwarded but not recorded whole
+_TAIL = 1 << 16  # the end of a response, kept for its usage when the recording is cut
+_CONNECTIONS = 16  # at once; more are closed unanswered
+_IDLE_S = 120.0  # a connection that sends nothing for this long is closed
 _PIECE = 1 << 16
+_HEX = re.compile(rb"[0-9A-Fa-f]{1,8}(;[^\r\n]*)?\r?\n")
+_PLAIN_PATH = re.compile(r"(/[\w.-]+)*/?")  # no '%', '\', '//', empty or dot segments
+_QUERY = re.compile(r"[\w.=&-]*")
+_TOKEN = r"[\w!#$&'*+.^`|~-]+"
+_CONTENT_TYPE = rf"({_TOKEN}/{_TOKEN}(\s*;\s*{_TOKEN}=({_TOKEN}|\"[^\"\r\n\\]*\"))*)?"
 _KEYS = frozenset({"x-api-key", "authorization", "api-key"})  # the placeholder's headers
 _HOP = frozenset(
     {
@@ -56,28 +70,31 @@ _HOP = frozenset(
 
 
 class Exchange(BaseModel):
-    """One request the CLI sent and the endpoint's answer, as a cassette keeps it."""
+    """One request the CLI sent and the endpoint's answer, as a cassette keeps it: validated
+    where it enters, since a cassette may be edited or hostile."""
 
-    method: str
-    path: str
-    model: str = ""
+    method: str = Field(pattern=r"^[A-Z]{1,10}$")
+    path: str = Field(max_length=2000, pattern=r"^/[^\r\n]*$")
+    model: str = Field(default="", max_length=200)
     request_sha256: str = ""  # what was asked, to see a replay drift; the body is not kept
-    status: int
-    content_type: str = ""
-    body: str
-    input_tokens: int = 0
-    output_tokens: int = 0
+    status: int = Field(ge=200, le=599)
+    content_type: str = Field(default="", max_length=200, pattern=rf"^{_CONTENT_TYPE}$")
+    body: str = Field(max_length=_RECORD_CAP)
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
 
 
 class Proxy:
-    """Serves one agent run, on the Unix socket `path`: forwarding to `upstream` (a base URL)
-    with `credentials` (headers) when recording, else answering from `replay`."""
+    """Serves one agent run, on the Unix socket `path`: the `routes` (method, path under the
+    endpoint) of `upstream` (a base URL), forwarded with `credentials` (headers) when recording,
+    else answered from `replay`."""
 
     def __init__(
         self,
         path: Path,
         upstream: str,
         credentials: Mapping[str, str],
+        routes: Sequence[tuple[str, str]],
         replay: list[Exchange] | None = None,
         max_tokens: int | None = None,
         timeout_s: float = 600.0,
@@ -86,6 +103,7 @@ class Proxy:
         self.upstream = urlsplit(upstream)
         self.prefix = self.upstream.path.rstrip("/")
         self.credentials = dict(credentials)
+        self.routes = {(method, self.prefix + route) for method, route in routes}
         self.replay = replay
         self.max_tokens = max_tokens
         self.timeout_s = timeout_s
@@ -93,9 +111,11 @@ class Proxy:
         self.refused: list[str] = []  # requests it would not forward, in words
         self.unmatched: list[str] = []  # replaying: requests the recording had no answer for
         self.limit = ""  # the token limit, in words, once a request was refused for it
+        # Held from a request's check to its usage counted, when tokens are limited.
+        self.budget = threading.Lock() if max_tokens is not None else nullcontext()
         self._lock = threading.Lock()
         self._served: dict[tuple[str, str, str], int] = {}
-        self._server = _UnixServer(str(path), _handler(self))
+        self._server = _UnixServer(str(path), _handler(self), self)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
@@ -120,13 +140,23 @@ class Proxy:
         """The base URL the CLI is given: the bridge's port, the endpoint's path."""
         return f"http://127.0.0.1:{port}{self.prefix}"
 
+    def refuse(self, why: str) -> str:
+        with self._lock:
+            if len(self.refused) < 100:
+                self.refused.append(why)
+        return why
+
     def refusal(self, method: str, target: str) -> str:
         """Why a request may not go out ('' when it may)."""
         if method == "CONNECT" or not target.startswith("/"):
             return f"{method} {target[:200]}: only the model endpoint can be reached"
-        path = urlsplit(target).path
-        if self.prefix and path != self.prefix and not path.startswith(self.prefix + "/"):
-            return f"{method} {target[:200]}: outside the model endpoint {self.prefix}"
+        parts = urlsplit(target)
+        plain = _PLAIN_PATH.fullmatch(parts.path) and _QUERY.fullmatch(parts.query)
+        if not plain or any(part in (".", "..") for part in parts.path.split("/")):
+            return f"{method} {target[:200]}: not a plain path"
+        if (method, parts.path) not in self.routes:
+            allowed = ", ".join(f"{m} {p}" for m, p in sorted(self.routes))
+            return f"{method} {parts.path[:200]}: not a route of the model endpoint ({allowed})"
         spent = self.usage.input_tokens + self.usage.output_tokens
         if self.max_tokens is not None and spent >= self.max_tokens:
             self.limit = f"token limit {self.max_tokens} reached ({spent} spent)"
@@ -143,7 +173,8 @@ class Proxy:
         matching = [e for e in self.replay if (e.method, urlsplit(e.path).path, e.model) == key]
         if seen < len(matching):
             return matching[seen]
-        self.unmatched.append(f"{method} {key[1]} (model {model or 'none'}) #{seen + 1}")
+        with self._lock:
+            self.unmatched.append(f"{method} {key[1]} (model {model or 'none'}) #{seen + 1}")
         return None
 
     def keep(self, exchange: Exchange) -> None:
@@ -171,7 +202,7 @@ class Proxy:
             connection.request(method, path, body=body, headers=sent)
             response = connection.getresponse()
             kept = {k.lower(): v for k, v in response.getheaders() if k.lower() not in _HOP}
-            yield response.status, kept, response.read1(_PIECE) if not response.closed else b""
+            yield response.status, kept, response.read1(_PIECE)
             while piece := response.read1(_PIECE):
                 yield 0, kept, piece
         finally:
@@ -224,7 +255,30 @@ def _usages(document: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
             yield from _usages(value, depth + 1)
 
 
+def _content_type(value: str) -> str:
+    """The endpoint's content type as a cassette may hold it ('' if it is not plain)."""
+    return value if len(value) <= 200 and re.fullmatch(_CONTENT_TYPE, value) else ""
+
+
 class _UnixServer(socketserver.ThreadingUnixStreamServer):
+    def __init__(self, path: str, handler: type[BaseHTTPRequestHandler], proxy: Proxy) -> None:
+        super().__init__(path, handler)
+        self.proxy = proxy
+        self.slots = threading.BoundedSemaphore(_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):  # a flood: closed, unanswered
+            self.proxy.refuse(f"more than {_CONNECTIONS} connections at once")
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A CLI that hung up mid-answer is no error of the session's."""
 
@@ -232,6 +286,7 @@ class _UnixServer(socketserver.ThreadingUnixStreamServer):
 def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = _IDLE_S
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet
             pass
@@ -239,14 +294,14 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
         def do_CONNECT(self) -> None:
             self._refuse(proxy.refusal("CONNECT", self.path))
 
-        def do_GET(self) -> None:
-            self._serve()
-
         def do_HEAD(self) -> None:
             # Claude Code's check that its endpoint answers, without a key: answered here.
             self.send_response(200)
             self.send_header("content-length", "0")
             self.end_headers()
+
+        def do_GET(self) -> None:
+            self._serve()
 
         def do_POST(self) -> None:
             self._serve()
@@ -258,15 +313,19 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             self._serve()
 
         def _serve(self) -> None:
-            body = self._body()
-            if body is None:
-                return self._refuse("the request body is too large or malformed", 413)
             refused = proxy.refusal(self.command, self.path)
             if refused:
                 return self._refuse(refused)
-            model = _model_of(body)
-            digest = hashlib.sha256(body).hexdigest()
-            if proxy.replay is not None:
+            body = self._body()
+            if body is None:
+                return self._refuse("the request body is too large, cut short or malformed", 413)
+            with proxy.budget:  # one at a time when tokens are limited: none can overrun it
+                refused = proxy.refusal(self.command, self.path)
+                if refused:
+                    return self._refuse(refused)
+                model = _model_of(body)
+                if proxy.replay is None:
+                    return self._forward(body, model)
                 exchange = proxy.recorded(self.command, self.path, model)
                 if exchange is None:
                     return self._error(
@@ -274,66 +333,82 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
                     )
                 self._send(exchange.status, exchange.content_type, [exchange.body.encode()])
                 return proxy.keep(exchange)
+
+        def _forward(self, body: bytes, model: str) -> None:
             pieces: list[bytes] = []
-            status, content_type = 502, "application/json"
+            kept, tail = 0, b""
+            status, content_type = 0, ""
             try:
                 answer = proxy.forward(self.command, self.path, dict(self.headers.items()), body)
                 status, headers, first = next(answer)
-                content_type = headers.get("content-type", "")
+                content_type = _content_type(headers.get("content-type", ""))
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("transfer-encoding", "chunked")
                 self.end_headers()
                 for piece in _chain(first, answer):
-                    if sum(map(len, pieces)) < _RECORD_CAP:
-                        pieces.append(piece)
+                    if kept < _RECORD_CAP:
+                        pieces.append(piece[: _RECORD_CAP - kept])
+                        kept += len(pieces[-1])
+                    tail = (tail + piece)[-_TAIL:]
                     self._chunk(piece)
                 self.wfile.write(b"0\r\n\r\n")
             except Exception as exc:  # the endpoint failed: the CLI sees a 502, as from a gateway
-                if not pieces and status == 502:
+                if status == 0:
                     self._error(502, f"pytest-upskill proxy: {type(exc).__name__}: {exc}")
                     return
             text = b"".join(pieces).decode("utf-8", "replace")
-            tokens = usage_of(text)
+            tokens = [
+                max(a, b)
+                for a, b in zip(
+                    usage_of(text), usage_of(tail.decode("utf-8", "replace")), strict=True
+                )
+            ]
             proxy.keep(
                 Exchange(
                     method=self.command,
-                    path=self.path,
+                    path=self.path[:2000],
                     model=model,
-                    request_sha256=digest,
-                    status=status,
+                    request_sha256=hashlib.sha256(body).hexdigest(),
+                    status=min(max(status, 200), 599),
                     content_type=content_type,
-                    body=text,
+                    body=text[:_RECORD_CAP],
                     input_tokens=tokens[0],
                     output_tokens=tokens[1],
                 )
             )
 
         def _body(self) -> bytes | None:
+            """The request's body; None when it is larger than allowed, ends before its
+            length, or is malformed."""
             if self.headers.get("transfer-encoding", "").lower() == "chunked":
-                data = b""
-                while True:
-                    size_line = self.rfile.readline(100)
-                    try:
-                        size = int(size_line.split(b";")[0], 16)
-                    except ValueError:
+                data = bytearray()
+                for _ in range(_CHUNKS_CAP):
+                    line = self.rfile.readline(100)
+                    if not _HEX.fullmatch(line):
                         return None
+                    size = int(line.split(b";")[0], 16)
                     if size == 0:
                         while self.rfile.readline(1000) not in (b"\r\n", b"\n", b""):
                             pass
-                        return data
+                        return bytes(data)
                     if len(data) + size > _BODY_CAP:
                         return None
-                    data += self.rfile.read(size)
+                    piece = self.rfile.read(size)
+                    if len(piece) < size:
+                        return None
+                    data += piece
                     self.rfile.readline(10)
+                return None
             try:
                 length = int(self.headers.get("content-length") or 0)
             except ValueError:
                 return None
             if not 0 <= length <= _BODY_CAP:
                 return None
-            return self.rfile.read(length)
+            read = self.rfile.read(length)
+            return read if len(read) == length else None
 
         def _send(self, status: int, content_type: str, pieces: list[bytes]) -> None:
             self.send_response(status)
@@ -352,7 +427,7 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
                 self.wfile.flush()
 
         def _refuse(self, why: str, status: int = 403) -> None:
-            proxy.refused.append(why)
+            proxy.refuse(why)
             self._error(status, f"pytest-upskill proxy refused: {why}")
             self.close_connection = True
 

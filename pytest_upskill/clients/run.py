@@ -12,14 +12,18 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
+from io import BufferedReader
 from pathlib import Path
+from typing import cast
 
 from ..environ import passed_environ
 from ..errors import SampleError
 from ..generate.providers import Usage
-from ..run.processes import kill_tree
+from ..run.compile import bytes_written
+from ..run.processes import kill_tree, tree_memory_gib
 from ..run.sandbox import Limits, Sandbox, python_paths, system_paths
 from ..skill import Skill
 from .protocol import HOME, WORKSPACE, Client, Summary, json_events
@@ -30,7 +34,8 @@ __all__ = ["AgentRun", "Ran"]
 
 _SOCKETS = Path("/run/upskill")
 _PORT = 8080  # the bridge's, on the sandbox's own loopback
-_TRANSCRIPT_CAP = 32 << 20  # bytes of the CLI's JSON events read back
+_TRANSCRIPT_CAP = 32 << 20  # bytes of the CLI's JSON events kept
+_STDERR_CAP = 1 << 20
 
 
 @dataclass
@@ -66,6 +71,8 @@ class AgentRun:
     max_tokens: int | None = None
     turns: int | None = None
     pass_env: tuple[str, ...] = ()
+    memory_gib: float = 64.0  # of the CLI and all it starts, resident
+    disk_bytes: int = 10 << 30  # of its folder: workspace, home and what they hold
 
     def run(self) -> Ran:
         workspace, home, sockets = self._prepare()
@@ -73,6 +80,7 @@ class AgentRun:
             sockets / "proxy.sock",
             self.upstream,
             self.credentials,
+            self.client.routes,
             self.replay,
             self.max_tokens,
             timeout_s=self.seconds,
@@ -105,28 +113,32 @@ class AgentRun:
             limits=Limits(),
         )
         transcript = self.folder / "transcript.jsonl"
-        limit, status = "", None
         started = time.monotonic()
-        with proxy, open(transcript, "wb") as out, open(self.folder / "stderr.log", "wb") as err:
+        with proxy:
+            # Pipes, each read into its file up to a cap: nothing in the sandbox holds a file
+            # of this process's, to rewrite or to grow without end.
             process = subprocess.Popen(
                 box.command(bridge, "bubblewrap"),
                 stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
                 env=environ,
                 cwd=workspace,
                 start_new_session=True,
             )
+            readers = [
+                _drain(cast(BufferedReader, process.stdout), transcript, _TRANSCRIPT_CAP),
+                _drain(
+                    cast(BufferedReader, process.stderr), self.folder / "stderr.log", _STDERR_CAP
+                ),
+            ]
             try:
-                status = process.wait(timeout=self.seconds)
-            except subprocess.TimeoutExpired:
+                status, limit = self._watch(process, started)
+            finally:  # Ctrl-C too: the CLI goes with the session
                 kill_tree(process.pid)
                 process.wait()
-                limit = f"time limit {self.seconds:g} s reached"
-            except BaseException:  # Ctrl-C: the CLI goes with the session
-                kill_tree(process.pid)
-                process.wait()
-                raise
+                for reader in readers:
+                    reader.join(timeout=5)
         took = time.monotonic() - started
         events = json_events(_head(transcript, _TRANSCRIPT_CAP))
         summary = self.client.summary(events)
@@ -158,6 +170,25 @@ class AgentRun:
             exit_status=status,
         )
 
+    def _watch(self, process: subprocess.Popen[bytes], started: float) -> tuple[int | None, str]:
+        """Wait for the CLI to end: its exit status, or the limit (time, memory, disk) it
+        reached first, in words."""
+        checked = started
+        while True:
+            try:
+                return process.wait(timeout=0.5), ""
+            except subprocess.TimeoutExpired:
+                pass
+            now = time.monotonic()
+            if now - started >= self.seconds:
+                return None, f"time limit {self.seconds:g} s reached"
+            if tree_memory_gib(process.pid) > self.memory_gib:
+                return None, f"memory limit {self.memory_gib:g} GiB reached"
+            if now - checked >= 2:  # a walk of the folder: not every half second
+                checked = now
+                if bytes_written(self.folder) > self.disk_bytes:
+                    return None, f"disk limit {self.disk_bytes / 2**30:g} GiB reached"
+
     def _prepare(self) -> tuple[Path, Path, Path]:
         shutil.rmtree(self.folder, ignore_errors=True)
         workspace, home, sockets = (self.folder / name for name in ("workspace", "home", "run"))
@@ -183,6 +214,23 @@ class AgentRun:
         if node:
             paths.append(Path(node).resolve().parent.parent)
         return paths
+
+
+def _drain(stream: BufferedReader, path: Path, cap: int) -> threading.Thread:
+    """Copy `stream` into `path` up to `cap` bytes, and read the rest away (a CLI blocked on a
+    full pipe would never end), in a thread of its own."""
+
+    def copy() -> None:
+        kept = 0
+        with stream, open(path, "wb") as out:
+            while piece := stream.read1(1 << 16):
+                if kept < cap:
+                    out.write(piece[: cap - kept])
+                    kept += len(piece)
+
+    thread = threading.Thread(target=copy, name="upskill-agent-output", daemon=True)
+    thread.start()
+    return thread
 
 
 def _head(path: Path, size: int) -> str:

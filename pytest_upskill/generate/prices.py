@@ -33,7 +33,7 @@ def cost_usd(spec: ModelSpec, usage: Usage, extra: dict[str, tuple[float, float]
     by the user's table (a local server is not OpenAI's price list)."""
     price = extra.get(spec.label) or extra.get(spec.identity)
     if price is None and spec.base_url is None:
-        price = PRICES.get(spec.identity)
+        price = PRICES.get(spec.priced_as)
     if price is None:
         return None
     per_input, per_output = price

@@ -171,9 +171,10 @@ def _events_block(path: Path, secrets: Sequence[str]) -> str:
     """An agent CLI's transcript: an event a line, its kind first."""
     from ..clients.protocol import json_events
 
-    text = _read(path)
-    if text is None:
+    if not path.is_file() or path.is_symlink():
         return ""
+    with open(path, "rb") as stream:  # the first events: the page shows no more anyway
+        text = stream.read(_MAX_TEXT * 4).decode("utf-8", "replace")
     lines = []
     for event in json_events(text, limit=2000):
         kind = str(event.get("type", "?"))

@@ -1,6 +1,7 @@
 """Confine this process for good, then (as `python -m pytest_upskill.run.confine SPEC -- ARGV`)
 run ARGV: resource limits, death with the parent, Landlock reads and writes, and a seccomp
-filter (no sockets but Unix socket pairs, no device nodes, no keystrokes pushed into a terminal).
+filter (no sockets but Unix socket pairs, no device nodes, no keystrokes pushed into a terminal,
+no reaching into another process).
 An agent CLI's sandbox may open Internet and Unix sockets (`network`): bubblewrap gave it a
 network namespace of its own, whose only way out is the model endpoint's proxy.
 
@@ -46,6 +47,10 @@ _ARCHES = {
     "x86_64": (0xC000003E, 41, 53, 133, 259, 16, 425),
     "aarch64": (0xC00000B7, 198, 199, -1, 33, 29, 425),
 }
+# Calls that reach into another process of the same sandbox (ptrace, process_vm_readv,
+# process_vm_writev, kcmp, pidfd_getfd): a program's children could take its descriptors (an
+# agent CLI's output) or its memory.
+_TRACING = {"x86_64": (101, 310, 311, 312, 438), "aarch64": (117, 270, 271, 272, 438)}
 _X32_BIT = 0x40000000  # x86_64's x32 system calls: other numbers for the same calls
 _ALLOW, _KILL, _ERRNO = 0x7FFF0000, 0x80000000, 0x00050000
 _EPERM, _EACCES = 1, 13
@@ -89,6 +94,7 @@ def seccomp_filter(machine: str, network: bool = False) -> list[tuple[int, int, 
         (_JEQ, "deny", 0, mknod),
         (_JEQ, "deny", 0, mknodat),
         (_JEQ, "deny", 0, io_uring),  # its socket operations would pass the checks above
+        *((_JEQ, "deny", 0, number) for number in _TRACING[machine]),
         (_JEQ, "ioctl", 0, ioctl),
         (_RET, 0, 0, _ALLOW),
         ("socketpair", 0, 0, 0),
