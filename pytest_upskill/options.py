@@ -104,7 +104,8 @@ OPTIONS: tuple[Option, ...] = (
            "number", "GIB", expected="a number of GiB above 0", valid=_above_zero,
            optional=True),
     Option("disk_limit_gb", "--upskill-disk-limit", "upskill_disk_limit", "most a kernel's "
-           "test (or an agent CLI) may write in its sample's folder, GiB (default {default})", "number", "GIB",
+           "test (or an agent CLI) may write in its sample's folder, GiB (default {default})",
+           "number", "GIB",
            expected="a number of GiB above 0", valid=_above_zero, default=4.0),
     Option("record", "--upskill-record", "upskill_record", "cassettes: none = replay only, new "
            "= replay and record what is missing (default), all = re-record, off = neither",
