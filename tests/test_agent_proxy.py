@@ -16,7 +16,8 @@ import pytest
 from model_server import ModelServer
 from pydantic import ValidationError
 
-from pytest_upskill.clients.proxy import Exchange, Proxy, usage_of
+from pytest_upskill.clients.exchanges import Exchange, usage_of
+from pytest_upskill.clients.proxy import Proxy
 from pytest_upskill.clients.workspace import TASK_FILE, harvest, install_skill
 from pytest_upskill.project.extract import MAX_FILE_BYTES, MAX_FILES
 from pytest_upskill.skill import load_skill

@@ -1,9 +1,10 @@
 """Agent CLIs as the model under test: Claude Code and Codex, each run headless in a sandboxed
 workspace with the skill installed where that client loads skills.
 
-`protocol` is what an adapter says about its CLI (one module per CLI); `run` starts it in its
-sandbox behind the model `proxy` (reached through the `bridge` inside); `workspace` seeds and
-harvests its folder; `provider` makes it a provider, recording and replaying its traffic.
+`protocol` is what an adapter says about its CLI (one module per CLI: `claude_code`, `codex`);
+`run` starts it in its sandbox behind the model `proxy` (reached through the `bridge` inside),
+which records and replays `exchanges`; `workspace` seeds and harvests its folder; `provider`
+makes it a provider, recording and replaying its traffic.
 """
 
 from __future__ import annotations

@@ -24,8 +24,8 @@ from ..paths import write_json_atomically
 from ..run.processes import memory_total_gib
 from ..sanitize import each_string, redacted
 from . import client_for
+from .exchanges import Exchange
 from .protocol import Client
-from .proxy import Exchange
 from .run import AgentRun, Ran
 
 __all__ = ["AGENT_CASSETTE_SCHEMA", "AgentProvider", "AgentSetup"]

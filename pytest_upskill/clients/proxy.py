@@ -30,15 +30,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, Field
-
 from ..generate.providers import Usage
+from .exchanges import RECORD_CAP, Exchange, plain_content_type, usage_of
 
-__all__ = ["Exchange", "Proxy", "usage_of"]
+__all__ = ["Proxy"]
 
 _BODY_CAP = 32 << 20  # a request larger than this is refused
 _CHUNKS_CAP = 100_000  # chunks of one chunked request body
-_RECORD_CAP = 16 << 20  # a response larger than this is forwarded but not recorded whole
 _TAIL = 1 << 16  # the end of a response, kept for its usage when the recording is cut
 _CONNECTIONS = 16  # at once; more are closed unanswered
 _IDLE_S = 120.0  # a connection that sends nothing for this long is closed
@@ -46,8 +44,6 @@ _PIECE = 1 << 16
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,8}(;[^\r\n]*)?\r?\n")
 _PLAIN_PATH = re.compile(r"(/[\w.-]+)*/?")  # no '%', '\', '//', empty or dot segments
 _QUERY = re.compile(r"[\w.=&-]*")
-_TOKEN = r"[\w!#$&'*+.^`|~-]+"
-_CONTENT_TYPE = rf"({_TOKEN}/{_TOKEN}(\s*;\s*{_TOKEN}=({_TOKEN}|\"[^\"\r\n\\]*\"))*)?"
 _KEYS = frozenset({"x-api-key", "authorization", "api-key"})  # the placeholder's headers
 _HOP = frozenset(
     {
@@ -67,21 +63,6 @@ _HOP = frozenset(
         "accept-encoding",
     }
 )
-
-
-class Exchange(BaseModel):
-    """One request the CLI sent and the endpoint's answer, as a cassette keeps it: validated
-    where it enters, since a cassette may be edited or hostile."""
-
-    method: str = Field(pattern=r"^[A-Z]{1,10}$")
-    path: str = Field(max_length=2000, pattern=r"^/[^\r\n]*$")
-    model: str = Field(default="", max_length=200)
-    request_sha256: str = ""  # what was asked, to see a replay drift; the body is not kept
-    status: int = Field(ge=200, le=599)
-    content_type: str = Field(default="", max_length=200, pattern=rf"^{_CONTENT_TYPE}$")
-    body: str = Field(max_length=_RECORD_CAP)
-    input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
 
 
 class Proxy:
@@ -209,57 +190,6 @@ class Proxy:
             connection.close()
 
 
-def usage_of(body: str) -> tuple[int, int]:
-    """Input and output tokens of one response: JSON or server-sent events, in Anthropic's,
-    OpenAI's Chat Completions or Responses shapes (the largest counts seen: a stream repeats
-    them as they grow)."""
-    tokens = [0, 0]
-    documents: list[Any] = []
-    text = body.strip()
-    if text.startswith("{"):
-        documents.append(_json(text))
-    else:
-        for line in body.splitlines():
-            if line.startswith("data:"):
-                documents.append(_json(line[5:].strip()))
-    for document in documents:
-        for usage in _usages(document):
-            got_in = usage.get("input_tokens", usage.get("prompt_tokens"))
-            got_out = usage.get("output_tokens", usage.get("completion_tokens"))
-            for cache in ("cache_creation_input_tokens", "cache_read_input_tokens"):
-                if isinstance(usage.get(cache), int) and isinstance(got_in, int):
-                    got_in += usage[cache]
-            if isinstance(got_in, int) and got_in >= 0:
-                tokens[0] = max(tokens[0], got_in)
-            if isinstance(got_out, int) and got_out >= 0:
-                tokens[1] = max(tokens[1], got_out)
-    return tokens[0], tokens[1]
-
-
-def _json(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except ValueError:
-        return None
-
-
-def _usages(document: Any, depth: int = 0) -> Iterator[dict[str, Any]]:
-    """Every `usage` object in a response document, a few levels down at most."""
-    if not isinstance(document, dict) or depth > 3:
-        return
-    usage = document.get("usage")
-    if isinstance(usage, dict):
-        yield usage
-    for value in document.values():
-        if isinstance(value, dict):
-            yield from _usages(value, depth + 1)
-
-
-def _content_type(value: str) -> str:
-    """The endpoint's content type as a cassette may hold it ('' if it is not plain)."""
-    return value if len(value) <= 200 and re.fullmatch(_CONTENT_TYPE, value) else ""
-
-
 class _UnixServer(socketserver.ThreadingUnixStreamServer):
     def __init__(self, path: str, handler: type[BaseHTTPRequestHandler], proxy: Proxy) -> None:
         super().__init__(path, handler)
@@ -341,15 +271,15 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             try:
                 answer = proxy.forward(self.command, self.path, dict(self.headers.items()), body)
                 status, headers, first = next(answer)
-                content_type = _content_type(headers.get("content-type", ""))
+                content_type = plain_content_type(headers.get("content-type", ""))
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
                 self.send_header("transfer-encoding", "chunked")
                 self.end_headers()
                 for piece in _chain(first, answer):
-                    if kept < _RECORD_CAP:
-                        pieces.append(piece[: _RECORD_CAP - kept])
+                    if kept < RECORD_CAP:
+                        pieces.append(piece[: RECORD_CAP - kept])
                         kept += len(pieces[-1])
                     tail = (tail + piece)[-_TAIL:]
                     self._chunk(piece)
@@ -373,7 +303,7 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
                     request_sha256=hashlib.sha256(body).hexdigest(),
                     status=min(max(status, 200), 599),
                     content_type=content_type,
-                    body=text[:_RECORD_CAP],
+                    body=text[:RECORD_CAP],
                     input_tokens=tokens[0],
                     output_tokens=tokens[1],
                 )

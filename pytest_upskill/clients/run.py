@@ -26,8 +26,9 @@ from ..run.compile import bytes_written
 from ..run.processes import kill_tree, tree_memory_gib
 from ..run.sandbox import Limits, Sandbox, python_paths, system_paths
 from ..skill import Skill
+from .exchanges import Exchange
 from .protocol import HOME, WORKSPACE, Client, Summary, json_events
-from .proxy import Exchange, Proxy
+from .proxy import Proxy
 from .workspace import TASK_FILE, harvest, install_skill
 
 __all__ = ["AgentRun", "Ran"]
