@@ -149,6 +149,10 @@ def test_usage_is_read_from_each_api_shape() -> None:
     assert usage_of(responses) == (5, 6)
     assert usage_of(chat) == (2, 3)
     assert usage_of('data: {"usage": {"input_tokens": -5, "output_tokens": "9"}}') == (0, 0)
+    # Nested past the parser's depth: still counted, by pattern.
+    deep = '{"a": ' * 1000 + "1" + "}" * 1000
+    nested = f'{{"usage": {{"input_tokens": 5000, "output_tokens": 9000}}, "content": {deep}}}'
+    assert usage_of(nested) == (5000, 9000)
 
 
 def test_the_harvest_takes_plain_files_only(tmp_path: Path) -> None:
@@ -223,6 +227,12 @@ def test_malformed_and_short_bodies_are_refused_not_forwarded(sock: Path) -> Non
         negative = raw(sock, head + b"transfer-encoding: chunked\r\n\r\n-1\r\n" + b"x" * 1000)
         short = raw(sock, head + b"content-length: 100\r\n\r\n{}")
         huge = raw(sock, head + b"content-length: 999999999999\r\n\r\n")
+        # A header folded over two lines: an upstream that unfolds it would read a second key.
+        folded = raw(sock, head + b"anthropic-beta: a\r\n x-api-key: mine\r\n\r\n")
+        # Not ASCII: no plain path.
+        foreign = raw(sock, b"POST /v1/messages?\xc2\xaa=1 HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert folded.startswith(b"HTTP/1.1 400")
+    assert foreign.startswith(b"HTTP/1.1 403")
     for answer in (negative, short, huge):
         assert answer.startswith(b"HTTP/1.1 413")
     assert server.received == []

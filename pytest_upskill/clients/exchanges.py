@@ -14,6 +14,10 @@ __all__ = ["RECORD_CAP", "Exchange", "plain_content_type", "usage_of"]
 
 RECORD_CAP = 16 << 20  # a response larger than this is forwarded but not recorded whole
 _TOKEN = r"[\w!#$&'*+.^`|~-]+"
+_COUNT = re.compile(
+    r'"(input_tokens|output_tokens|prompt_tokens|completion_tokens|'
+    r'cache_creation_input_tokens|cache_read_input_tokens)"\s*:\s*(\d{1,12})'
+)
 _CONTENT_TYPE = rf"({_TOKEN}/{_TOKEN}(\s*;\s*{_TOKEN}=({_TOKEN}|\"[^\"\r\n\\]*\"))*)?"
 
 
@@ -35,18 +39,19 @@ class Exchange(BaseModel):
 def usage_of(body: str) -> tuple[int, int]:
     """Input and output tokens of one response: JSON or server-sent events, in Anthropic's,
     OpenAI's Chat Completions or Responses shapes (the largest counts seen: a stream repeats
-    them as they grow)."""
+    them as they grow). A document too deep to parse is read for its counts by pattern: a
+    response nested past the parser's depth must still count."""
     tokens = [0, 0]
-    documents: list[Any] = []
     text = body.strip()
-    if text.startswith("{"):
-        documents.append(_json(text))
-    else:
-        for line in body.splitlines():
-            if line.startswith("data:"):
-                documents.append(_json(line[5:].strip()))
-    for document in documents:
-        for usage in _usages(document):
+    pieces = (
+        [text]
+        if text.startswith("{")
+        else [line[5:].strip() for line in body.splitlines() if line.startswith("data:")]
+    )
+    for piece in pieces:
+        document = _json(piece)
+        found = list(_usages(document)) if document is not None else _usage_by_pattern(piece)
+        for usage in found:
             got_in = usage.get("input_tokens", usage.get("prompt_tokens"))
             got_out = usage.get("output_tokens", usage.get("completion_tokens"))
             for cache in ("cache_creation_input_tokens", "cache_read_input_tokens"):
@@ -62,8 +67,16 @@ def usage_of(body: str) -> tuple[int, int]:
 def _json(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
+
+
+def _usage_by_pattern(text: str) -> list[dict[str, Any]]:
+    """The largest of each count named in `text`, as one usage object."""
+    usage: dict[str, Any] = {}
+    for name, value in _COUNT.findall(text):
+        usage[name] = max(usage.get(name, 0), int(value))
+    return [usage] if usage else []
 
 
 def _usages(document: Any, depth: int = 0) -> Iterator[dict[str, Any]]:

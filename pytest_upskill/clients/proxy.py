@@ -42,8 +42,8 @@ _CONNECTIONS = 16  # at once; more are closed unanswered
 _IDLE_S = 120.0  # a connection that sends nothing for this long is closed
 _PIECE = 1 << 16
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,8}(;[^\r\n]*)?\r?\n")
-_PLAIN_PATH = re.compile(r"(/[\w.-]+)*/?")  # no '%', '\', '//', empty or dot segments
-_QUERY = re.compile(r"[\w.=&-]*")
+_PLAIN_PATH = re.compile(r"(/[\w.-]+)*/?", re.ASCII)  # no '%', '\', '//', empty or dot parts
+_QUERY = re.compile(r"[\w.=&-]*", re.ASCII)
 _KEYS = frozenset({"x-api-key", "authorization", "api-key"})  # the placeholder's headers
 _HOP = frozenset(
     {
@@ -182,7 +182,11 @@ class Proxy:
         try:
             connection.request(method, path, body=body, headers=sent)
             response = connection.getresponse()
-            kept = {k.lower(): v for k, v in response.getheaders() if k.lower() not in _HOP}
+            kept = {
+                k.lower(): v
+                for k, v in response.getheaders()
+                if k.lower() not in _HOP and "\r" not in v and "\n" not in v
+            }
             yield response.status, kept, response.read1(_PIECE)
             while piece := response.read1(_PIECE):
                 yield 0, kept, piece
@@ -246,6 +250,9 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             refused = proxy.refusal(self.command, self.path)
             if refused:
                 return self._refuse(refused)
+            if any("\r" in value or "\n" in value for value in self.headers.values()):
+                # A folded header line: an upstream that unfolds it would read a header more.
+                return self._refuse("a header folded over lines", 400)
             body = self._body()
             if body is None:
                 return self._refuse("the request body is too large, cut short or malformed", 413)
@@ -379,7 +386,7 @@ def _chain(first: bytes, rest: Iterator[tuple[int, dict[str, str], bytes]]) -> I
 def _model_of(body: bytes) -> str:
     try:
         document = json.loads(body or b"{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return ""
     model = document.get("model") if isinstance(document, dict) else None
     return model[:200] if isinstance(model, str) else ""

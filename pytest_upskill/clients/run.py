@@ -144,6 +144,9 @@ class AgentRun:
         events = json_events(_head(transcript, _TRANSCRIPT_CAP))
         summary = self.client.summary(events)
         notes = [f"the proxy refused: {why}" for why in proxy.refused[:5] if why != proxy.limit]
+        others = sorted({e.model for e in proxy.exchanges} - {self.model, ""}) if self.model else []
+        if others:  # a helper model of the CLI's, or a request of the model's own making
+            notes.append(f"requests went to models besides {self.model}: {', '.join(others[:5])}")
         if proxy.unmatched:
             raise SampleError(
                 "generate",
