@@ -77,7 +77,6 @@ class ClaudeCode:
         if result is None:
             return Summary(error="no result event: the CLI was stopped or failed")
         text = result.get("result")
-        turns = number(result.get("num_turns"))
         error = ""
         # An API error ends as subtype "success" with is_error set.
         if result.get("is_error") or result.get("subtype") != "success":
@@ -87,6 +86,5 @@ class ClaudeCode:
         return Summary(
             text=text if isinstance(text, str) else "",
             cost_usd=number(result.get("total_cost_usd")),
-            turns=None if turns is None else int(turns),
             error=error,
         )

@@ -40,13 +40,12 @@ class Launch:
 
 @dataclass(frozen=True)
 class Summary:
-    """What the CLI's own output says of its run: its last message, the cost and turns it
+    """What the CLI's own output says of its run: its last message, the cost it
     counted (None where it counts none), the error it ended with ('' if none). Read from a
     sandboxed program's output: shown, never used to decide an outcome."""
 
     text: str = ""
     cost_usd: float | None = None
-    turns: int | None = None
     error: str = ""
 
 

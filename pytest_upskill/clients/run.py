@@ -51,7 +51,6 @@ class Ran:
     transcript: Path
     notes: list[str] = field(default_factory=list)
     limit: str = ""  # the limit that stopped it, in words ('' if none)
-    exit_status: int | None = None
 
 
 @dataclass
@@ -171,7 +170,6 @@ class AgentRun:
             transcript=transcript,
             notes=notes + left_out[:10],
             limit=limit or proxy.limit,
-            exit_status=status,
         )
 
     def _watch(self, process: subprocess.Popen[bytes], started: float) -> tuple[int | None, str]:
