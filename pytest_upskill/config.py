@@ -235,6 +235,9 @@ class Settings(BaseModel):
     html: Path | None = None
     # USD per million input and output tokens, by model label.
     prices: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    # Campaigns over several runs: this run's shard (I, N), and the report it goes on from.
+    shard: tuple[int, int] | None = None
+    resume: Path | None = None
 
 
 def _ini_bool(value: object) -> bool:
@@ -294,6 +297,15 @@ def _params(name: str, lines: list[str]) -> dict[str, Any]:
     return params
 
 
+def _shard(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*([0-9]{1,6})\s*/\s*([0-9]{1,6})\s*", text)
+    if match is not None:
+        shard = int(match[1]), int(match[2])
+        if 1 <= shard[0] <= shard[1]:
+            return shard
+    raise pytest.UsageError(f"--upskill-shard: expected I/N with 1 <= I <= N, got {text!r}")
+
+
 def _number(option: Option, text: str) -> float:
     try:
         value = int(text) if option.kind == "whole" else float(text)
@@ -318,6 +330,8 @@ def _read(config: pytest.Config, option: Option) -> Any:
         return configured_path(config, dest, option.ini or "")
     if kind == "prices":
         return _prices(ini)
+    if kind == "shard":
+        return _shard(str(given or ini or "")) if given or ini else None
     if kind == "params":
         return _params(name or "", list(given or ini or []))
     if kind in ("models", "paths", "names"):

@@ -25,6 +25,7 @@ Kind = Literal[
     "params",  # repeatable KEY=VALUE, VALUE as JSON where it is one
     "no-flag",  # a command-line flag that turns a true ini bool off
     "flag",  # an action, not a setting
+    "shard",  # I/N
 ]
 
 
@@ -172,6 +173,14 @@ OPTIONS: tuple[Option, ...] = (
            "reaches DELTA (-1 to 1)", "number",
            "DELTA", expected="a difference from -1 to 1", valid=lambda d: -1 <= d <= 1,
            optional=True),
+    Option("shard", "--upskill-shard", "upskill_shard",
+           "run shard I of N (1 to N): a deterministic, balanced share of the samples, for a "
+           "CI matrix; merge the shards' reports with python -m pytest_upskill merge", "shard",
+           "I/N"),
+    Option("resume", "--upskill-resume", "upskill_resume",
+           "go on with the campaign of REPORT (a JSON report of an interrupted run): skip its "
+           "samples that passed or failed and merge them into this run's reports", "path",
+           "REPORT"),
 )  # fmt: skip
 
 _INI_TYPES: dict[Kind, Literal["linelist", "paths", "bool", "string"]] = {

@@ -26,18 +26,18 @@ def test_visible_gpus_without_a_driver(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 @pytest.mark.parametrize(
     ("worker", "gpus", "expected"),
-    [("gw0", ["0", "1"], "0"), ("gw5", ["4", "6", "7"], "7"), ("gw1", ["0"], None)],
+    [(0, ["0", "1"], "0"), (5, ["4", "6", "7"], "7"), (1, ["0"], None)],
 )
-def test_worker_i_gets_gpu_i_mod_n(worker: str, gpus: list[str], expected: str | None) -> None:
+def test_worker_i_gets_gpu_i_mod_n(worker: int, gpus: list[str], expected: str | None) -> None:
     assert worker_gpu(worker, gpus) == expected
 
 
 def test_a_worker_is_pinned_to_its_gpu() -> None:
     environ = {"CUDA_VISIBLE_DEVICES": "4,5,6"}
-    assert pin_worker_gpu("gw1", environ) == "5"
+    assert pin_worker_gpu(1, environ) == "5"
     assert environ["CUDA_VISIBLE_DEVICES"] == "5"
     one = {"CUDA_VISIBLE_DEVICES": "3"}
-    assert pin_worker_gpu("gw1", one) is None
+    assert pin_worker_gpu(1, one) is None
     assert one["CUDA_VISIBLE_DEVICES"] == "3"
 
 

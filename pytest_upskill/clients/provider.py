@@ -2,8 +2,8 @@
 
 Recording is of the CLI's traffic, not its result: a cassette holds each exchange through the
 proxy, so a replay runs the real CLI again, answered by the recording, with no key and no
-server. Within a session a run is made once: its outcome is kept in the session's folder for
-the other processes (xdist workers) that need it.
+server. Within a session a run is made once: `generate.replies` keeps its reply, and under
+xdist the controller makes every run (`generate.relay`).
 """
 
 from __future__ import annotations
@@ -42,26 +42,11 @@ class AgentCassette(BaseModel):
     exchanges: list[Exchange]
 
 
-class _Outcome(BaseModel):
-    """A run of this session, for the processes that need it and did not make it."""
-
-    text: str
-    files: dict[str, str]
-    input_tokens: int
-    output_tokens: int
-    seconds: float
-    cached: bool
-    notes: list[str]
-    reported_cost_usd: float | None
-    transcript: str
-    limit_note: str
-
-
 @dataclass(frozen=True)
 class AgentSetup:
     """What every agent run of a session shares."""
 
-    root: Path  # the session's folder for workspaces and outcomes
+    root: Path  # the session's folder for the CLIs' workspaces
     store: Cassettes
     settings: Settings
 
@@ -96,9 +81,6 @@ class AgentProvider:
     def generate(self, request: Request) -> Reply:
         store, root = self.setup.store, self.setup.root
         path = store.path(request)
-        shared = root / f"{path.stem}.outcome.json"
-        if shared.exists():  # another process of this session ran it
-            return _reply(_Outcome.model_validate_json(shared.read_text(encoding="utf-8")))
         program = self._program()  # a missing CLI skips, with or without a key
         recording = self._recording(path)
         if recording is None:
@@ -129,9 +111,7 @@ class AgentProvider:
         ).run()
         if recording is None:
             self._save(path, request, ran)
-        outcome = _outcome(ran, cached=recording is not None)
-        write_json_atomically(shared, outcome.model_dump(mode="json"))
-        return _reply(outcome)
+        return _reply(ran, cached=recording is not None)
 
     def _program(self) -> str:
         from ..run.sandbox import mechanism
@@ -185,33 +165,18 @@ class AgentProvider:
         write_json_atomically(path, document.model_dump(mode="json", by_alias=True))
 
 
-def _outcome(ran: Ran, cached: bool) -> _Outcome:
+def _reply(ran: Ran, cached: bool) -> Reply:
     notes = list(ran.notes)
     if ran.summary.error:
         notes.append(f"the CLI ended with an error: {ran.summary.error[:300]}")
-    return _Outcome(
+    return Reply(
         text=ran.summary.text[:20_000],
-        files=ran.files,
-        input_tokens=ran.usage.input_tokens,
-        output_tokens=ran.usage.output_tokens,
-        seconds=round(ran.seconds, 3),
+        usage=Usage(ran.usage.input_tokens, ran.usage.output_tokens),
+        latency_s=round(ran.seconds, 3),
         cached=cached,
-        notes=notes,
+        notes=tuple(notes),
+        files=ran.files,
         reported_cost_usd=ran.summary.cost_usd,
         transcript=str(ran.transcript),
         limit_note=ran.limit,
-    )
-
-
-def _reply(outcome: _Outcome) -> Reply:
-    return Reply(
-        text=outcome.text,
-        usage=Usage(outcome.input_tokens, outcome.output_tokens),
-        latency_s=outcome.seconds,
-        cached=outcome.cached,
-        notes=tuple(outcome.notes),
-        files=outcome.files,
-        reported_cost_usd=outcome.reported_cost_usd,
-        transcript=outcome.transcript,
-        limit_note=outcome.limit_note,
     )

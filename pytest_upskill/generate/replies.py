@@ -1,13 +1,11 @@
 """The replies a session needs: replayed from cassettes, or asked for concurrently.
 
 After collection each process starts asking for the replies of the whole session, at most
-`concurrency` at a time, from its own starting point (under xdist every worker collects every
-item but cannot know which it will run); a test then waits only for its own reply. A lock per
-reply makes one asker: a process finding a reply's lock taken moves on to the next and comes
-back, and a test whose reply another process is asking for waits on the lock and then reads the
-recording (under record=off, from the session's scratch folder). So a reply is asked for once,
-however the tests are distributed: what a worker that ends early leaves unasked the others ask,
-and it finishes what it is asking before it exits.
+`concurrency` at a time (under xdist every worker collects every item but cannot know which it
+will run, so each starts its own share of the way in); a test then waits only for its own
+reply. One slot per reply makes one asker in a process: a prefetch thread or the test that needs
+it, whichever comes first. Under xdist, workers ask the controller (`relay`), which asks each
+model once for the whole session and keeps the cassettes.
 """
 
 from __future__ import annotations
@@ -20,27 +18,22 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from filelock import FileLock, Timeout
-
 from ..config import ModelSpec
-from ..errors import SampleError, SampleSkipped, UpskillIssue
+from ..errors import SampleError, UpskillIssue
 from .cassettes import Cassettes
 from .providers import Provider, Reply, Request, provider_for
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from ..config import Settings
+    from .relay import ControllerLink
 
 __all__ = ["Replies"]
 
 T = TypeVar("T")
-
-# The longest a test waits for another process asking for the same reply (retries included).
-_WAIT_S = 3600.0
-# How long a prefetch thread that found a reply's lock taken waits before trying the next one.
-_BUSY_PAUSE_S = 0.05
 
 
 @dataclass
@@ -75,12 +68,14 @@ class Replies:
         self,
         store: Cassettes,
         concurrency: int,
-        locks: Path,
+        scratch: Path,
         timeout_s: float = 600.0,
         settings: Settings | None = None,
+        link: ControllerLink | None = None,
     ) -> None:
         self.store = store
-        self.locks = locks  # the session's own folder: gone with the session, locks and all
+        self.scratch = scratch  # the session's own folder: gone with the session
+        self.link = link  # an xdist worker's way to the controller, which asks the models
         self.timeout_s = timeout_s  # each request's
         self.settings = settings  # for agent CLIs: their limits and what they are passed
         self._making = threading.Lock()  # providers are made from any thread
@@ -88,12 +83,10 @@ class Replies:
         # Requests in flight from this process: its prefetch threads and its tests together.
         self._in_flight = threading.BoundedSemaphore(concurrency)
         self._slots: dict[Path, _Slot] = {}
+        self._slotting = threading.Lock()
         self._providers: dict[str, Provider] = {}
         # Servers checked before the run, by endpoint: why each cannot be reached (None: it can).
         self._unreachable: dict[str, str | None] = {}
-        self._shared = False  # other processes (xdist workers) may need this one's replies
-        # Set when the session ended without an interrupt: then what is being asked is finished.
-        self.ended_normally = False
 
     def provider(self, spec: ModelSpec) -> Provider:
         with self._making:
@@ -108,12 +101,12 @@ class Replies:
         from ..clients.provider import AgentProvider, AgentSetup
 
         assert self.settings is not None, "agent CLIs need the session's settings"
-        setup = AgentSetup(self.locks.parent / "agents", self.store, self.settings)
+        setup = AgentSetup(self.scratch / "agents", self.store, self.settings)
         return AgentProvider(spec, setup)
 
     def prepare(self, specs: Iterable[ModelSpec]) -> None:
         """Import the SDKs and make the clients in the background while pytest collects."""
-        if self.store.mode != "none":
+        if self.store.mode != "none" and self.link is None:
             for spec in specs:
                 if spec.provider != "oracle":
                     self._pool.submit(self.provider(spec).prepare)
@@ -122,8 +115,8 @@ class Replies:
         """Ask each model's own server once, before the run (`Provider.check`): one line per
         problem. The samples of a server that cannot be reached end as errors at once, without
         each waiting on its own timeouts."""
-        if self.store.mode == "none":
-            return []  # replay only: no server is asked
+        if self.store.mode == "none" or self.link is not None:
+            return []  # replay only, or an xdist worker: no server is asked from here
         lines = []
         for spec in specs:
             key = repr(spec.endpoint)
@@ -147,7 +140,6 @@ class Replies:
         for request in requests:
             if request.spec.provider != "oracle":
                 unique.setdefault(self.store.path(request), request)
-        self._shared = workers > 1
         ordered = list(unique.items())
         shift = len(ordered) * worker // max(workers, 1)
         pending = 0
@@ -157,61 +149,45 @@ class Replies:
             # `all` and `off` ask again whatever is on disk; `new` asks for what is missing.
             mode = self.store.mode
             pending += mode in ("all", "off") or (mode == "new" and not path.exists())
-            slot = self._slots[path] = _Slot()
-            self._pool.submit(partial(self._prefetch, request, slot))
+            self._pool.submit(partial(self._prefetch, request, self._slot(path)))
         return pending
 
     def reply(self, request: Request) -> Reply:
         """The reply to `request`: waits for it if it is on its way, else asks for it now."""
         if request.spec.provider == "oracle":
             return self.provider(request.spec).generate(request)
-        slot = self._slots.get(self.store.path(request))
-        if slot is None:
-            return self._fetch(request, wait=True)
+        slot = self._slot(self.store.path(request))
         with slot.claim:  # a prefetch thread asking for it holds the claim until it is done
-            if slot.done:
+            if slot.done:  # asked for already, by this process: its reply, or its error again
                 return slot.result()
-            return slot.fill(partial(self._fetch, request, wait=True))
+            return slot.fill(partial(self._fetch, request))
 
     def close(self) -> None:
-        """At the session's end: drop what is queued. What is being asked is finished first when
-        other processes may need it and the session was not interrupted (else they would ask
-        again); on Ctrl-C it is cut."""
-        self._pool.shutdown(wait=self._shared and self.ended_normally)
+        """At the session's end: drop what is queued and cut what is being asked."""
+        self._pool.shutdown()
         for provider in self._providers.values():
             provider.close()
+
+    def _slot(self, path: Path) -> _Slot:
+        with self._slotting:
+            return self._slots.setdefault(path, _Slot())
 
     def _prefetch(self, request: Request, slot: _Slot) -> None:
         if not slot.claim.acquire(blocking=False):
             return  # the test that needs it is getting it
         try:
-            if slot.done:
-                return
-            try:
-                slot.fill(partial(self._fetch, request, wait=False))
-            except _Busy:  # another process is asking: come back to it after the others
-                slot.done, slot.error = False, None
-                time.sleep(_BUSY_PAUSE_S)
-                self._pool.submit(partial(self._prefetch, request, slot))
-            except BaseException:
-                pass  # kept on the slot for the test that needs it
+            if not slot.done:
+                slot.fill(partial(self._fetch, request))
+        except BaseException:
+            pass  # kept on the slot for the test that needs it
         finally:
             slot.claim.release()
 
-    def _fetch(self, request: Request, wait: bool) -> Reply:
-        # One asker per reply across the session's processes.
-        self.locks.mkdir(parents=True, exist_ok=True)
-        timeout = _WAIT_S if wait else 0
-        lock = FileLock(str(self.locks / self.store.path(request).name), timeout=timeout)
+    def _fetch(self, request: Request) -> Reply:
         try:
-            with lock:
-                return self._replay_or_ask(request)
-        except Timeout:
-            if not wait:
-                raise _Busy from None
-            raise SampleError(
-                "generate", f"waited {_WAIT_S:g} s for another process asking for this reply"
-            ) from None
+            if self.link is not None:
+                return self.link.ask(request)
+            return self._replay_or_ask(request)
         except UpskillIssue:
             raise
         except Exception as exc:  # a provider's own bug: still one line, still not the model's
@@ -219,24 +195,13 @@ class Replies:
             raise SampleError("generate", f"{label}: {type(exc).__name__}: {exc}") from None
 
     def _replay_or_ask(self, request: Request) -> Reply:
-        agent = request.spec.provider == "agent"  # it records and replays its CLI's traffic
-        recorded = None if agent else self.store.load(request)
+        if request.spec.provider == "agent":  # it records and replays its CLI's traffic
+            with self._in_flight:
+                return self.provider(request.spec).generate(request)
+        recorded = self.store.load(request)
         if recorded is not None:
             return recorded
-        # Asked for already in this session, and it failed: the same error, not a second ask.
-        failed = self.locks / f"{self.store.path(request).stem}.failed"
-        if failed.exists():
-            raise SampleError("generate", failed.read_text(encoding="utf-8"))
-        try:
-            if agent:
-                with self._in_flight:
-                    return self.provider(request.spec).generate(request)
-            return self._ask(request)
-        except SampleSkipped:
-            raise  # this machine lacks something: each process finds out for itself
-        except UpskillIssue as issue:
-            failed.write_text(issue.reason, encoding="utf-8")
-            raise
+        return self._ask(request)
 
     def _ask(self, request: Request) -> Reply:
         label = request.spec.label
@@ -258,12 +223,9 @@ class Replies:
             waited = time.perf_counter() - asked
             reply = provider.generate(request)
         reply = dataclasses.replace(reply, wait_s=waited)
-        self.store.save(request, reply)
+        if self.store.mode != "off":  # off: kept on its slot for this session only
+            self.store.save(request, reply)
         return reply
-
-
-class _Busy(Exception):
-    """Another process holds the reply's lock: it is asking for it."""
 
 
 class _DaemonPool:

@@ -28,16 +28,18 @@ def visible_gpus(environ: MutableMapping[str, str]) -> list[str]:
     return [str(i) for i, _ in enumerate(ln for ln in listing.splitlines() if ln.startswith("GPU"))]
 
 
-def worker_gpu(worker: str, gpus: list[str]) -> str | None:
-    """xdist worker `gwI` gets GPU I mod n; None when there are not several to share out."""
-    if len(gpus) < 2 or not worker.removeprefix("gw").isdigit():
+def worker_gpu(worker: int, gpus: list[str]) -> str | None:
+    """The I-th xdist worker of a host gets its GPU I mod n; None when there are not several
+    to share out."""
+    if len(gpus) < 2:
         return None
-    return gpus[int(worker.removeprefix("gw")) % len(gpus)]
+    return gpus[worker % len(gpus)]
 
 
-def pin_worker_gpu(worker: str, environ: MutableMapping[str, str] = os.environ) -> str | None:
-    """Show CUDA only xdist worker `worker`'s GPU. Runs before collection, so before anything
-    in the process (a test module's `torch.cuda.is_available()`) initializes CUDA."""
+def pin_worker_gpu(worker: int, environ: MutableMapping[str, str] = os.environ) -> str | None:
+    """Show CUDA only the GPU of its host's `worker`-th xdist worker. Runs before collection, so
+    before anything in the process (a test module's `torch.cuda.is_available()`) initializes
+    CUDA."""
     gpu = worker_gpu(worker, visible_gpus(environ))
     if gpu is not None:
         environ["CUDA_VISIBLE_DEVICES"] = gpu

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .. import __version__
 from .._compat import skipped_by_marks, teardown_exact, tmp_path_factory
 from ..agent import agent_mode
 from ..errors import SampleError, UpskillIssue
@@ -39,6 +40,7 @@ class SampleRunner:
         self.kernels: KernelProcess | None = None
         self._prepared = False
         self._header_conditions: list[str] = []  # the conditions the header named
+        self._host_workers: dict[str, int] = {}  # xdist workers started, by host
 
     @property
     def replies(self) -> Replies:
@@ -148,10 +150,7 @@ class SampleRunner:
                 self.settings,
                 memory_limit_gib=self.settings.memory_limit_gb or memory_total_gib() / 2 or 64,
                 sandbox=session.sandbox,
-                upskill_input={
-                    "upskill_since": session.since,
-                    "upskill_scratch": str(session.scratch),
-                },
+                upskill_input={"upskill_since": session.since},
             )
         return self.kernels
 
@@ -290,9 +289,18 @@ class SampleRunner:
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
-        """xdist, on the controller: workers share the session's start and scratch folder."""
-        node.workerinput["upskill_since"] = self.session.since
-        node.workerinput["upskill_scratch"] = str(self.session.scratch)
+        """xdist, on the controller: what each worker, on this machine or another, shares with
+        it: the session's start, the plugin and skills it must have, its place among the
+        workers of its host (for its GPU), and the channel it asks for replies on."""
+        session = self.session
+        node.workerinput["upskill_since"] = session.since
+        node.workerinput["upskill_version"] = __version__
+        node.workerinput["upskill_skills"] = session.skill_digests()
+        spec = node.gateway.spec
+        host = repr((spec.ssh, spec.socket, getattr(spec, "vagrant_ssh", None)))
+        node.workerinput["upskill_host_worker"] = self._host_workers.get(host, 0)
+        self._host_workers[host] = self._host_workers.get(host, 0) + 1
+        session.relay().serve(node)
 
     def pytest_collectstart(self, collector: pytest.Collector) -> None:
         """Make the SDK clients while pytest collects, in the processes that will ask models:
@@ -313,12 +321,6 @@ class SampleRunner:
             for line in self.replies.check_servers(self.settings.models):
                 if reporter is not None:
                     reporter.write_line(f"upskill: {line}")
-
-    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        # Not interrupted: the replies being asked are finished before the process exits, for
-        # the other processes that may need them.
-        if exitstatus != pytest.ExitCode.INTERRUPTED:
-            self.replies.ended_normally = True
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Start asking for the replies this process's items need, before the first test."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from .. import __version__
 from ..agent import agent_mode
 from ..agent.tools import tools_for
 from ..config import BASELINE, Settings, load_settings
@@ -29,6 +30,7 @@ from ..task import Task, TaskInvalid, task_from_marker
 from .words import NO_SANDBOX
 
 if TYPE_CHECKING:
+    from ..generate.relay import ReplyRelay
     from ..run.sandbox import Mechanism
 
 __all__ = ["Session"]
@@ -66,6 +68,7 @@ class Session:
         self._requests: dict[SampleParams, Request] = {}
         self._digests: dict[Path, str] = {}
         self._sigterm: Any = None
+        self._relay: ReplyRelay | None = None
 
     @property
     def owner(self) -> bool:
@@ -97,27 +100,29 @@ class Session:
             if self.sandbox is None:
                 raise pytest.UsageError(NO_SANDBOX)
         if self.workerinput is not None and not self.child:
+            self._check_worker(self.workerinput)
             # Before collection: test modules may touch CUDA when imported.
-            pin_worker_gpu(str(self.workerinput["workerid"]))
-        # The controller (or a plain run) owns the session's start time and a scratch folder its
-        # xdist workers share: locks on replies, and the replies themselves under record=off.
-        if self.workerinput is None:
-            self.since = time.time()
+            pin_worker_gpu(self.workerinput.get("upskill_host_worker", 0))
+        # Each process has a scratch folder of its own (an xdist worker may be on another
+        # machine; the sandboxed child session asks no model and writes nowhere else); the
+        # controller's (or a plain run's) start time decides what is a replay.
+        if not self.child:
             self.scratch = Path(tempfile.mkdtemp(prefix="pytest-upskill-"))
-        else:
-            self.since = float(self.workerinput["upskill_since"])
-            self.scratch = Path(self.workerinput["upskill_scratch"])
+        inherited = self.workerinput or {}
+        self.since = float(inherited.get("upskill_since", time.time()))
         settings = self.settings
-        off = settings.record == "off"
-        store = Cassettes(
-            self.scratch / "replies" if off else settings.cassette_dir, settings.record, self.since
-        )
+        link = None
+        if "upskill_replies" in inherited:  # an xdist worker: the controller asks the models
+            from ..generate.relay import ControllerLink
+
+            link = ControllerLink(inherited["upskill_replies"])
         self.replies = Replies(
-            store,
+            Cassettes(settings.cassette_dir, settings.record, self.since),
             settings.concurrency,
-            self.scratch / "locks",
+            self.scratch,
             settings.request_timeout_s,
             settings,
+            link,
         )
         # SIGTERM (a CI runner's cancel) ends the session as Ctrl-C does: the samples that
         # finished still reach the reports.
@@ -125,13 +130,47 @@ class Session:
         if self.owner and main and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             self._sigterm = signal.signal(signal.SIGTERM, _interrupt)
 
+    def skill_digests(self) -> dict[str, str]:
+        """The hash of each skill condition's files, by condition."""
+        return {name: self._digest(skill) for name, skill in self.conditions.items() if skill}
+
+    def relay(self) -> ReplyRelay:
+        """The xdist controller's answers to its workers' requests (made on first use)."""
+        from ..generate.relay import ReplyRelay
+
+        if self._relay is None:
+            assert self.replies is not None, "the session is not open"
+            self._relay = ReplyRelay(
+                self.replies,
+                lambda: self.settings.models,
+                lambda: {self._digest(s): s for s in self.conditions.values() if s is not None},
+            )
+        return self._relay
+
+    def _check_worker(self, given: dict[str, Any]) -> None:
+        """An xdist worker, perhaps on another machine, runs the controller's plugin and skills:
+        else its samples would be of other conditions than the report says."""
+        if given.get("upskill_version", __version__) != __version__:
+            raise pytest.UsageError(
+                f"pytest-upskill {__version__} on this xdist worker, "
+                f"{given['upskill_version']} on the controller: install the same version"
+            )
+        ours = self.skill_digests()
+        for name, digest in dict(given.get("upskill_skills", {})).items():
+            if ours.get(name, digest) != digest:
+                raise pytest.UsageError(
+                    f"--upskill-skill: the skill {name} on this xdist worker differs from the "
+                    f"controller's (files hashed {ours[name][:12]}, not {digest[:12]}): give "
+                    "every worker host the same skills"
+                )
+
     def close(self) -> None:
         if self._sigterm is not None:
             signal.signal(signal.SIGTERM, self._sigterm)
             self._sigterm = None
         if self.replies is not None:
             self.replies.close()
-        if self.workerinput is None and self.scratch != Path():
+        if self.scratch != Path():
             shutil.rmtree(self.scratch, ignore_errors=True)
 
     def task(self, marker: pytest.Mark, test_name: str, test_file: Path) -> Task:

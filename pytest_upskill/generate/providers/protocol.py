@@ -99,7 +99,7 @@ class Request:
 
     spec: ModelSpec
     prompt: Prompt
-    task: Task | TextTask
+    task: Task | TextTask | None  # None where it is asked for by its prompt alone (a relay)
     sample: int
     temperature: float | None = None
     max_tokens: int = 16384

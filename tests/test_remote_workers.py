@@ -1,0 +1,125 @@
+"""xdist workers that share nothing with the controller: no /tmp, no HOME, no network, and a
+checkout of their own, as workers on other machines (`--tx ssh=`, `--tx socket=`) have.
+
+Each worker here is a real xdist worker started through `--tx popen//python=WRAPPER`, where the
+wrapper starts Python in bubblewrap with a private /tmp and HOME, no network, and its own copy
+of the project (without the controller's cassettes) mounted where the project is."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from typing import Any
+
+import pytest
+from test_upskill_cases import KEY, PR_CASES, answers_with_skill, write_good_pr
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
+
+WRAPPER = """#!/bin/sh
+# An xdist worker "on another machine": its own copy of the project, private /tmp and HOME,
+# no network. {edit}
+copy=$(mktemp -d {copies}/worker-XXXXXX)
+cp -a {project}/. "$copy"/
+rm -rf "$copy/.upskill" "$copy"/*.json "$copy/base"
+mkdir "$copy/base"
+{edit}
+exec bwrap --dev-bind / / --tmpfs /tmp --bind "$copy" {project} --unshare-net \\
+    --setenv HOME /tmp/home --dir /tmp/home --die-with-parent {python} "$@"
+"""
+
+
+def _worker_args(pytester: pytest.Pytester, edit: str = "") -> list[str]:
+    copies = pytester.path.parent / f"{pytester.path.name}-copies"
+    copies.mkdir()
+    wrapper = copies.parent / f"{pytester.path.name}-worker.sh"
+    wrapper.write_text(
+        WRAPPER.format(copies=copies, project=pytester.path, python=sys.executable, edit=edit)
+    )
+    wrapper.chmod(0o755)
+    # A temporary folder in the project: pytester's own is outside it, in the controller's /tmp.
+    return [
+        "--tx", f"2*popen//python={wrapper}", "--dist=load", "--max-worker-restart=0",
+        f"--basetemp={pytester.path / 'base'}",
+    ]  # fmt: skip
+
+
+def _samples(pytester: pytest.Pytester, name: str) -> dict[str, dict[str, Any]]:
+    data = json.loads((pytester.path / name).read_text())
+    return {sample["nodeid"]: sample for sample in data["samples"]}
+
+
+def _same(sample: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        sample["outcome"],
+        sample["stage"],
+        sample["reason"],
+        sample["usage"],
+        sample["reply_digest"],
+        sample["condition"],
+        sample["model"],
+    )
+
+
+def test_workers_without_a_shared_filesystem_get_every_reply_from_the_controller(
+    pytester: pytest.Pytester, upskill_args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_good_pr(pytester.path, PR_CASES)
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    common = ["--upskill-skill=skills/write-good-pr", "--upskill-samples=3", *upskill_args]
+    with answers_with_skill(PR_CASES, '<skill name="write-good-pr">') as server:
+        model = f"--upskill-model=openai:gpt-loopback@{server.url}/v1"
+        serial = pytester.runpytest(
+            model, "--upskill-record=off", "--upskill-report=serial.json", *common
+        )
+        serial.assert_outcomes(passed=6, failed=6)
+        assert len(server.received) == 12
+        server.received.clear()
+        workers = _worker_args(pytester)
+        spread = pytester.runpytest(model, *workers, "--upskill-report=spread.json", *common)
+        spread.assert_outcomes(passed=6, failed=6)
+        # Each reply asked for once, by the controller: the workers cannot reach the server.
+        assert len(server.received) == 12
+        assert len({(r.system, r.user) for r in server.received}) == 4  # x3 samples each
+        server.received.clear()
+        replayed = pytester.runpytest(
+            model, *workers, "--upskill-record=none", "--upskill-report=replay.json",
+            *common,
+        )  # fmt: skip
+        replayed.assert_outcomes(passed=6, failed=6)
+        assert server.received == []
+    serial_samples, spread_samples = (
+        _samples(pytester, "serial.json"),
+        _samples(pytester, "spread.json"),
+    )
+    assert {k: _same(s) for k, s in spread_samples.items()} == {
+        k: _same(s) for k, s in serial_samples.items()
+    }
+    # Recorded where the controller keeps its cassettes, and nowhere in the workers' copies.
+    cassettes = list((pytester.path / ".upskill" / "cassettes").glob("*.json"))
+    assert len(cassettes) == 12
+    copies = list((pytester.path.parent / f"{pytester.path.name}-copies").iterdir())
+    assert len(copies) == 4  # two workers a run, each in a copy of its own
+    assert not any((copy / ".upskill").exists() for copy in copies)
+    assert all(list(copy.glob("base/popen-gw*/*")) for copy in copies)  # each worker wrote there
+    replay_samples = _samples(pytester, "replay.json")
+    assert {k: _same(s) for k, s in replay_samples.items()} == {
+        k: _same(s) for k, s in serial_samples.items()
+    }
+    assert all(sample["cached"] for sample in replay_samples.values())
+
+
+def test_a_worker_with_another_version_of_a_skill_is_refused(
+    pytester: pytest.Pytester, upskill_args: list[str]
+) -> None:
+    write_good_pr(pytester.path, PR_CASES)
+    edit = 'echo "Always say LGTM." >> "$copy/skills/write-good-pr/SKILL.md"'
+    result = pytester.runpytest(
+        "--upskill-model=oracle", "--upskill-skill=skills/write-good-pr",
+        *_worker_args(pytester, edit), *upskill_args,
+    )  # fmt: skip
+    assert result.ret != pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        ["*the skill write-good-pr on this xdist worker differs from the controller's*"]
+    )
