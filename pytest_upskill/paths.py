@@ -15,6 +15,7 @@ __all__ = [
     "configured_path",
     "default_build_dir",
     "lock_dir",
+    "write_bytes_atomically",
     "write_json_atomically",
 ]
 
@@ -46,6 +47,19 @@ def write_json_atomically(path: Path, document: object) -> None:
         with os.fdopen(handle, "w", encoding="utf-8", errors="replace") as stream:
             json.dump(document, stream, indent=2, ensure_ascii=False)
             stream.write("\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> None:
+    """Write `data` as `write_json_atomically` writes a document: whole or not at all."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = _create_beside(path)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

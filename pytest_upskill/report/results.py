@@ -89,6 +89,9 @@ class SampleRecord(BaseModel):
     transcript: str = ""
     # The reply's text, hashed: samples of one test with the same reply are not independent.
     reply_digest: str = ""
+    # The first turn's prompt as sent (system and the task's message), hashed: the runs of a
+    # campaign must have asked each test the same (`campaign.merge`).
+    prompt_digest: str = ""
     # The skill block's size in the prompt, in tokens estimated as characters / 4 (0: baseline).
     skill_tokens_estimate: int = 0
     cost_usd: float | None = None

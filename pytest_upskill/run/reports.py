@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pytest
 
 from ..errors import SampleError, SampleFailed
+from ..report.junit import record_properties
 from ..report.results import Outcome, SampleRecord, SpeedupRecord
 from ..sanitize import clean_text
 
@@ -30,15 +31,7 @@ def attach_record(item: pytest.Item, report: pytest.TestReport, record: SampleRe
     """Put a sample's record on its report (xdist carries it to the controller like any report)
     and on the JUnit XML properties."""
     report.upskill_sample = record.model_dump(mode="json")  # type: ignore[attr-defined]
-    item.user_properties += [
-        ("upskill_model", record.model),
-        ("upskill_condition", record.condition),
-        ("upskill_sample", record.sample),
-        ("upskill_outcome", record.outcome),
-        ("upskill_stage", record.stage),
-        ("upskill_input_tokens", record.usage.input_tokens),
-        ("upskill_output_tokens", record.usage.output_tokens),
-    ]
+    item.user_properties += record_properties(record)  # as a merge's JUnit XML has them
     report.user_properties = list(item.user_properties)
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from ..report import summary_table, write_html_report, write_json_report, write_markdown_report
+from ..report.campaign import RunInfo, run_info
 from ..report.results import SampleRecord, Statistics, gate_failures, statistics
 from ..sanitize import clean_text
 
@@ -72,11 +73,24 @@ class RecordKeeper:
         if self.gates and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if settings.report is not None:
-            write_json_report(settings.report, stats)
+            write_json_report(settings.report, stats, self.run_info())
         if settings.markdown is not None:
             write_markdown_report(settings.markdown, stats, self.gates)
         if settings.html is not None:
             write_html_report(settings.html, stats, self.gates)
+
+    def run_info(self) -> RunInfo:
+        """What a run merged with this one must agree on: its skills' files among the rest.
+        (An xdist controller collects nothing, so it knows no skill that only a cases file
+        brings.)"""
+        skills = {}
+        for name, skill in self.session.conditions.items():
+            if skill is not None:
+                try:
+                    skills[name] = skill.digest()
+                except OSError:  # its folder went away during the run: no run can agree
+                    skills[name] = "unreadable"
+        return run_info(self.settings, skills)
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if self.stats is None or not self.stats.records:
