@@ -65,6 +65,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(runner, "upskill-samples")
         if upskill.owner:
             config.pluginmanager.register(RecordKeeper(upskill), "upskill-records")
+        settings = upskill.settings
+        if (settings.shard or settings.resume) and not upskill.child:
+            from .session.campaign import Campaign
+
+            config.pluginmanager.register(Campaign(upskill), "upskill-campaign")
         # Cases files named by option are collected even outside the paths pytest was given.
         given = [config.invocation_params.dir / arg.partition("::")[0] for arg in config.args]
         for path in upskill.settings.cases:
