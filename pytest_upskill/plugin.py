@@ -63,13 +63,17 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[session_key] = upskill
         runner = config.stash[runner_key] = SampleRunner(upskill)
         config.pluginmanager.register(runner, "upskill-samples")
-        if upskill.owner:
-            config.pluginmanager.register(RecordKeeper(upskill), "upskill-records")
+        keeper = RecordKeeper(upskill) if upskill.owner else None
+        if keeper is not None:
+            config.pluginmanager.register(keeper, "upskill-records")
         settings = upskill.settings
         if (settings.shard or settings.resume) and not upskill.child:
             from .session.campaign import Campaign
 
-            config.pluginmanager.register(Campaign(upskill), "upskill-campaign")
+            campaign = Campaign(upskill)
+            config.pluginmanager.register(campaign, "upskill-campaign")
+            if keeper is not None:
+                keeper.resumed = campaign.resumed
         # Cases files named by option are collected even outside the paths pytest was given.
         given = [config.invocation_params.dir / arg.partition("::")[0] for arg in config.args]
         for path in upskill.settings.cases:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import shutil
 import time
@@ -294,14 +293,6 @@ class Sample:
             return ""
         return hashlib.sha256(self.reply.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
-    def _prompt_digest(self) -> str:
-        """The first turn's prompt, hashed (a later turn's request carries the same prompt
-        and the conversation after it, which is the model's own)."""
-        if self.prompt is None:
-            return ""
-        sent = json.dumps([self.prompt.system, self.prompt.user])  # ASCII: surrogates survive
-        return hashlib.sha256(sent.encode()).hexdigest()[:16]
-
     def record(self, outcome: Outcome, reason: str) -> SampleRecord:
         for note in (self.cut_note, self.limit_note):
             if outcome == "failed" and note and note not in reason:
@@ -332,7 +323,8 @@ class Sample:
             skill_loaded_at_turn=self.skill_loaded_at_turn,
             transcript=str(self.transcript or ""),
             reply_digest=self._digest(),
-            prompt_digest=self._prompt_digest(),
+            # The first turn's: later turns add only the conversation, the model's own.
+            prompt_digest=self.prompt.digest() if self.prompt else "",
             skill_tokens_estimate=self.prompt.skill_tokens_estimate if self.prompt else 0,
             cached=self.cached,
             cost_usd=self.cost_usd,

@@ -6,6 +6,8 @@ block at the end of the system prompt, so any difference in outcomes comes from 
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 
 from ..config import ReferencesMode, SkillMode
@@ -78,6 +80,11 @@ class Prompt:
     def skill_tokens_estimate(self) -> int:
         """The skill block in tokens, estimated as characters / 4 (no tokenizer is asked)."""
         return (self.skill_chars + 3) // 4
+
+    def digest(self) -> str:
+        """A short hash of what is sent: runs of one campaign must send the same."""
+        sent = json.dumps([self.system, self.user])  # ASCII: a lone surrogate survives
+        return hashlib.sha256(sent.encode()).hexdigest()[:16]
 
 
 def skill_block(skill: Skill, references: ReferencesMode = "list", task_text: str = "") -> str:

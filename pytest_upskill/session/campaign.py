@@ -1,19 +1,24 @@
 """A campaign over several runs: this run's shard of the samples (`--upskill-shard=I/N`), and
 the samples an earlier run of the campaign already has (`--upskill-resume=REPORT`).
 
-Both decide from each item's node id alone, so every xdist worker (each collects the whole
-session) and every shard of a CI matrix agrees without talking to the others.
+Both decide from each item's node id (and a resumed sample from its prompt too), so every
+xdist worker (each collects the whole session) and every shard of a CI matrix agrees without
+talking to the others. xdist workers get the resumed samples from the controller, which alone
+reads the report.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..sample import SampleParams
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from ..report.results import SampleRecord
     from .state import Session
 
 __all__ = ["Campaign", "shard_of"]
@@ -48,6 +53,19 @@ class Campaign:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.settings = session.settings
+        # The earlier run's samples that need not run again (they passed or failed), with
+        # their prompts' hashes: a test whose prompt changed runs again.
+        self.resumed: list[SampleRecord] = []
+        self.prompts: dict[str, str] = {}
+        if session.workerinput is not None:
+            self.prompts = dict(session.workerinput.get("upskill_resumed", {}))
+        elif self.settings.resume is not None:
+            self.resumed = resumable(self.settings.resume, session)
+            self.prompts = {record.nodeid: record.prompt_digest for record in self.resumed}
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        node.workerinput["upskill_resumed"] = self.prompts
 
     @pytest.hookimpl(trylast=True)  # after -k and -m: the shards share out what they selected
     def pytest_collection_modifyitems(
@@ -56,16 +74,57 @@ class Campaign:
         kept = items
         if self.settings.shard is not None:
             kept = shard_of(kept, self.settings.shard)
+        if self.prompts:
+            kept = [item for item in kept if not self._done(item)]
         if len(kept) < len(items):
             chosen = {id(item) for item in kept}
             config.hook.pytest_deselected(items=[i for i in items if id(i) not in chosen])
             items[:] = kept
 
+    def _done(self, item: pytest.Item) -> bool:
+        """Whether the earlier run has this item's sample, asked for with the same prompt."""
+        params = _params(item)
+        digest = self.prompts.get(item.nodeid)
+        if params is None or digest is None:
+            return False
+        return self.session.request(params).prompt.digest() == digest
+
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
-        if self.settings.shard is None or self.session.child:
-            return []
-        index, count = self.settings.shard
-        return [
-            f"upskill: shard {index} of {count}: the samples in node id order, dealt out to the "
-            f"{count} shards in turn"
-        ]
+        lines = []
+        if self.settings.shard is not None:
+            index, count = self.settings.shard
+            lines.append(
+                f"upskill: shard {index} of {count}: the samples in node id order, dealt out to "
+                f"the {count} shards in turn"
+            )
+        if self.settings.resume is not None:
+            lines.append(
+                f"upskill: going on from {self.settings.resume}: {len(self.resumed)} sample(s) "
+                "that passed or failed there are not run again, and are in this run's reports"
+            )
+        return lines
+
+
+def resumable(path: Path, session: Session) -> list[SampleRecord]:
+    """The samples of the report at `path` that a run of this session need not make again:
+    those that passed or failed (an error or a skip is tried again). A report of another
+    campaign (other skills, models, settings or version) is a usage error naming the
+    difference."""
+    from ..report.campaign import ReportInvalid, differences, load_report, run_info
+
+    try:
+        report = load_report(path)
+    except ReportInvalid as exc:
+        raise pytest.UsageError(f"--upskill-resume: {exc}") from None
+    if report.run is None:
+        raise pytest.UsageError(
+            f"--upskill-resume: {path} was written before reports recorded their run: "
+            "nothing tells whether its samples are this run's"
+        )
+    ours = run_info(session.settings, session.skill_digests())
+    different = differences(report.run, ours, (str(path), "this run"))
+    if different:
+        raise pytest.UsageError(
+            f"--upskill-resume: {path} is of another campaign: {'; '.join(different)}"
+        )
+    return [record for record in report.records if record.outcome in ("passed", "failed")]

@@ -26,6 +26,8 @@ class RecordKeeper:
         self.session = session
         self.settings = session.settings
         self.records: list[SampleRecord] = []
+        # --upskill-resume: an earlier run's samples, in the reports unless run again here.
+        self.resumed: list[SampleRecord] = []
         self.stats: Statistics | None = None  # computed once, at the session's end
         self.gates: list[str] = []  # the CI gates the session missed
 
@@ -66,6 +68,8 @@ class RecordKeeper:
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         settings = self.settings
+        made = {record.nodeid for record in self.records}
+        self.records += [record for record in self.resumed if record.nodeid not in made]
         stats = self.stats = statistics(self.records, settings.min_lift)
         self.gates = gate_failures(
             stats.summary, settings.fail_under, settings.min_lift, lifts=stats.lift
