@@ -8,8 +8,15 @@ of the project (without the controller's cassettes) mounted where the project is
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
+import signal
+import subprocess
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -43,6 +50,51 @@ def _worker_args(pytester: pytest.Pytester, edit: str = "") -> list[str]:
         "--tx", f"2*popen//python={wrapper}", "--dist=load", "--max-worker-restart=0",
         f"--basetemp={pytester.path / 'base'}",
     ]  # fmt: skip
+
+
+def _checkout(root: Path) -> Callable[[str, list[str]], list[str]]:
+    """What a worker host's checkout of `root` lacks: the controller's cassettes and reports."""
+
+    def ignored(folder: str, names: list[str]) -> list[str]:
+        at_root = Path(folder) == root
+        return [n for n in names if n == ".upskill" or n.endswith(".json")] if at_root else []
+
+    return ignored
+
+
+@contextmanager
+def _socket_workers(pytester: pytest.Pytester, count: int) -> Iterator[list[str]]:
+    """`count` worker hosts as `--tx socket=` reaches them: each an execnet socket server in
+    bubblewrap, with a private /tmp and HOME and its own copy of the project (no cassettes)."""
+    servers: list[subprocess.Popen[str]] = []
+    specs = []
+    try:
+        for index in range(count):
+            copy = pytester.path.parent / f"{pytester.path.name}-host{index}"
+            shutil.copytree(pytester.path, copy, ignore=_checkout(pytester.path))
+            command = [
+                "bwrap", "--dev-bind", "/", "/", "--tmpfs", "/tmp",
+                "--bind", str(copy), str(pytester.path), "--setenv", "HOME", "/tmp/home",
+                "--dir", "/tmp/home", "--unsetenv", "PYTEST_DEBUG_TEMPROOT",
+                "--die-with-parent", sys.executable, "-u", "-m", "execnet.script.socketserver", "127.0.0.1:0",
+            ]  # fmt: skip
+            server = subprocess.Popen(
+                command, stdout=subprocess.PIPE, text=True, start_new_session=True
+            )
+            servers.append(server)
+            assert server.stdout is not None
+            for line in server.stdout:
+                found = re.search(r"Entering Accept loop \('127.0.0.1', (\d+)\)", line)
+                if found:
+                    specs += ["--tx", f"socket=127.0.0.1:{found[1]}//chdir={pytester.path}"]
+                    break
+        yield [*specs, "--dist=load", "--max-worker-restart=0"]
+    finally:
+        for server in servers:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+            if server.stdout is not None:
+                server.stdout.close()
 
 
 def _samples(pytester: pytest.Pytester, name: str) -> dict[str, dict[str, Any]]:
@@ -83,11 +135,13 @@ def test_workers_without_a_shared_filesystem_get_every_reply_from_the_controller
         assert len(server.received) == 12
         assert len({(r.system, r.user) for r in server.received}) == 4  # x3 samples each
         server.received.clear()
-        replayed = pytester.runpytest(
-            model, *workers, "--upskill-record=none", "--upskill-report=replay.json",
-            *common,
-        )  # fmt: skip
+        # Replayed on workers of two other "hosts", reached through sockets.
+        with _socket_workers(pytester, 2) as hosts:
+            replayed = pytester.runpytest(
+                model, *hosts, "--upskill-record=none", "--upskill-report=replay.json", *common
+            )
         replayed.assert_outcomes(passed=6, failed=6)
+        replayed.stdout.fnmatch_lines(["*2 workers [[]12 items[]]*"])
         assert server.received == []
     serial_samples, spread_samples = (
         _samples(pytester, "serial.json"),
@@ -100,9 +154,11 @@ def test_workers_without_a_shared_filesystem_get_every_reply_from_the_controller
     cassettes = list((pytester.path / ".upskill" / "cassettes").glob("*.json"))
     assert len(cassettes) == 12
     copies = list((pytester.path.parent / f"{pytester.path.name}-copies").iterdir())
-    assert len(copies) == 4  # two workers a run, each in a copy of its own
+    assert len(copies) == 2  # each worker in a copy of its own
     assert not any((copy / ".upskill").exists() for copy in copies)
     assert all(list(copy.glob("base/popen-gw*/*")) for copy in copies)  # each worker wrote there
+    hosts = [pytester.path.parent / f"{pytester.path.name}-host{index}" for index in (0, 1)]
+    assert all(host.is_dir() and not (host / ".upskill").exists() for host in hosts)
     replay_samples = _samples(pytester, "replay.json")
     assert {k: _same(s) for k, s in replay_samples.items()} == {
         k: _same(s) for k, s in serial_samples.items()
