@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_upskill_cases import KEY, PR_CASES, answers_with_skill, write_good_pr
+from campaign import pr_campaign
+from test_upskill_cases import PR_CASES, write_good_pr
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="needs bubblewrap")
 
@@ -117,19 +118,13 @@ def _same(sample: dict[str, Any]) -> tuple[Any, ...]:
 def test_workers_without_a_shared_filesystem_get_every_reply_from_the_controller(
     pytester: pytest.Pytester, upskill_args: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_good_pr(pytester.path, PR_CASES)
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    common = ["--upskill-skill=skills/write-good-pr", "--upskill-samples=3", *upskill_args]
-    with answers_with_skill(PR_CASES, '<skill name="write-good-pr">') as server:
-        model = f"--upskill-model=openai:gpt-loopback@{server.url}/v1"
-        serial = pytester.runpytest(
-            model, "--upskill-record=off", "--upskill-report=serial.json", *common
-        )
+    with pr_campaign(pytester, monkeypatch, upskill_args) as (server, common):
+        serial = pytester.runpytest("--upskill-record=off", "--upskill-report=serial.json", *common)
         serial.assert_outcomes(passed=6, failed=6)
         assert len(server.received) == 12
         server.received.clear()
         workers = _worker_args(pytester)
-        spread = pytester.runpytest(model, *workers, "--upskill-report=spread.json", *common)
+        spread = pytester.runpytest(*workers, "--upskill-report=spread.json", *common)
         spread.assert_outcomes(passed=6, failed=6)
         # Each reply asked for once, by the controller: the workers cannot reach the server.
         assert len(server.received) == 12
@@ -138,7 +133,7 @@ def test_workers_without_a_shared_filesystem_get_every_reply_from_the_controller
         # Replayed on workers of two other "hosts", reached through sockets.
         with _socket_workers(pytester, 2) as hosts:
             replayed = pytester.runpytest(
-                model, *hosts, "--upskill-record=none", "--upskill-report=replay.json", *common
+                *hosts, "--upskill-record=none", "--upskill-report=replay.json", *common
             )
         replayed.assert_outcomes(passed=6, failed=6)
         replayed.stdout.fnmatch_lines(["*2 workers [[]12 items[]]*"])

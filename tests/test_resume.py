@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_upskill_cases import KEY, PR_CASES, answers_with_skill, write_good_pr
+from campaign import pr_campaign
+from test_upskill_cases import PR_CASES, write_good_pr
 
 
 def _report(path: Path) -> dict[str, Any]:
@@ -23,15 +24,11 @@ def test_a_resumed_run_asks_only_for_the_missing_samples(
     monkeypatch: pytest.MonkeyPatch,
     workers: list[str],
 ) -> None:
-    write_good_pr(pytester.path, PR_CASES)
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    common = ["--upskill-skill=skills/write-good-pr", "--upskill-samples=3", *upskill_args]
-    with answers_with_skill(PR_CASES, '<skill name="write-good-pr">') as server:
-        model = f"--upskill-model=openai:gpt-loopback@{server.url}/v1"
+    with pr_campaign(pytester, monkeypatch, upskill_args) as (server, common):
         # The whole campaign in one run, for reference (its replies recorded for the others).
-        whole = pytester.runpytest(model, "--upskill-report=whole.json", *common)
+        whole = pytester.runpytest("--upskill-report=whole.json", *common)
         whole.assert_outcomes(passed=6, failed=6)
-        replay = [model, "--upskill-record=none", *common]
+        replay = ["--upskill-record=none", *common]
         # Cut short: it stops at the fourth failure, seven samples in (three of a test's
         # baseline samples fail, its skill samples pass, the next test's first fails).
         cut = pytester.runpytest(
@@ -43,7 +40,7 @@ def test_a_resumed_run_asks_only_for_the_missing_samples(
         server.received.clear()
         # Its samples that are missing, asked for afresh, in a run that records nothing.
         resumed = pytester.runpytest(
-            model, "--upskill-record=off", "--upskill-resume=cut.json",
+            "--upskill-record=off", "--upskill-resume=cut.json",
             "--upskill-report=resumed.json", *workers, *common,
         )  # fmt: skip
         # (xdist's controller does not count what its workers deselect)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_upskill_cases import KEY, PR_CASES, answers_with_skill, write_good_pr
+from campaign import pr_campaign
 
 PLAIN = "def test_plain_a(): pass\ndef test_plain_b(): pass\ndef test_plain_c(): pass\n"
 
@@ -32,17 +32,13 @@ def _merge(pytester: pytest.Pytester, *args: str) -> subprocess.CompletedProcess
 def test_shards_share_out_the_samples_and_merge_into_one_runs_report(
     pytester: pytest.Pytester, upskill_args: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    write_good_pr(pytester.path, PR_CASES)
     pytester.makepyfile(test_plain=PLAIN)
-    monkeypatch.setenv("OPENAI_API_KEY", KEY)
-    common = ["--upskill-skill=skills/write-good-pr", "--upskill-samples=3", *upskill_args]
-    with answers_with_skill(PR_CASES, '<skill name="write-good-pr">') as server:
-        model = f"--upskill-model=openai:gpt-loopback@{server.url}/v1"
+    with pr_campaign(pytester, monkeypatch, upskill_args) as (server, common):
         asked = []
         for index in (1, 2, 1):
             server.received.clear()
             shard = pytester.runpytest(
-                model, f"--upskill-shard={index}/2", "--upskill-record=off",
+                f"--upskill-shard={index}/2", "--upskill-record=off",
                 f"--upskill-report=off{index}.json", *common,
             )  # fmt: skip
             shard.stdout.fnmatch_lines(
@@ -55,8 +51,8 @@ def test_shards_share_out_the_samples_and_merge_into_one_runs_report(
             assert outcomes["deselected"] == 9 - (3 - index)
         assert asked == [6, 6, 6]  # each shard asks only for its own samples' replies
         # The same replies for the whole run and the shards: recorded once, then replayed.
-        pytester.runpytest(model, *common).assert_outcomes(passed=9, failed=6)
-        replay = [model, "--upskill-record=none", *common]
+        pytester.runpytest(*common).assert_outcomes(passed=9, failed=6)
+        replay = ["--upskill-record=none", *common]
         pytester.runpytest(*replay, "--upskill-report=whole.json")
         for index in (1, 2):
             pytester.runpytest(
