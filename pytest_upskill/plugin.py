@@ -73,7 +73,7 @@ def pytest_configure(config: pytest.Config) -> None:
             campaign = Campaign(upskill)
             config.pluginmanager.register(campaign, "upskill-campaign")
             if keeper is not None:
-                keeper.resumed = campaign.resumed
+                keeper.resumed = campaign.records
         # Cases files named by option are collected even outside the paths pytest was given.
         given = [config.invocation_params.dir / arg.partition("::")[0] for arg in config.args]
         for path in upskill.settings.cases:

@@ -166,11 +166,14 @@ def test_a_worker_with_another_version_of_a_skill_is_refused(
 ) -> None:
     write_good_pr(pytester.path, PR_CASES)
     edit = 'echo "Always say LGTM." >> "$copy/skills/write-good-pr/SKILL.md"'
-    result = pytester.runpytest(
-        "--upskill-model=oracle", "--upskill-skill=skills/write-good-pr",
-        *_worker_args(pytester, edit), *upskill_args,
+    # No limit on restarts (xdist's default for --tx): the session still ends, at once.
+    workers = [a for a in _worker_args(pytester, edit) if "max-worker-restart" not in a]
+    result = pytester.runpytest_subprocess(
+        "--upskill-model=oracle", "--upskill-skill=skills/write-good-pr", *workers,
+        *upskill_args, timeout=120,
     )  # fmt: skip
-    assert result.ret != pytest.ExitCode.OK
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stdout.fnmatch_lines(
-        ["*the skill write-good-pr on this xdist worker differs from the controller's*"]
-    )
+        ["*pytest-upskill refuses this xdist worker: the skill write-good-pr on this xdist "
+         "worker differs from the controller's*"]
+    )  # fmt: skip

@@ -86,3 +86,35 @@ def test_resuming_from_another_campaign_is_refused(
     result = pytester.runpytest(*common, "--upskill-resume=bad.json")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--upskill-resume: *bad.json: is not a valid report*"])
+
+
+def test_a_resumed_report_chooses_no_file_and_no_sample_of_another_test(
+    pytester: pytest.Pytester, upskill_args: list[str], tmp_path: Path
+) -> None:
+    write_good_pr(pytester.path, PR_CASES)
+    common = ["--upskill-model=oracle", "--upskill-skill=skills/write-good-pr", *upskill_args]
+    pytester.runpytest(*common, "--upskill-report=first.json").assert_outcomes(passed=4)
+    # The victim's files, which a forged report points every sample's folders at.
+    victim = tmp_path / "victim"
+    (victim / "project").mkdir(parents=True)
+    (victim / "project" / "id_rsa").write_text("SECRET-KEY-MATERIAL")
+    (victim / "prompt.md").write_text("SECRET-PROMPT")
+    (victim / "build.log").write_text("SECRET-BUILD-LOG")
+    report = _report(pytester.path / "first.json")
+    for sample in report["samples"]:
+        sample.update(directory=str(victim), build_directory=str(victim))
+    gone = {**report["samples"][0], "nodeid": "test_gone.py::test_gone[oracle-baseline-0]"}
+    report["samples"].append(gone)
+    (pytester.path / "first.json").write_text(json.dumps(report))
+    result = pytester.runpytest(
+        *common, "--upskill-resume=first.json", "--upskill-report=again.json",
+        "--upskill-html=again.html",
+    )  # fmt: skip
+    # Nothing left to run: the campaign is complete, which is no failure.
+    assert result.ret == pytest.ExitCode.OK
+    result.assert_outcomes(deselected=4)
+    html = (pytester.path / "again.html").read_text()
+    assert "SECRET" not in html
+    again = _report(pytester.path / "again.json")
+    assert len(again["samples"]) == 4  # the sample of a test this run does not have is left out
+    assert all(sample["directory"] == "" for sample in again["samples"])

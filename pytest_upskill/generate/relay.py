@@ -27,16 +27,17 @@ from .prompt import Prompt
 from .providers import Message, Reply, Request, Tool
 
 if TYPE_CHECKING:
-    from ..config import ModelSpec
+    from ..config import Settings
     from ..skill import Skill
     from .replies import Replies
 
-__all__ = ["ControllerLink", "ReplyRelay", "WireRequest"]
+__all__ = ["ControllerLink", "ReplyRelay", "WireRequest", "serialize_sends"]
 
-# The longest a worker waits for the controller's answer (the model's retries included).
-WAIT_S = 3600.0
 # The most text one message may carry: a conversation with its files, or a reply.
 _MAX_MESSAGE = 64 << 20
+# The most requests of one worker the controller works on at once (a worker asks its
+# --upskill-concurrency at a time, and its tests one each).
+_MOST_ASKS = 64
 
 _REPLY = TypeAdapter(Reply)
 _ISSUES: dict[str, type[UpskillIssue]] = {
@@ -92,32 +93,37 @@ class ReplyRelay:
     def __init__(
         self,
         replies: Replies,
-        models: Callable[[], tuple[ModelSpec, ...]],
+        settings: Settings,
         skills: Callable[[], dict[str, Skill]],
+        tools: Callable[[], list[tuple[Tool, ...]]],
     ) -> None:
         self.replies = replies
-        self._models = models
+        self.settings = settings
         self._skills = skills  # by content hash
+        self._tools = tools  # the tool sets an agent loop of this session offers
         self._channels: list[Any] = []  # kept: execnet holds channels weakly
 
     def serve(self, node: Any) -> None:
         """Give xdist worker `node` a channel to this process, in its `workerinput`."""
+        serialize_sends(node.gateway)
         channel = node.gateway.newchannel()
         self._channels.append(channel)
         node.workerinput["upskill_replies"] = channel
-        channel.setcallback(lambda message: self._received(channel, message), endmarker=None)
+        asks = threading.BoundedSemaphore(_MOST_ASKS)
+        channel.setcallback(lambda message: self._received(channel, asks, message), endmarker=None)
 
-    def _received(self, channel: Any, message: Any) -> None:
+    def _received(self, channel: Any, asks: threading.BoundedSemaphore, message: Any) -> None:
         if message is None:  # the worker went away
             return
         if not (isinstance(message, tuple) and len(message) == 2):
             return  # not ours: nobody waits for an answer
         ask, text = message
+        asks.acquire()  # a worker that floods the controller waits: its channel reads no more
         threading.Thread(
-            target=self._answer, args=(channel, ask, text), name="upskill-relay", daemon=True
+            target=self._answer, args=(channel, asks, ask, text), name="upskill-relay", daemon=True
         ).start()
 
-    def _answer(self, channel: Any, ask: Any, text: Any) -> None:
+    def _answer(self, channel: Any, asks: threading.BoundedSemaphore, ask: Any, text: Any) -> None:
         try:
             if not isinstance(text, str) or len(text) > _MAX_MESSAGE:
                 raise SampleError("generate", "a worker sent a request that is not one")
@@ -127,6 +133,8 @@ class ReplyRelay:
             answer = ("issue", issue.outcome, issue.stage, issue.reason)
         except Exception as exc:  # a bug of the controller's: still this sample's error, one line
             answer = ("issue", "error", "generate", f"pytest-upskill failed: {exc!r}"[:2000])
+        finally:
+            asks.release()
         with contextlib.suppress(OSError, ValueError):  # the worker is gone
             channel.send((ask, *answer))
 
@@ -138,9 +146,22 @@ class ReplyRelay:
             raise SampleError(
                 "generate", f"a worker sent a request that is not valid: {problem[:200]}"
             ) from None
-        spec = next((m for m in self._models() if m.label == wire.model), None)
+        settings = self.settings
+        spec = next((m for m in settings.models if m.label == wire.model), None)
         if spec is None:
             raise SampleError("generate", f"the controller has no model {wire.model!r}")
+        # What the session's settings decide is the controller's to say, not a worker's.
+        temperature = settings.temperature if spec.takes_temperature else None
+        if (
+            wire.sample >= settings.samples
+            or wire.max_tokens != settings.max_tokens
+            or wire.temperature != temperature
+            or wire.params != settings.model_params
+            or (wire.tools and wire.tools not in self._tools())
+        ):
+            raise SampleError(
+                "generate", "a worker asked with settings of its own: give it the controller's"
+            )
         install = None
         if wire.install:
             install = self._skills().get(wire.install)
@@ -175,6 +196,7 @@ class ControllerLink:
     """On an xdist worker: asks the controller for replies, from any thread."""
 
     def __init__(self, channel: Any) -> None:
+        serialize_sends(channel.gateway)
         self._channel = channel
         self._ids = itertools.count()
         self._waiting: dict[int, _Waiter] = {}
@@ -191,10 +213,9 @@ class ControllerLink:
             self._waiting[ask] = waiter
         try:
             self._channel.send((ask, _encode(WireRequest.of(request).model_dump(mode="json"))))
-            if not waiter.done.wait(WAIT_S):
-                raise SampleError(
-                    "generate", f"waited {WAIT_S:g} s for the xdist controller's reply"
-                )
+            # No deadline of its own: the controller's requests have theirs (they may queue
+            # behind every worker's), and the channel's end wakes it.
+            waiter.done.wait()
         except (OSError, ValueError):
             raise SampleError("generate", "the xdist controller is gone: no reply") from None
         finally:
@@ -214,6 +235,22 @@ class ControllerLink:
                     waiter.answer = tuple(message[1:])
         for waiter in waiting.values():
             waiter.done.set()
+
+
+def serialize_sends(gateway: Any) -> None:
+    """One message at a time on `gateway`: execnet writes a socket gateway's messages with no
+    lock, and the relay sends from many threads beside xdist's own, whose messages would
+    interleave (a `--tx socket=` session then hangs)."""
+    if getattr(gateway, "_upskill_serialized", False):
+        return
+    send, lock = gateway._send, threading.Lock()
+
+    def serialized(*args: Any, **kwargs: Any) -> None:
+        with lock:
+            send(*args, **kwargs)
+
+    gateway._send = serialized
+    gateway._upskill_serialized = True
 
 
 def _answered(answer: tuple[Any, ...]) -> Reply:

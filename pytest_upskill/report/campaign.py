@@ -28,6 +28,7 @@ __all__ = [
     "RunReport",
     "RunSettings",
     "differences",
+    "in_run_order",
     "load_report",
     "merge",
     "run_info",
@@ -203,7 +204,7 @@ def merge(reports: Sequence[RunReport]) -> Merged:
     run = first.run.model_copy(update={"shard": None}) if first.run else None
     missing: list[str] = []
     if run is not None:
-        records = _ordered(records, run)
+        records = in_run_order(records, run)
         missing = _missing_shards(reports) + _missing_samples(records, run)
     return Merged(run, records, duplicates, missing)
 
@@ -249,7 +250,7 @@ def _deduplicated(reports: Sequence[RunReport]) -> tuple[list[SampleRecord], lis
     return [record for record, _ in kept.values()], lines
 
 
-def _ordered(records: list[SampleRecord], run: RunInfo) -> list[SampleRecord]:
+def in_run_order(records: list[SampleRecord], run: RunInfo) -> list[SampleRecord]:
     """Models and conditions in the run's order, as one session would have met them, so the
     tables list them as a single run would."""
     models = {label: rank for rank, label in enumerate(run.models)}

@@ -55,17 +55,38 @@ class Campaign:
         self.settings = session.settings
         # The earlier run's samples that need not run again (they passed or failed), with
         # their prompts' hashes: a test whose prompt changed runs again.
-        self.resumed: list[SampleRecord] = []
+        self.resumed: dict[str, SampleRecord] = {}
         self.prompts: dict[str, str] = {}
+        self.skipped: set[str] = set()  # the resumed samples this run did not run, by node id
         if session.workerinput is not None:
             self.prompts = dict(session.workerinput.get("upskill_resumed", {}))
         elif self.settings.resume is not None:
-            self.resumed = resumable(self.settings.resume, session)
-            self.prompts = {record.nodeid: record.prompt_digest for record in self.resumed}
+            for record in resumable(self.settings.resume, session):
+                self.resumed.setdefault(record.nodeid, record)
+            self.prompts = {nodeid: r.prompt_digest for nodeid, r in self.resumed.items()}
+
+    def records(self) -> list[SampleRecord]:
+        """The earlier run's samples that stand for this run's: those it did not run again
+        because they are its own (same node id, same prompt), not those of tests it left out."""
+        return [record for nodeid, record in self.resumed.items() if nodeid in self.skipped]
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
         node.workerinput["upskill_resumed"] = self.prompts
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist, on the controller: the resumed samples each worker did not run."""
+        self.skipped.update(getattr(node, "workeroutput", {}).get("upskill_resumed", []))
+
+    @pytest.hookimpl(tryfirst=True)  # before the records' gates, which need an exit status of 0
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        workeroutput = getattr(session.config, "workeroutput", None)
+        if workeroutput is not None:
+            workeroutput["upskill_resumed"] = sorted(self.skipped)
+        # A shard with nothing to run, or a campaign with nothing left, is not a failed run.
+        elif session.exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:
+            session.exitstatus = pytest.ExitCode.OK
 
     @pytest.hookimpl(trylast=True)  # after -k and -m: the shards share out what they selected
     def pytest_collection_modifyitems(
@@ -75,7 +96,9 @@ class Campaign:
         if self.settings.shard is not None:
             kept = shard_of(kept, self.settings.shard)
         if self.prompts:
-            kept = [item for item in kept if not self._done(item)]
+            done = {id(item) for item in kept if self._done(item)}
+            self.skipped.update(item.nodeid for item in kept if id(item) in done)
+            kept = [item for item in kept if id(item) not in done]
         if len(kept) < len(items):
             chosen = {id(item) for item in kept}
             config.hook.pytest_deselected(items=[i for i in items if id(i) not in chosen])
@@ -122,9 +145,20 @@ def resumable(path: Path, session: Session) -> list[SampleRecord]:
             "nothing tells whether its samples are this run's"
         )
     ours = run_info(session.settings, session.skill_digests())
-    different = differences(report.run, ours, (str(path), "this run"))
+    # Skills that cases files bring are found while collecting, after this: their samples'
+    # prompts tell whether they changed.
+    theirs = report.run.model_copy(
+        update={"skills": {k: v for k, v in report.run.skills.items() if k in ours.skills}}
+    )
+    different = differences(theirs, ours, (str(path), "this run"))
     if different:
         raise pytest.UsageError(
             f"--upskill-resume: {path} is of another campaign: {'; '.join(different)}"
         )
-    return [record for record in report.records if record.outcome in ("passed", "failed")]
+    # A report names its samples' folders; it is not trusted to choose what the HTML page reads.
+    cleared = {"directory": "", "build_directory": "", "transcript": ""}
+    return [
+        record.model_copy(update=cleared)
+        for record in report.records
+        if record.outcome in ("passed", "failed")
+    ]

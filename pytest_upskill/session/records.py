@@ -4,12 +4,13 @@ writes the reports."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from ..report import summary_table, write_html_report, write_json_report, write_markdown_report
-from ..report.campaign import RunInfo, run_info
+from ..report.campaign import RunInfo, in_run_order, run_info
 from ..report.results import SampleRecord, Statistics, gate_failures, statistics
 from ..sanitize import clean_text
 
@@ -26,8 +27,8 @@ class RecordKeeper:
         self.session = session
         self.settings = session.settings
         self.records: list[SampleRecord] = []
-        # --upskill-resume: an earlier run's samples, in the reports unless run again here.
-        self.resumed: list[SampleRecord] = []
+        # --upskill-resume: the earlier run's samples that stand for this run's.
+        self.resumed: Callable[[], list[SampleRecord]] = list
         self.stats: Statistics | None = None  # computed once, at the session's end
         self.gates: list[str] = []  # the CI gates the session missed
 
@@ -69,7 +70,15 @@ class RecordKeeper:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         settings = self.settings
         made = {record.nodeid for record in self.records}
-        self.records += [record for record in self.resumed if record.nodeid not in made]
+        resumed = [record for record in self.resumed() if record.nodeid not in made]
+        self.records += resumed
+        # As one run of the whole campaign would: a failed sample fails the session.
+        failed = any(record.outcome == "failed" for record in resumed)
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        # The tables list models and conditions in the session's order, whatever order xdist's
+        # workers reported in.
+        self.records = in_run_order(self.records, self.run_info())
         stats = self.stats = statistics(self.records, settings.min_lift)
         self.gates = gate_failures(
             stats.summary, settings.fail_under, settings.min_lift, lifts=stats.lift

@@ -302,6 +302,17 @@ class SampleRunner:
         self._host_workers[host] = self._host_workers.get(host, 0) + 1
         session.relay().serve(node)
 
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: Any) -> None:
+        """xdist, on the controller: a worker that refused the session (another plugin version,
+        another skill) ends it, rather than being started again and again."""
+        from .state import WORKER_REFUSED
+
+        text = str(error or "")
+        if WORKER_REFUSED in text:
+            why = text[text.index(WORKER_REFUSED) :].splitlines()[0]
+            pytest.exit(why, returncode=pytest.ExitCode.USAGE_ERROR)
+
     def pytest_collectstart(self, collector: pytest.Collector) -> None:
         """Make the SDK clients while pytest collects, in the processes that will ask models:
         a plain run or an xdist worker, never an xdist controller (it collects nothing)."""

@@ -33,7 +33,10 @@ if TYPE_CHECKING:
     from ..generate.relay import ReplyRelay
     from ..run.sandbox import Mechanism
 
-__all__ = ["Session"]
+__all__ = ["WORKER_REFUSED", "Session"]
+
+# How a worker that must not run the session says why: the controller ends the session on it.
+WORKER_REFUSED = "pytest-upskill refuses this xdist worker: "
 
 
 def _interrupt(signum: int, frame: Any) -> None:
@@ -142,8 +145,9 @@ class Session:
             assert self.replies is not None, "the session is not open"
             self._relay = ReplyRelay(
                 self.replies,
-                lambda: self.settings.models,
+                self.settings,
                 lambda: {self._digest(s): s for s in self.conditions.values() if s is not None},
+                lambda: [tools_for(disclose) for disclose in (False, True)],
             )
         return self._relay
 
@@ -152,14 +156,14 @@ class Session:
         else its samples would be of other conditions than the report says."""
         if given.get("upskill_version", __version__) != __version__:
             raise pytest.UsageError(
-                f"pytest-upskill {__version__} on this xdist worker, "
+                f"{WORKER_REFUSED}pytest-upskill {__version__} on this xdist worker, "
                 f"{given['upskill_version']} on the controller: install the same version"
             )
         ours = self.skill_digests()
         for name, digest in dict(given.get("upskill_skills", {})).items():
             if ours.get(name, digest) != digest:
                 raise pytest.UsageError(
-                    f"--upskill-skill: the skill {name} on this xdist worker differs from the "
+                    f"{WORKER_REFUSED}the skill {name} on this xdist worker differs from the "
                     f"controller's (files hashed {ours[name][:12]}, not {digest[:12]}): give "
                     "every worker host the same skills"
                 )
