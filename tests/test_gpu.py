@@ -11,7 +11,13 @@ import pytest
 
 from pytest_upskill.errors import SampleError
 from pytest_upskill.paths import lock_dir
-from pytest_upskill.run.gpu import device_lock, pin_worker_gpu, visible_gpus, worker_gpu
+from pytest_upskill.run.gpu import (
+    device_lock,
+    pin_worker_gpu,
+    visible_gpus,
+    worker_gpu,
+    worker_host,
+)
 
 
 def test_visible_gpus_follow_cuda_visible_devices() -> None:
@@ -88,3 +94,36 @@ def test_a_second_holder_of_a_gpu_waits_then_gives_up_with_a_clear_error() -> No
     with device_lock(device, timeout_s=0.2):  # free again once released
         pass
     (lock_dir() / f"gpu-{device}.lock").unlink()
+
+
+def test_a_restarted_worker_gets_the_gpu_of_the_worker_it_replaces(
+    pytester: pytest.Pytester, upskill_args: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "7,8")
+    pytester.makepyfile(
+        """
+        import json, os, time, pytest
+
+        @pytest.mark.parametrize("n", range(8))
+        def test_each(worker_id, n):
+            json.dump(os.environ["CUDA_VISIBLE_DEVICES"], open(f"{worker_id}.json", "w"))
+            if worker_id == "gw1" and not os.path.exists("crashed"):
+                open("crashed", "w").close()
+                os._exit(1)
+            # gw0 holds its GPU until gw1's replacement has started
+            for _ in range(600):
+                if worker_id != "gw0" or os.path.exists("gw2.json"):
+                    break
+                time.sleep(0.1)
+        """
+    )
+    pytester.runpytest("-n", "2", "--upskill-model=oracle", *upskill_args)
+    seen = {path.stem: json.loads(path.read_text()) for path in pytester.path.glob("gw*.json")}
+    assert seen == {"gw0": "7", "gw1": "8", "gw2": "8"}  # gw2 replaced gw1, on its GPU
+
+
+def test_workers_are_placed_by_host() -> None:
+    import execnet
+
+    hosts = ["popen", "socket=gpu-a:8888", "socket=gpu-a:8889", "ssh=ci@gpu-b//python=python3"]
+    assert [worker_host(execnet.XSpec(spec)) for spec in hosts] == ["", "gpu-a", "gpu-a", "gpu-b"]

@@ -6,13 +6,21 @@ import os
 import subprocess
 from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
+from typing import Any
 
 from filelock import FileLock, Timeout
 
 from ..errors import SampleError
 from ..paths import lock_dir
 
-__all__ = ["current_device", "device_lock", "pin_worker_gpu", "visible_gpus", "worker_gpu"]
+__all__ = [
+    "current_device",
+    "device_lock",
+    "pin_worker_gpu",
+    "visible_gpus",
+    "worker_gpu",
+    "worker_host",
+]
 
 
 def visible_gpus(environ: MutableMapping[str, str]) -> list[str]:
@@ -34,6 +42,14 @@ def worker_gpu(worker: int, gpus: list[str]) -> str | None:
     if len(gpus) < 2:
         return None
     return gpus[worker % len(gpus)]
+
+
+def worker_host(spec: Any) -> str:
+    """The machine an xdist worker's gateway spec starts it on: its ssh or socket host (no
+    user, no port), or '' for this one."""
+    where = str(spec.ssh or spec.socket or getattr(spec, "vagrant_ssh", None) or "")
+    host = where.rpartition("@")[2]
+    return host.rpartition(":")[0] or host
 
 
 def pin_worker_gpu(worker: int, environ: MutableMapping[str, str] = os.environ) -> str | None:

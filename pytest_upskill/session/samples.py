@@ -40,7 +40,8 @@ class SampleRunner:
         self.kernels: KernelProcess | None = None
         self._prepared = False
         self._header_conditions: list[str] = []  # the conditions the header named
-        self._host_workers: dict[str, int] = {}  # xdist workers started, by host
+        # Each running xdist worker's host and place among that host's workers (for its GPU).
+        self._places: dict[str, tuple[str, int]] = {}
 
     @property
     def replies(self) -> Replies:
@@ -296,10 +297,13 @@ class SampleRunner:
         node.workerinput["upskill_since"] = session.since
         node.workerinput["upskill_version"] = __version__
         node.workerinput["upskill_skills"] = session.skill_digests()
-        spec = node.gateway.spec
-        host = repr((spec.ssh, spec.socket, getattr(spec, "vagrant_ssh", None)))
-        node.workerinput["upskill_host_worker"] = self._host_workers.get(host, 0)
-        self._host_workers[host] = self._host_workers.get(host, 0) + 1
+        from ..run.gpu import worker_host
+
+        host = worker_host(node.gateway.spec)
+        taken = {place for (where, place) in self._places.values() if where == host}
+        place = min(set(range(len(taken) + 1)) - taken)  # a restarted worker's, if one is free
+        self._places[node.gateway.id] = (host, place)
+        node.workerinput["upskill_host_worker"] = place
         session.relay().serve(node)
 
     @pytest.hookimpl(optionalhook=True)
@@ -308,6 +312,7 @@ class SampleRunner:
         another skill) ends it, rather than being started again and again."""
         from .state import WORKER_REFUSED
 
+        self._places.pop(node.gateway.id, None)  # its GPU is free for the worker after it
         text = str(error or "")
         if WORKER_REFUSED in text:
             why = text[text.index(WORKER_REFUSED) :].splitlines()[0]
