@@ -319,3 +319,32 @@ def test_the_time_limit_stops_the_cli_and_fails_the_sample(
     assert sample["stage"] == "extract"
     assert sample["reason"].startswith("time limit 4 s reached: ")
     assert sample["latency_s"] < 30
+
+
+@needs_claude
+def test_an_agent_clis_transcript_reaches_a_worker_on_another_machine(
+    pytester: pytest.Pytester,
+    reference: Path,
+    upskill_args: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from test_remote_workers import _worker_args
+
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", KEY)
+    with ModelServer(answer=writes(GOOD)) as server:
+        spec = f"--upskill-model=agent:claude-code:claude-sonnet-4-5@{server.url}"
+        # Workers with a /tmp of their own: the controller runs each CLI, in its /tmp.
+        result = pytester.runpytest(
+            spec, *upskill_args, f"--upskill-skill={SKILL}", "--upskill-report=r.json",
+            "--upskill-html=r.html", *_worker_args(pytester),
+        )  # fmt: skip
+    result.assert_outcomes(passed=2)
+    # Each sample's events are in its folder, on its worker's machine (here a copy).
+    copies = pytester.path.parent / f"{pytester.path.name}-copies"
+    kept = list(copies.glob("*/base/popen-gw*/*/transcript.jsonl"))
+    assert len(kept) == 2
+    for path in kept:
+        assert json.loads(path.read_text().splitlines()[-1])["type"] == "result"
+    transcripts = {Path(sample["transcript"]).name for sample in report(pytester)["samples"]}
+    assert transcripts == {"transcript.jsonl"}

@@ -14,10 +14,14 @@ keys at another server.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
+import os
+import tempfile
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
@@ -35,6 +39,8 @@ __all__ = ["ControllerLink", "ReplyRelay", "WireRequest", "serialize_sends"]
 
 # The most text one message may carry: a conversation with its files, or a reply.
 _MAX_MESSAGE = 64 << 20
+# The most of an agent CLI's transcript a worker gets.
+_MAX_TRANSCRIPT = 16 << 20
 # The most requests of one worker the controller works on at once (a worker asks its
 # --upskill-concurrency at a time, and its tests one each).
 _MOST_ASKS = 64
@@ -128,7 +134,8 @@ class ReplyRelay:
             if not isinstance(text, str) or len(text) > _MAX_MESSAGE:
                 raise SampleError("generate", "a worker sent a request that is not one")
             reply = self.replies.reply(self._request(text))
-            answer: tuple[Any, ...] = ("reply", _encode(_REPLY.dump_python(reply, mode="json")))
+            document = _REPLY.dump_python(reply, mode="json")
+            answer: tuple[Any, ...] = ("reply", _encode(document), _transcript(reply))
         except UpskillIssue as issue:
             answer = ("issue", issue.outcome, issue.stage, issue.reason)
         except Exception as exc:  # a bug of the controller's: still this sample's error, one line
@@ -195,9 +202,10 @@ class _Waiter:
 class ControllerLink:
     """On an xdist worker: asks the controller for replies, from any thread."""
 
-    def __init__(self, channel: Any) -> None:
+    def __init__(self, channel: Any, folder: Path) -> None:
         serialize_sends(channel.gateway)
         self._channel = channel
+        self._folder = folder  # where the agent CLIs' transcripts the controller sends go
         self._ids = itertools.count()
         self._waiting: dict[int, _Waiter] = {}
         self._lock = threading.Lock()
@@ -221,7 +229,7 @@ class ControllerLink:
         finally:
             with self._lock:
                 self._waiting.pop(ask, None)
-        return _answered(waiter.answer)
+        return _answered(waiter.answer, self._folder)
 
     def _received(self, message: Any) -> None:
         with self._lock:
@@ -253,10 +261,29 @@ def serialize_sends(gateway: Any) -> None:
     gateway._upskill_serialized = True
 
 
-def _answered(answer: tuple[Any, ...]) -> Reply:
+def _transcript(reply: Reply) -> str:
+    """An agent CLI's events, whose file is on this machine: the worker keeps them itself."""
+    if not reply.transcript:
+        return ""
+    try:
+        with open(reply.transcript, encoding="utf-8", errors="replace") as events:
+            return events.read(_MAX_TRANSCRIPT)
+    except OSError:
+        return ""
+
+
+def _answered(answer: tuple[Any, ...], folder: Path) -> Reply:
     if not answer:
         raise SampleError("generate", "the xdist controller went away before it answered")
     if answer[0] == "reply":
-        return _REPLY.validate_python(json.loads(answer[1]))
+        reply = _REPLY.validate_python(json.loads(answer[1]))
+        events = answer[2] if len(answer) > 2 and isinstance(answer[2], str) else ""
+        if not events:
+            return dataclasses.replace(reply, transcript="")  # a path on the controller
+        folder.mkdir(parents=True, exist_ok=True)
+        handle, path = tempfile.mkstemp(prefix="transcript-", suffix=".jsonl", dir=folder)
+        with os.fdopen(handle, "w", encoding="utf-8", errors="replace") as kept:
+            kept.write(events)
+        return dataclasses.replace(reply, transcript=path)
     _, outcome, stage, reason = answer
     raise _ISSUES[outcome](stage, reason)

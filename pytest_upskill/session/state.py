@@ -118,7 +118,7 @@ class Session:
         if "upskill_replies" in inherited:  # an xdist worker: the controller asks the models
             from ..generate.relay import ControllerLink
 
-            link = ControllerLink(inherited["upskill_replies"])
+            link = ControllerLink(inherited["upskill_replies"], self.scratch / "transcripts")
         self.replies = Replies(
             Cassettes(settings.cassette_dir, settings.record, self.since),
             settings.concurrency,
