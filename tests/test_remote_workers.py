@@ -152,8 +152,8 @@ def test_workers_without_a_shared_filesystem_get_every_reply_from_the_controller
     assert len(copies) == 2  # each worker in a copy of its own
     assert not any((copy / ".upskill").exists() for copy in copies)
     assert all(list(copy.glob("base/popen-gw*/*")) for copy in copies)  # each worker wrote there
-    hosts = [pytester.path.parent / f"{pytester.path.name}-host{index}" for index in (0, 1)]
-    assert all(host.is_dir() and not (host / ".upskill").exists() for host in hosts)
+    checkouts = [pytester.path.parent / f"{pytester.path.name}-host{index}" for index in (0, 1)]
+    assert all(path.is_dir() and not (path / ".upskill").exists() for path in checkouts)
     replay_samples = _samples(pytester, "replay.json")
     assert {k: _same(s) for k, s in replay_samples.items()} == {
         k: _same(s) for k, s in serial_samples.items()
