@@ -33,9 +33,18 @@ cp -a {project}/. "$copy"/
 rm -rf "$copy/.upskill" "$copy"/*.json "$copy/base"
 mkdir "$copy/base"
 {edit}
-exec bwrap --dev-bind / / --tmpfs /tmp --bind "$copy" {project} --unshare-net \\
+exec bwrap --dev-bind / / --tmpfs /tmp {keep} --bind "$copy" {project} --unshare-net \\
     --setenv HOME /tmp/home --dir /tmp/home --die-with-parent {python} "$@"
 """
+
+
+# What a worker host has installed, kept where it is when that is under /tmp (CI's checkout and
+# virtual environment): Python, pytest-upskill's sources.
+_KEEP = [
+    arg
+    for path in dict.fromkeys([sys.prefix, str(Path(__file__).resolve().parents[1])])
+    for arg in ("--ro-bind", path, path)
+]
 
 
 def _worker_args(pytester: pytest.Pytester, edit: str = "") -> list[str]:
@@ -43,7 +52,13 @@ def _worker_args(pytester: pytest.Pytester, edit: str = "") -> list[str]:
     copies.mkdir()
     wrapper = copies.parent / f"{pytester.path.name}-worker.sh"
     wrapper.write_text(
-        WRAPPER.format(copies=copies, project=pytester.path, python=sys.executable, edit=edit)
+        WRAPPER.format(
+            copies=copies,
+            project=pytester.path,
+            python=sys.executable,
+            edit=edit,
+            keep=" ".join(_KEEP),
+        )
     )
     wrapper.chmod(0o755)
     # A temporary folder in the project: pytester's own is outside it, in the controller's /tmp.
@@ -74,7 +89,7 @@ def _socket_workers(pytester: pytest.Pytester, count: int) -> Iterator[list[str]
             copy = pytester.path.parent / f"{pytester.path.name}-host{index}"
             shutil.copytree(pytester.path, copy, ignore=_checkout(pytester.path))
             command = [
-                "bwrap", "--dev-bind", "/", "/", "--tmpfs", "/tmp",
+                "bwrap", "--dev-bind", "/", "/", "--tmpfs", "/tmp", *_KEEP,
                 "--bind", str(copy), str(pytester.path), "--setenv", "HOME", "/tmp/home",
                 "--dir", "/tmp/home", "--unsetenv", "PYTEST_DEBUG_TEMPROOT",
                 "--die-with-parent", sys.executable, "-u", "-m", "execnet.script.socketserver", "127.0.0.1:0",
