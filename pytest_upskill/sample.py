@@ -65,6 +65,14 @@ class SampleParams:
     def id(self) -> str:
         return f"{self.model.label}-{self.condition}-{self.index}"
 
+    @staticmethod
+    def of(item: pytest.Item) -> SampleParams | None:
+        """The params of an upskill item (a marked test's, or an upskill test case's)."""
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params.get("_upskill_params") if callspec else None
+        params = params or getattr(item, "sample_params", None)  # an upskill test case's item
+        return params if isinstance(params, SampleParams) else None
+
 
 @dataclass
 class Sample:

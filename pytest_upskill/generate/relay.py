@@ -235,13 +235,13 @@ class ControllerLink:
         with self._lock:
             if message is None:  # the channel closed: nothing more will come
                 self._closed = True
-                waiting, self._waiting = self._waiting, {}
+                woken, self._waiting = list(self._waiting.values()), {}
             else:
                 waiter = self._waiting.get(message[0])
-                waiting = {0: waiter} if waiter is not None else {}
-                if waiter is not None:
+                woken = [waiter] if waiter is not None else []
+                for waiter in woken:
                     waiter.answer = tuple(message[1:])
-        for waiter in waiting.values():
+        for waiter in woken:
             waiter.done.set()
 
 

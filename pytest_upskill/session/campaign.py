@@ -30,21 +30,14 @@ def shard_of(items: list[pytest.Item], shard: tuple[int, int]) -> list[pytest.It
     the samples of each test (its models, conditions and repeats, adjacent in that order) are
     spread over every shard: each shard gets its share of every test's cost."""
     index, count = shard
-    upskill = sorted((item for item in items if _params(item) is not None), key=_nodeid)
-    others = sorted((item for item in items if _params(item) is None), key=_nodeid)
+    upskill = sorted((item for item in items if SampleParams.of(item) is not None), key=_nodeid)
+    others = sorted((item for item in items if SampleParams.of(item) is None), key=_nodeid)
     mine = {id(item) for group in (upskill, others) for item in group[index - 1 :: count]}
     return [item for item in items if id(item) in mine]
 
 
 def _nodeid(item: pytest.Item) -> str:
     return item.nodeid
-
-
-def _params(item: pytest.Item) -> SampleParams | None:
-    callspec = getattr(item, "callspec", None)
-    params = callspec.params.get("_upskill_params") if callspec else None
-    params = params or getattr(item, "sample_params", None)  # an upskill test case's item
-    return params if isinstance(params, SampleParams) else None
 
 
 class Campaign:
@@ -106,7 +99,7 @@ class Campaign:
 
     def _done(self, item: pytest.Item) -> bool:
         """Whether the earlier run has this item's sample, asked for with the same prompt."""
-        params = _params(item)
+        params = SampleParams.of(item)
         digest = self.prompts.get(item.nodeid)
         if params is None or digest is None:
             return False

@@ -78,7 +78,8 @@ class RecordKeeper:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         # The tables list models and conditions in the session's order, whatever order xdist's
         # workers reported in.
-        self.records = in_run_order(self.records, self.run_info())
+        run = self.run_info()  # reads every skill's files: once
+        self.records = in_run_order(self.records, run)
         stats = self.stats = statistics(self.records, settings.min_lift)
         self.gates = gate_failures(
             stats.summary, settings.fail_under, settings.min_lift, lifts=stats.lift
@@ -86,7 +87,7 @@ class RecordKeeper:
         if self.gates and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if settings.report is not None:
-            write_json_report(settings.report, stats, self.run_info())
+            write_json_report(settings.report, stats, run)
         if settings.markdown is not None:
             write_markdown_report(settings.markdown, stats, self.gates)
         if settings.html is not None:

@@ -344,10 +344,8 @@ class SampleRunner:
             return
         requests = []
         for item in session.items:
-            callspec = getattr(item, "callspec", None)
-            params = callspec.params.get("_upskill_params") if callspec else None
-            params = params or getattr(item, "sample_params", None)  # an upskill test case's item
-            if isinstance(params, SampleParams) and item.get_closest_marker("skip") is None:
+            params = SampleParams.of(item)
+            if params is not None and item.get_closest_marker("skip") is None:
                 requests.append(self.session.request(params))
         if any(self._isolated_params(item) for item in session.items):
             self._kernel_process(session.config).start()  # it collects while models answer
