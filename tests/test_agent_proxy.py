@@ -105,6 +105,18 @@ def test_the_proxy_refuses_anything_but_its_endpoint(
     assert len(proxy.refused) == 1
 
 
+def test_a_refused_client_reads_the_refusal_whatever_the_size_of_its_body(sock: Path) -> None:
+    # A body larger than the socket's buffer: refused unread, the client's send broke.
+    large = {**BODY, "padding": "x" * (4 << 20)}
+    with (
+        ModelServer() as server,
+        Proxy(sock, f"{server.url}/v1", {"authorization": "Bearer real"}, CODEX),
+    ):
+        status, text = ask(sock, "POST", "/v1/%2e%2e/admin", large)
+    assert (status, "not a plain path" in text) == (403, True)
+    assert server.received == []
+
+
 def test_the_token_limit_refuses_the_next_request(sock: Path) -> None:
     with (
         ModelServer(answer=lambda request: "x" * 400) as server,

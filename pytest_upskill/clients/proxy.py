@@ -247,13 +247,15 @@ def _handler(proxy: Proxy) -> type[BaseHTTPRequestHandler]:
             self._serve()
 
         def _serve(self) -> None:
+            # The body is read first, even of a request that is refused: a client still
+            # sending it would otherwise get a broken pipe instead of the refusal.
+            body = self._body()
             refused = proxy.refusal(self.command, self.path)
             if refused:
                 return self._refuse(refused)
             if any("\r" in value or "\n" in value for value in self.headers.values()):
                 # A folded header line: an upstream that unfolds it would read a header more.
                 return self._refuse("a header folded over lines", 400)
-            body = self._body()
             if body is None:
                 return self._refuse("the request body is too large, cut short or malformed", 413)
             with proxy.budget:  # one at a time when tokens are limited: none can overrun it
