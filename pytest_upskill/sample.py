@@ -100,6 +100,7 @@ class Sample:
     issue: UpskillIssue | None = None
     warnings: list[str] = field(default_factory=list)
     isolation: str = "off"  # where its kernel loads and runs: sandbox, process or off
+    since: float = 0.0  # when the session began (seconds since the epoch)
     speedups: list[SpeedupRecord] = field(default_factory=list)
     # An agent loop (--upskill-turns): the turn this is, the conversation after the task's own
     # message, what each turn reached, and why the loop stopped short of a pass.
@@ -117,6 +118,11 @@ class Sample:
     delivered: dict[str, str] | None = None
     reported_cost_usd: float | None = None
     transcript: Path | None = None
+
+    @property
+    def _build_cached(self) -> bool:
+        """Built before this session began: a build another xdist worker made is not cached."""
+        return bool(self.build and self.build.cached and self.build.made_at < self.since)
 
     @property
     def model(self) -> str:
@@ -339,7 +345,9 @@ class Sample:
             temperature=self.request.temperature if self.request else None,
             max_tokens=self.request.max_tokens if self.request else None,
             built=bool(self.build and self.build.ok),
-            build_cached=bool(self.build and self.build.cached),
+            # Built before this session began: a build another xdist worker made is not cached.
+            build_cached=self._build_cached,
+            build_cpu_s=self.build.cpu_s if self.build and not self._build_cached else 0.0,
             compile_only=bool(self.build and self.build.compile_only),
             directory=str(self.directory),
             build_directory=self.build.directory if self.build else "",

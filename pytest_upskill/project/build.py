@@ -29,9 +29,22 @@ from ..paths import write_json_atomically
 from ..run.compile import LARGEST_BUILD, bytes_written, run_ninja
 from ..run.sandbox import Mechanism
 from ..task import Task
-from .build_files import REGISTRATION_H, Recipe, ninja_file, package_files, sm_targets
+from .build_files import (
+    REGISTRATION_H,
+    Recipe,
+    is_cxx_source,
+    ninja_file,
+    package_files,
+    precompile_flags,
+    project_folders,
+    sm_targets,
+    sources,
+    toolchain_includes,
+)
 from .faults import toolchain_fault
 from .layout import Project
+from .pch import PRECOMPILED, Precompiled, first_include, precompiled_header, shadowed
+from .policy_toml import cxx_flags
 from .toolchain import Toolchain, detect_cuda, detect_toolchain
 
 __all__ = ["Build", "build_project"]
@@ -59,6 +72,8 @@ class Build:
     targets: tuple[str, ...] = ()
     compile_only: bool = False
     cached: bool = False
+    cpu_s: float = 0.0  # the compilers' CPU seconds
+    made_at: float = 0.0  # when it was built (seconds since the epoch)
 
     @property
     def package_dir(self) -> Path:
@@ -95,7 +110,7 @@ def _write_new(path: Path, text: str) -> None:
         stream.write(text)
 
 
-def _prepare(directory: Path, recipe: Recipe) -> None:
+def _prepare(directory: Path, recipe: Recipe, precompiled: dict[str, Precompiled]) -> None:
     """Write the build's inputs from the files this process holds in memory (never copied
     from the sample's folder on disk, which generated code may have rewritten since)."""
     project = recipe.project
@@ -104,7 +119,7 @@ def _prepare(directory: Path, recipe: Recipe) -> None:
     _write_new(directory / "gen" / "registration.h", REGISTRATION_H)
     for path, text in package_files(recipe).items():
         _write_new(directory / "pkg" / project.name / path, text)
-    _write_new(directory / "build.ninja", ninja_file(recipe))
+    _write_new(directory / "build.ninja", ninja_file(recipe, precompiled))
 
 
 def _digest(path: Path) -> str:
@@ -148,9 +163,12 @@ def build_project(
     timeout_s: float,
     binding: Binding = "kernel-builder",
     sandbox: Mechanism | None = None,
+    precompiled_headers: bool = True,
 ) -> Build:
     """Build `project` for `task`'s backend, or return the cached outcome of an identical
-    build; `sandbox`: the mechanism the compilers run under (None: none)."""
+    build; `sandbox`: the mechanism the compilers run under (None: none);
+    `precompiled_headers`: compile sources that start with a torch header against its
+    precompiled form (made once, under `cache_dir`)."""
     for framework in ("tvm_ffi", "torch_noarch"):
         if getattr(project.config, framework) is not None:
             raise SampleFailed(
@@ -178,7 +196,10 @@ def build_project(
             with lock:
                 cached = _cached(directory, recipe)
                 if cached is None:
-                    build = _build(directory, recipe, timeout_s, sandbox)
+                    pch = {}
+                    if precompiled_headers:
+                        pch = _precompiled(recipe, cache_dir / "pch", timeout_s, sandbox)
+                    build = _build(directory, recipe, timeout_s, sandbox, pch)
                     return _check_toolchain(build, recipe)
         except Timeout:
             raise SampleError(
@@ -206,16 +227,51 @@ def _cached(directory: Path, recipe: Recipe) -> Build | None:
     return None
 
 
-def _build(directory: Path, recipe: Recipe, timeout_s: float, sandbox: Mechanism | None) -> Build:
+def _precompiled(
+    recipe: Recipe, root: Path, timeout_s: float, sandbox: Mechanism | None
+) -> dict[str, Precompiled]:
+    """The precompiled header each C++ source is compiled against: those whose first directive
+    includes one of torch's umbrella headers, have no flags of their own in build.toml, and
+    whose project holds no header that would stand in for one the precompiled header read."""
+    files, own_flags = recipe.project.files, cxx_flags(recipe.project, recipe.task.backend)
+    found: dict[str, Precompiled] = {}
+    for source in sources(recipe):
+        first = first_include(files.get(source, "")) if is_cxx_source(source) else None
+        if first is None or first[0] not in PRECOMPILED or source in own_flags:
+            continue
+        header, quoted = first
+        pch = precompiled_header(
+            header,
+            precompile_flags(recipe),
+            toolchain_includes(recipe),
+            recipe.toolchain,
+            root,
+            timeout_s,
+            sandbox,
+        )
+        if pch is not None and not shadowed(pch, source, quoted, files, project_folders(recipe)):
+            found[source] = pch
+    return found
+
+
+def _build(
+    directory: Path,
+    recipe: Recipe,
+    timeout_s: float,
+    sandbox: Mechanism | None,
+    precompiled: dict[str, Precompiled],
+) -> Build:
     """Build in a fresh folder that only this build's sandbox may write, then move it into the
     cache once the sandbox has exited: nothing else writes a cached build."""
     start = time.perf_counter()
     workspace = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}-"))
     try:
-        _prepare(workspace, recipe)
+        _prepare(workspace, recipe, precompiled)
         toolchain = recipe.toolchain
-        returncode, log = run_ninja(workspace, toolchain.ninja, toolchain.cxx, timeout_s, sandbox)
-        reason = "" if returncode == 0 else _first_error(log)
+        folders = tuple(dict.fromkeys(pch.folder for pch in precompiled.values()))
+        ran = run_ninja(workspace, toolchain.ninja, toolchain.cxx, timeout_s, sandbox, folders)
+        log = ran.log
+        reason = "" if ran.returncode == 0 else _first_error(log)
         written = bytes_written(workspace)
         if written > LARGEST_BUILD:
             reason = (
@@ -235,6 +291,8 @@ def _build(directory: Path, recipe: Recipe, timeout_s: float, sandbox: Mechanism
             seconds=round(time.perf_counter() - start, 3),
             targets=sm_targets(recipe.capabilities) if recipe.cuda else (),
             compile_only=recipe.compile_only,
+            cpu_s=round(ran.cpu_s, 3),
+            made_at=time.time(),
         )
         (workspace / "build.log").write_text(log)
         # Written last and atomically: its presence means the build finished.

@@ -5,14 +5,16 @@
 
 from __future__ import annotations
 
-import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..config import Binding
 from ..errors import SampleFailed
 from ..task import Task
+from .escape import ninja_args, ninja_path
 from .layout import Project
+from .pch import Precompiled
 from .policy_toml import cuda_flags, cxx_flags
 from .toolchain import CudaToolchain, Toolchain
 
@@ -21,9 +23,13 @@ __all__ = [
     "Recipe",
     "gencode_flags",
     "harness_flags",
+    "is_cxx_source",
     "ninja_file",
     "package_files",
+    "precompile_flags",
+    "project_folders",
     "sm_targets",
+    "sources",
     "toolchain_includes",
 ]
 
@@ -129,25 +135,6 @@ class Recipe:
         return self.cuda is not None and self.toolchain.torch_cuda is None
 
 
-def _no_line_breaks(text: str) -> str:
-    # Stage policy refuses control characters in build.toml; this is the last line of defence,
-    # since a line break in build.ninja is a new rule, and a rule is a shell command.
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
-        raise SampleFailed("build", f"refusing a control character in {text[:60]!r}")
-    return text
-
-
-def _ninja_path(path: str) -> str:
-    """A path in a ninja `build` line."""
-    return _no_line_breaks(path).replace("$", "$$").replace(" ", "$ ").replace(":", "$:")
-
-
-def _ninja_args(args: list[str]) -> str:
-    """Arguments for a ninja variable that a rule's shell command expands: quoted for the
-    shell, `$` escaped for ninja. Every value of build.toml passes through here."""
-    return shlex.join(_no_line_breaks(arg) for arg in args).replace("$", "$$")
-
-
 def _system_includes(*directories: str) -> list[str]:
     # Separate arguments: nvcc refuses `-isystemDIR`.
     return [flag for directory in directories for flag in ("-isystem", directory)]
@@ -180,25 +167,52 @@ def harness_flags(recipe: Recipe) -> list[str]:
     return [*_harness_defines(recipe), *_system_includes(*toolchain_includes(recipe))]
 
 
-def ninja_file(recipe: Recipe) -> str:
+def project_folders(recipe: Recipe) -> list[str]:
+    """The project's folders on the include path, relative to it ("" is its root)."""
+    folders = ["", "torch-ext"]
+    torch_table = recipe.project.config.torch
+    if torch_table is not None:
+        folders += torch_table.include or []
+    for kernel in recipe.project.kernels_for(recipe.task.backend).values():
+        folders += kernel.include or []
+    return list(dict.fromkeys(folders))
+
+
+def sources(recipe: Recipe) -> list[str]:
+    """The project's source files, in build.toml's order, each once."""
+    torch_table = recipe.project.config.torch
+    found = list(torch_table.src) if torch_table is not None else []
+    for kernel in recipe.project.kernels_for(recipe.task.backend).values():
+        found += kernel.src
+    return list(dict.fromkeys(found))
+
+
+def is_cxx_source(path: str) -> bool:
+    return Path(path).suffix in _CXX_SOURCES
+
+
+_CXX_FLAGS = ["-fPIC", "-O2", "-fdiagnostics-color=never"]
+
+
+def precompile_flags(recipe: Recipe) -> list[str]:
+    """The flags torch's headers are precompiled with for this recipe's C++ sources: theirs,
+    less the project's folders and the define that names the build (no torch header reads
+    it), so one `.gch` serves every project."""
+    defines = [d for d in _harness_defines(recipe) if not d.startswith("-DTORCH_EXTENSION_NAME=")]
+    return [*defines, *_system_includes(*toolchain_includes(recipe)), *_CXX_FLAGS]
+
+
+def ninja_file(recipe: Recipe, precompiled: Mapping[str, Precompiled] | None = None) -> str:
+    """build.ninja for `recipe`; `precompiled`: the header each C++ source that has one is
+    compiled against."""
     project, task, toolchain, cuda = recipe.project, recipe.task, recipe.toolchain, recipe.cuda
     ext = recipe.ext
-    includes = ["src", "src/torch-ext", "gen"]
-    torch_table = project.config.torch
-    sources: list[str] = []
-    if torch_table is not None:
-        sources += torch_table.src
-        includes += [f"src/{inc}" for inc in torch_table.include or []]
-    for kernel in project.kernels_for(task.backend).values():
-        sources += kernel.src
-        includes += [f"src/{inc}" for inc in kernel.include or []]
+    folders = ["src", "src/torch-ext", "gen", *(f"src/{f}" for f in project_folders(recipe)[2:])]
+    includes = [f"-I{folder}" for folder in dict.fromkeys(folders)]
     # Defines and include paths, shared by g++ and nvcc; the project's folders first.
-    common = [
-        *_harness_defines(recipe),
-        *(f"-I{inc}" for inc in dict.fromkeys(includes)),
-        *_system_includes(*toolchain_includes(recipe)),
-    ]
-    cflags = [*common, "-fPIC", "-O2", "-fdiagnostics-color=never"]
+    systems = _system_includes(*toolchain_includes(recipe))
+    common = [*_harness_defines(recipe), *includes, *systems]
+    cflags = [*common, *_CXX_FLAGS]
     torch_lib = Path(toolchain.torch_dir) / "lib"
     ldflags = [
         f"-L{torch_lib}",
@@ -220,10 +234,10 @@ def ninja_file(recipe: Recipe) -> str:
         ldflags += [f"-L{lib}" for lib in cuda.library_dirs]
         ldflags += [f"-Wl,-rpath,{lib}" for lib in cuda.library_dirs]
         ldflags += ["-lc10_cuda", "-ltorch_cuda", "-lcudart"]
-    cxx = _ninja_args([toolchain.cxx])
+    cxx = ninja_args([toolchain.cxx])
     lines = [
-        f"cflags = {_ninja_args(cflags)}",
-        f"ldflags = {_ninja_args(ldflags)}",
+        f"cflags = {ninja_args(cflags)}",
+        f"ldflags = {ninja_args(ldflags)}",
         "rule cxx",
         f"  command = {cxx} -MMD -MF $out.d $cflags $extra -c $in -o $out",
         "  depfile = $out.d",
@@ -235,9 +249,9 @@ def ninja_file(recipe: Recipe) -> str:
     ]
     if cuda is not None:
         lines += [
-            f"cudaflags = {_ninja_args(cudaflags)}",
+            f"cudaflags = {ninja_args(cudaflags)}",
             "rule nvcc",
-            f"  command = {_ninja_args([cuda.nvcc, f'-ccbin={toolchain.cxx}'])} -MD -MF $out.d "
+            f"  command = {ninja_args([cuda.nvcc, f'-ccbin={toolchain.cxx}'])} -MD -MF $out.d "
             "$cudaflags "
             "$extra -c $in -o $out",
             "  depfile = $out.d",
@@ -247,18 +261,23 @@ def ninja_file(recipe: Recipe) -> str:
     # build.toml's own flags (checked at `policy`) come last, so they win over ours.
     extra = {**cxx_flags(project, task.backend), **cuda_flags(project, task.backend)}
     objects = []
-    for src in dict.fromkeys(sources):
+    for src in sources(recipe):
         suffix = Path(src).suffix
         rule = "cxx" if suffix in _CXX_SOURCES else "nvcc" if suffix in _CUDA_SOURCES else None
         if rule == "nvcc" and cuda is None:
             raise SampleFailed("build", f"{src} is CUDA source, but the task's backend is cpu")
         if rule is not None:
-            obj = _ninja_path(f"obj/{src}.o")
+            obj = ninja_path(f"obj/{src}.o")
             objects.append(obj)
-            lines.append(f"build {obj}: {rule} {_ninja_path('src/' + src)}")
+            lines.append(f"build {obj}: {rule} {ninja_path('src/' + src)}")
             if src in extra:
-                lines.append(f"  extra = {_ninja_args(extra[src])}")
-    library = _ninja_path(f"pkg/{project.name}/{ext}.so")
+                lines.append(f"  extra = {ninja_args(extra[src])}")
+            elif precompiled and src in precompiled:  # before torch's folders, after the project's
+                pch = precompiled[src]
+                flags = [*_harness_defines(recipe), *includes, "-isystem", str(pch.folder)]
+                flags += [*systems, *_CXX_FLAGS, pch.prefix_map]
+                lines.append(f"  cflags = {ninja_args(flags)}")
+    library = ninja_path(f"pkg/{project.name}/{ext}.so")
     lines.append(f"build {library}: link {' '.join(objects)}")
     lines.append(f"default {' '.join(objects) if recipe.compile_only else library}")
     return "\n".join(lines) + "\n"

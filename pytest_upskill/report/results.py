@@ -99,6 +99,7 @@ class SampleRecord(BaseModel):
     max_tokens: int | None = None
     built: bool = False
     build_cached: bool = False
+    build_cpu_s: float = 0.0  # the compilers' CPU seconds, where this session built it
     compile_only: bool = False
     directory: str = ""
     build_directory: str = ""  # the cached build, whose build.log the HTML report shows

@@ -6,7 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import subprocess
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..environ import passed_environ
@@ -14,7 +17,15 @@ from ..errors import SampleFailed
 from .processes import kill_tree
 from .sandbox import Limits, Mechanism, Sandbox, python_paths, system_paths
 
-__all__ = ["LARGEST_BUILD", "LARGEST_LOG", "bytes_written", "ninja_jobs", "run_ninja"]
+__all__ = [
+    "LARGEST_BUILD",
+    "LARGEST_LOG",
+    "NinjaRun",
+    "bytes_written",
+    "ninja_jobs",
+    "read_usage",
+    "run_ninja",
+]
 
 LARGEST_BUILD = 2 << 30  # bytes a build may write, and the largest file
 LARGEST_LOG = 1 << 20  # bytes of compiler output kept: the beginning and the end
@@ -26,20 +37,36 @@ def ninja_jobs() -> list[str]:
     return ["-j", jobs] if jobs.isdigit() and int(jobs) > 0 else []
 
 
+@dataclass(frozen=True)
+class NinjaRun:
+    """What one ninja run did: its exit status, its output (a bounded part) and the CPU seconds
+    its compilers took."""
+
+    returncode: int
+    log: str
+    cpu_s: float
+
+
 def run_ninja(
-    directory: Path, ninja: str, cxx: str, timeout_s: float, sandbox: Mechanism | None
-) -> tuple[int, str]:
+    directory: Path,
+    ninja: str,
+    cxx: str,
+    timeout_s: float,
+    sandbox: Mechanism | None,
+    readable: tuple[Path, ...] = (),
+) -> NinjaRun:
     """Run ninja in `directory`: inside the sandbox, which may write only there, reads only
-    the toolchain, and holds no secret; its compilers are killed with it at `timeout_s`.
-    Returns the exit status and the output, of which this process reads a bounded part."""
+    the toolchain (and `readable`), and holds no secret; its compilers are killed with it at
+    `timeout_s`, or when this process is interrupted."""
     command = [ninja, *ninja_jobs(), "-C", str(directory)]
     environ = {**passed_environ(), "HOME": str(directory), "TMPDIR": str(directory / "tmp")}
     (directory / "tmp").mkdir()
+    usage = directory / "tmp" / "usage"
     if sandbox is not None:
-        readable = [*system_paths(), *python_paths(), Path(cxx).resolve().parents[1]]
+        allowed = [*system_paths(), *python_paths(), Path(cxx).resolve().parents[1], *readable]
         limits = Limits(file_bytes=LARGEST_BUILD)
-        box = Sandbox(tuple(readable), (directory,), environ, directory, limits=limits)
-        command = box.command(command, sandbox)
+        box = Sandbox(tuple(allowed), (directory,), environ, directory, limits=limits)
+        command = box.command(command, sandbox, usage=usage)
     output = directory / "tmp" / "output"
     try:
         with open(output, "wb") as stream:  # a flood of errors fills a file, not this process
@@ -53,16 +80,56 @@ def run_ninja(
                 start_new_session=True,  # so a timeout ends the compilers too
             )
             try:
-                process.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                kill_tree(process.pid)  # the compilers too, whatever session they started
+                returncode, cpu_s = _wait(process, timeout_s)
+            except BaseException:  # a timeout, or Ctrl-C: no compiler outlives its build
+                kill_tree(process.pid)
                 process.wait()
-                raise SampleFailed(
-                    "build", f"the build took longer than {timeout_s:g} s and was stopped"
-                ) from None
-        return process.returncode, _bounded_text(output)
+                raise
+        if sandbox == "bubblewrap":  # its PID namespace hides the compilers from wait4
+            cpu_s = read_usage(usage)
+        return NinjaRun(returncode, _bounded_text(output), cpu_s)
     finally:
         shutil.rmtree(directory / "tmp", ignore_errors=True)
+
+
+def _wait(process: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, float]:
+    """Reap `process` with wait4, for the CPU seconds of all it waited for; returns its exit
+    status and those seconds."""
+    deadline = time.monotonic() + timeout_s
+    pause = 0.001
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return process.returncode, usage.ru_utime + usage.ru_stime
+        if time.monotonic() > deadline:
+            raise SampleFailed(
+                "build", f"the build took longer than {timeout_s:g} s and was stopped"
+            )
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def read_usage(path: Path) -> float:
+    """The CPU seconds the sandbox wrote to `path`, or 0 where it wrote none: a file the sandbox
+    could also have replaced, so it is opened without following links or blocking, and read
+    only if it is a small regular file."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        handle = os.open(path, flags)
+    except OSError:
+        return 0.0
+    try:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            return 0.0
+        text = os.read(handle, 64).decode("ascii", "replace")
+    finally:
+        os.close(handle)
+    try:
+        seconds = float(text)
+    except ValueError:
+        return 0.0
+    return seconds if 0 <= seconds < 1e9 else 0.0
 
 
 def _bounded_text(path: Path) -> str:

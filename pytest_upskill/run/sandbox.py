@@ -81,17 +81,19 @@ class Sandbox:
     # model's proxy.
     network: bool = False
 
-    def command(self, argv: list[str], how: Mechanism) -> list[str]:
+    def command(self, argv: list[str], how: Mechanism, usage: Path | None = None) -> list[str]:
         """`argv`, started inside this sandbox: under bubblewrap, then `confine` (Landlock,
-        seccomp, limits) before it executes `argv`."""
-        inner = [sys.executable, "-m", "pytest_upskill.run.confine", self.to_json(), "--", *argv]
+        seccomp, limits) before it executes `argv`; `usage`: a writable file where `confine`
+        writes the CPU seconds of all `argv` ran, once it has ended."""
+        inner = [sys.executable, "-m", "pytest_upskill.run.confine", self.to_json(usage), "--"]
+        inner += argv
         if how == "landlock":
             if self.places or self.network:
                 raise ValueError("places and network need bubblewrap")
             return inner
         return [*self._bwrap(), "--", *inner]
 
-    def to_json(self) -> str:
+    def to_json(self, usage: Path | None = None) -> str:
         from .confine import Confinement
 
         return Confinement(
@@ -101,6 +103,7 @@ class Sandbox:
             processes=self.limits.processes,
             file_bytes=self.limits.file_bytes,
             network=self.network,
+            usage=str(usage) if usage else None,
         ).model_dump_json()
 
     def devices(self) -> list[str]:

@@ -59,6 +59,7 @@ class SampleRunner:
             skill=self.session.conditions[params.condition],
             directory=directory,
             isolation=self.session.isolation,
+            since=self.session.since,
         )
         try:
             sample.generate(self.replies, self.session.request(params))
