@@ -200,6 +200,7 @@ class Settings(BaseModel):
     samples: int = Field(default=default_of("samples"), ge=1)
     report: Path | None = None
     build_dir: Path = Field(default_factory=lambda: default_build_dir())
+    precompiled_headers: bool = True
     # Bounds each stage of a sample that runs generated code: build (and any wait for another
     # process's build of the same kernel), load, and the test body.
     timeout_s: float = Field(default=default_of("timeout_s"), gt=0)
@@ -240,7 +241,7 @@ class Settings(BaseModel):
     resume: Path | None = None
 
 
-def _ini_bool(value: object) -> bool:
+def _ini_bool(value: object, name: str) -> bool:
     if isinstance(value, bool):
         return value
     text = str(value).strip().lower()
@@ -248,7 +249,7 @@ def _ini_bool(value: object) -> bool:
         return True
     if text in ("0", "false", "no", "off"):
         return False
-    raise pytest.UsageError(f"upskill_baseline: expected true or false, got {value!r}")
+    raise pytest.UsageError(f"{name}: expected true or false, got {value!r}")
 
 
 def _prices(lines: list[str]) -> dict[str, tuple[float, float]]:
@@ -325,7 +326,7 @@ def _read(config: pytest.Config, option: Option) -> Any:
     ini: Any = config.getini(option.ini) if option.ini else None
     kind, name = option.kind, option.cli or option.ini
     if kind == "no-flag":
-        return False if given else _ini_bool(ini)
+        return False if given else _ini_bool(ini, option.ini or "")
     if kind == "path":
         return configured_path(config, dest, option.ini or "")
     if kind == "prices":

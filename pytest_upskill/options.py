@@ -45,6 +45,7 @@ class Option:
     valid: Callable[[float], bool] = lambda value: True
     optional: bool = False  # a number that may be left unset (None)
     default: float | None = None  # a number's default (a choice's is its first)
+    ini_help: str = ""  # the ini twin's help, where it differs (a no-flag's ini is a bool)
 
 
 _WHOLE = "a whole number of at least 1"
@@ -65,7 +66,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("skills", "--upskill-skill", "upskill_skills",
            "Agent Skills directory, one condition each (repeatable)", "paths", "DIR"),
     Option("baseline", "--upskill-no-baseline", "upskill_baseline",
-           "drop the condition without a skill", "no-flag"),
+           "drop the condition without a skill", "no-flag",
+           ini_help="run the condition without a skill"),
     Option("cases", "--upskill-cases", "upskill_cases", "upskill test cases to run as tests: a "
            'tests file (a list, or {{"cases": [...]}}) or a skill_meta.json; the skill beside it '
            "is a condition (repeatable)", "paths", "PATH"),
@@ -81,6 +83,12 @@ OPTIONS: tuple[Option, ...] = (
     Option("build_dir", "--upskill-build-dir", "upskill_build_dir",
            "where built kernels are cached (default: ~/.cache/pytest-upskill/builds)", "path",
            "DIR"),
+    Option("precompiled_headers", "--upskill-no-precompiled-headers",
+           "upskill_precompiled_headers", "compile every source against torch's headers as "
+           "they are, not their precompiled form (made once per toolchain beside the builds: "
+           "0.1-0.7 GB each)", "no-flag",
+           ini_help="compile a source that starts with a torch header against its precompiled "
+           "form, made once per toolchain beside the builds"),
     Option("binding", "--upskill-binding", "upskill_binding", "kernel-builder (default): refuse "
            "torch/extension.h, pybind11 and hard-coded op namespaces at stage policy, as "
            "kernel-builder does; any: build such projects too", "choice",
@@ -226,5 +234,4 @@ def add_options(parser: pytest.Parser) -> None:
         if option.ini is not None:
             ini_type = _INI_TYPES.get(option.kind, "string")
             default: object = {"linelist": [], "paths": [], "bool": True}.get(ini_type, "")
-            ini_help = "run the condition without a skill" if option.kind == "no-flag" else text
-            parser.addini(option.ini, ini_help, type=ini_type, default=default)
+            parser.addini(option.ini, option.ini_help or text, type=ini_type, default=default)

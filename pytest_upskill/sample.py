@@ -245,7 +245,13 @@ class Sample:
         check_task_rules(project, task)
         self.stage = "build"
         self.build = build_project(
-            project, task, settings.build_dir, settings.timeout_s, binding, sandbox
+            project,
+            task,
+            settings.build_dir,
+            settings.timeout_s,
+            binding,
+            sandbox,
+            settings.precompiled_headers,
         )
         if not self.build.ok:
             raise SampleFailed("build", self.build.reason)

@@ -259,3 +259,19 @@ def test_max_jobs_bounds_ninja(monkeypatch: pytest.MonkeyPatch) -> None:
     for unset in ("", "0", "many"):
         monkeypatch.setenv("MAX_JOBS", unset)
         assert ninja_jobs() == []
+
+
+def test_a_build_made_in_this_session_is_not_reported_as_cached(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    plant(reference, KERNEL, "#include <cmath>", f"#include <cmath>\n// {uuid.uuid4()}")
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    args = ["--upskill-model=oracle", "--upskill-samples=2", "--upskill-report=r.json"]
+    pytester.runpytest(*args, *upskill_args).assert_outcomes(passed=2)
+    samples = json.loads((pytester.path / "r.json").read_text())["samples"]
+    # The second sample's reply is the first's: its build is a hit, but of this session's.
+    assert [s["build_cached"] for s in samples] == [False, False]
+    assert all(s["build_cpu_s"] > 0.5 for s in samples)
+    pytester.runpytest(*args, *upskill_args).assert_outcomes(passed=2)
+    samples = json.loads((pytester.path / "r.json").read_text())["samples"]
+    assert [(s["build_cached"], s["build_cpu_s"]) for s in samples] == [(True, 0.0)] * 2

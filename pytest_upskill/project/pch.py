@@ -45,6 +45,7 @@ PRECOMPILED = (
 )
 _INCLUDE = re.compile(r'#[ \t]*include[ \t]*(<[^<>"\n]+>|"[^<>"\n]+")[ \t]*(?://[^\n]*)?(?:\n|$)')
 _BLANK = " \t\r\n\f\v"
+_OUT_OF_TIME: set[Path] = set()  # headers this process gave up on: made past the build's timeout
 
 
 def first_include(text: str) -> tuple[str, bool] | None:
@@ -132,7 +133,7 @@ def precompiled_header(
     folder = root / _key(header, text, flags, toolchain)
     wanted = Precompiled(folder, header, origin, frozenset())
     made = _made(wanted)
-    if made is not None or (folder / "failed").exists():
+    if made is not None or (folder / "failed").exists() or folder in _OUT_OF_TIME:
         return made
     root.mkdir(parents=True, exist_ok=True)
     # One maker per header across processes; the others wait for it, as long as it may take.
@@ -185,8 +186,9 @@ def _make(
     )
     try:
         ran = run_ninja(folder, toolchain.ninja, toolchain.cxx, timeout_s, sandbox)
-    except SampleFailed as failure:  # out of time: the sources compile without it
-        (folder / "failed").write_text(failure.reason)
+    except SampleFailed:  # out of time: not again in this process, but maybe in another
+        shutil.rmtree(folder, ignore_errors=True)
+        _OUT_OF_TIME.add(folder)
         return None
     if ran.returncode != 0:
         (folder / "failed").write_text(ran.log)

@@ -1,0 +1,228 @@
+"""Precompiled torch headers with the real g++: what gets compiled does not change, and a
+project's own headers still win."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import BUILD_DIR, EXAMPLES
+from pytest_upskill.errors import SampleFailed
+from pytest_upskill.generate.providers.oracle import read_project
+from pytest_upskill.project.build import Build, build_project
+from pytest_upskill.project.layout import load_project, write_project
+from pytest_upskill.project.pch import PRECOMPILED, first_include
+from pytest_upskill.project.toolchain import detect_toolchain
+from pytest_upskill.run.compile import read_usage
+from pytest_upskill.run.sandbox import mechanism
+from pytest_upskill.task import Task
+
+KERNEL = "kernel_src/row_softmax.cpp"
+BINDING = "torch-ext/torch_binding.cpp"
+TASK = Task(prompt="p", name="row_softmax", backend="cpu")
+
+
+def build(tmp_path: Path, files: dict[str, str], pch: bool = True) -> Build:
+    """A build of `files` in the sandbox: with precompiled headers in the suite's shared cache
+    (so they are made once for the whole suite), without them in a cache of its own (so both
+    build the same files)."""
+    root = tmp_path / f"project-{uuid.uuid4().hex[:8]}"
+    project = load_project(root, write_project(files, root), "row_softmax")
+    cache = BUILD_DIR if pch else tmp_path / "plain"
+    return build_project(project, TASK, cache, 600, sandbox=mechanism(), precompiled_headers=pch)
+
+
+def example() -> dict[str, str]:
+    """The example project, with a comment no cache has seen."""
+    files = read_project(EXAMPLES / "solutions" / "row_softmax")
+    return {**files, KERNEL: f"// {uuid.uuid4()}\n" + files[KERNEL]}
+
+
+def pch_folders(built: Build) -> dict[str, str]:
+    """Each source's precompiled header folder, read from the build.ninja the build wrote."""
+    folders = {}
+    source = ""
+    for line in Path(built.directory, "build.ninja").read_text().splitlines():
+        if line.startswith("build obj/"):
+            source = line.split(": cxx src/")[-1]
+        found = re.search(r"-isystem (\S*/pch/[0-9a-f]{16})", line)
+        if line.startswith("  cflags = ") and found:
+            folders[source] = found.group(1)
+    return folders
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("#include <torch/all.h>\nint x;", ("torch/all.h", False)),
+        ('\n\n  # include "torch/library.h" // why\n', ("torch/library.h", True)),
+        (
+            "// a comment\n/* another\n over lines */\n#include <ATen/ATen.h>",
+            ("ATen/ATen.h", False),
+        ),
+        ("#include <torch/all.h>", ("torch/all.h", False)),
+        ("#define X 1\n#include <torch/all.h>", None),
+        ("#pragma once\n#include <torch/all.h>", None),
+        ("int x;\n#include <torch/all.h>", None),
+        ("// continued \\\n#include <torch/all.h>", None),
+        ("/* never closed\n#include <torch/all.h>", None),
+        ("#include <torch/all.h> int x;", None),
+        ("#include MACRO_HEADER", None),
+        ("", None),
+    ],
+)
+def test_the_first_include_is_found_only_when_nothing_comes_before_it(
+    text: str, expected: tuple[str, bool] | None
+) -> None:
+    assert first_include(text) == expected
+
+
+def test_the_first_include_is_found_in_one_pass() -> None:
+    start = time.perf_counter()
+    assert first_include("/* " * 30_000 + "\n#include <torch/all.h>") is None
+    assert first_include("/**/" * 30_000 + "#include <torch/all.h>") == ("torch/all.h", False)
+    assert first_include("//\n" * 100_000 + "#include <torch/all.h>") == ("torch/all.h", False)
+    assert time.perf_counter() - start < 1.0
+
+
+def test_no_listed_header_includes_through_its_own_folder() -> None:
+    """The copy beside its .gch stands alone: a header that included a neighbour by a quoted
+    name would find it beside the original only."""
+    include = Path(detect_toolchain().torch_dir) / "include"
+    for header in PRECOMPILED:
+        path = next(
+            p for p in (include, include / "torch/csrc/api/include") if (p / header).exists()
+        )
+        text = (path / header).read_text()
+        for quoted in re.findall(r'#\s*include\s*"([^"]+)"', text):
+            assert not (path / header).parent.joinpath(quoted).exists(), (header, quoted)
+
+
+def test_objects_are_the_same_byte_for_byte_and_the_gch_is_used(tmp_path: Path) -> None:
+    files = example()
+    with_pch, without = build(tmp_path, files), build(tmp_path, files, pch=False)
+    assert with_pch.ok, with_pch.reason
+    assert without.ok, without.reason
+    assert with_pch.key == without.key  # the same build as far as the cache can tell
+    objects = sorted(Path(without.directory, "obj").rglob("*.o"))
+    assert len(objects) == 2
+    for plain in objects:
+        other = Path(with_pch.directory) / plain.relative_to(without.directory)
+        assert other.read_bytes() == plain.read_bytes(), plain.name
+    library = f"pkg/row_softmax/{with_pch.ext_name}.so"
+    assert Path(with_pch.directory, library).stat().st_size > 0
+    assert pch_folders(without) == {}
+    folders = pch_folders(with_pch)
+    assert set(folders) == {BINDING, KERNEL}
+    # g++ -H on the command line the build wrote: `!` marks a precompiled header it used.
+    ninja = Path(with_pch.directory, "build.ninja").read_text()
+    flags = re.search(r"build obj/kernel_src.*\n  cflags = (.*)", ninja)
+    assert flags is not None
+    source = Path(with_pch.directory, "src", KERNEL)
+    used = subprocess.run(
+        [detect_toolchain().cxx, *shlex.split(flags.group(1)), "-H", "-fsyntax-only", str(source)],
+        cwd=with_pch.directory,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stderr
+    assert f"! {folders[KERNEL]}/ATen/core/Tensor.h.gch" in used.splitlines()[0]
+    assert with_pch.cpu_s > 0.5
+    assert without.cpu_s > with_pch.cpu_s
+
+
+MARKED = """#pragma once
+#include_next <{header}>
+#define PROJECT_OWN_HEADER 1
+"""
+CHECK = "\n#ifndef PROJECT_OWN_HEADER\n#error the project's own header was not read\n#endif\n"
+
+
+@pytest.mark.parametrize(
+    ("own", "source", "kept"),
+    [
+        # Read by both precompiled headers, from the project's root folder.
+        ("c10/util/Exception.h", KERNEL, set()),
+        # The binding's precompiled header itself; the kernel's does not read it.
+        ("torch/library.h", BINDING, {KERNEL}),
+        # In the other folder the project puts on the include path.
+        ("torch-ext/c10/macros/Macros.h", BINDING, set()),
+    ],
+)
+def test_a_projects_own_header_still_wins(
+    tmp_path: Path, own: str, source: str, kept: set[str]
+) -> None:
+    files = example()
+    header = own.removeprefix("torch-ext/")
+    files[own] = MARKED.format(header=header)
+    files[source] += CHECK
+    built = build(tmp_path, files)
+    assert built.ok, built.reason
+    assert set(pch_folders(built)) == kept
+
+
+def test_a_source_with_flags_of_its_own_compiles_without(tmp_path: Path) -> None:
+    files = example()
+    files["build.toml"] = files["build.toml"].replace(
+        'depends = ["torch"]', 'depends = ["torch"]\ncxx-flags = ["-DCANARY=3"]'
+    )
+    built = build(tmp_path, files)
+    assert built.ok, built.reason
+    assert set(pch_folders(built)) == {BINDING}
+
+
+def test_a_compile_error_reads_the_same_with_and_without(tmp_path: Path) -> None:
+    files = example()
+    files[KERNEL] = files[KERNEL].replace("float sum = 0.f;", "flaot sum = 0.f;")
+    with_pch, without = build(tmp_path, files), build(tmp_path, files, pch=False)
+    assert not with_pch.ok
+    assert not without.ok
+    assert with_pch.reason == without.reason
+    assert "flaot" in with_pch.reason
+
+    def errors(built: Build) -> list[str]:
+        return [line for line in built.log.splitlines() if line.startswith("src/kernel_src")]
+
+    assert errors(with_pch) == errors(without) != []
+
+
+def test_a_header_precompiled_once_serves_later_builds(tmp_path: Path) -> None:
+    first = build(tmp_path, example())
+    made = {Path(folder, "made").stat().st_mtime for folder in pch_folders(first).values()}
+    second = build(tmp_path, example())
+    assert pch_folders(second) == pch_folders(first)
+    assert made == {Path(folder, "made").stat().st_mtime for folder in pch_folders(second).values()}
+    for folder in pch_folders(second).values():
+        reads = json.loads(Path(folder, "made").read_text())
+        assert "c10/util/Exception.h" in reads
+
+
+def test_the_usage_file_is_read_only_when_it_is_a_small_regular_file(tmp_path: Path) -> None:
+    usage = tmp_path / "usage"
+    usage.write_text("12.5")
+    assert read_usage(usage) == 12.5
+    os.mkfifo(tmp_path / "fifo")  # a sandbox could leave one: reading it must not block
+    assert read_usage(tmp_path / "fifo") == 0.0
+    (tmp_path / "link").symlink_to(usage)
+    assert read_usage(tmp_path / "link") == 0.0
+    for forged in ("-3", "nan", "1e300", "x"):
+        usage.write_text(forged)
+        assert read_usage(usage) == 0.0
+    assert read_usage(tmp_path / "missing") == 0.0
+
+
+def test_a_header_made_past_the_timeout_is_not_kept(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    project = load_project(root, write_project(example(), root), "row_softmax")
+    with pytest.raises(SampleFailed, match=r"the build took longer than 0.2 s"):
+        build_project(project, TASK, tmp_path / "cache", 0.2, sandbox=mechanism())
+    pch = tmp_path / "cache" / "pch"
+    assert [path.suffix for path in pch.iterdir()] == [".lock", ".lock"]  # nothing else
