@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from campaign import pr_campaign
+from pr_campaign import pr_campaign
 from test_upskill_cases import PR_CASES, write_good_pr
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from campaign import pr_campaign
+from pr_campaign import pr_campaign
 
 PLAIN = "def test_plain_a(): pass\ndef test_plain_b(): pass\ndef test_plain_c(): pass\n"
 
