@@ -201,6 +201,8 @@ class Settings(BaseModel):
     report: Path | None = None
     build_dir: Path = Field(default_factory=lambda: default_build_dir())
     precompiled_headers: bool = True
+    # Compiler jobs for builds ahead, shared by the session's processes; None: the cores.
+    build_jobs: int | None = Field(default=None, ge=0)
     # Bounds each stage of a sample that runs generated code: build (and any wait for another
     # process's build of the same kernel), load, and the test body.
     timeout_s: float = Field(default=default_of("timeout_s"), gt=0)

@@ -89,6 +89,11 @@ OPTIONS: tuple[Option, ...] = (
            "0.1-0.7 GB each)", "no-flag",
            ini_help="compile a source that starts with a torch header against its precompiled "
            "form, made once per toolchain beside the builds"),
+    Option("build_jobs", "--upskill-build-jobs", "upskill_build_jobs", "compiler jobs for "
+           "builds that start when their reply arrives, before pytest reaches their test, "
+           "shared by xdist workers (default: this machine's cores; 0: build each sample when "
+           "its test runs)", "whole", "N", expected="a whole number (0: no builds ahead)",
+           valid=lambda n: n >= 0, optional=True),
     Option("binding", "--upskill-binding", "upskill_binding", "kernel-builder (default): refuse "
            "torch/extension.h, pybind11 and hard-coded op namespaces at stage policy, as "
            "kernel-builder does; any: build such projects too", "choice",

@@ -275,3 +275,24 @@ def test_a_build_made_in_this_session_is_not_reported_as_cached(
     pytester.runpytest(*args, *upskill_args).assert_outcomes(passed=2)
     samples = json.loads((pytester.path / "r.json").read_text())["samples"]
     assert [(s["build_cached"], s["build_cpu_s"]) for s in samples] == [(True, 0.0)] * 2
+
+
+def test_a_build_whose_compiler_was_killed_is_not_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The kernel's OOM killer cannot be called at will: its mark in the log stands in for it.
+    from pytest_upskill.project import build as build_module
+    from pytest_upskill.run.compile import NinjaRun
+
+    killed = "c++: fatal error: Killed signal terminated program cc1plus\ncompilation terminated."
+    monkeypatch.setattr(build_module, "run_ninja", lambda *args, **kwargs: NinjaRun(1, killed, 3.0))
+    task = Task(prompt="p", name="row_softmax", backend="cpu")
+    files = read_project(EXAMPLES / "solutions" / "row_softmax")
+    files[KERNEL] += f"// {uuid.uuid4()}\n"
+    project = load_project(tmp_path / "p", write_project(files, tmp_path / "p"), "row_softmax")
+    cache = tmp_path / "cache"
+    built = build_project(project, task, cache, 60, precompiled_headers=False)
+    assert not built.ok
+    assert "Killed signal" in built.reason
+    assert not list(cache.glob("*/result.json"))
+    assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []

@@ -11,17 +11,16 @@ model once for the whole session and keeps the cassettes.
 from __future__ import annotations
 
 import dataclasses
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from ..config import ModelSpec
 from ..errors import SampleError, UpskillIssue
+from ..pool import DaemonPool
 from .cassettes import Cassettes
 from .providers import Provider, Reply, Request, provider_for
 
@@ -79,7 +78,7 @@ class Replies:
         self.timeout_s = timeout_s  # each request's
         self.settings = settings  # for agent CLIs: their limits and what they are passed
         self._making = threading.Lock()  # providers are made from any thread
-        self._pool = _DaemonPool(concurrency)
+        self._pool = DaemonPool(concurrency, "upskill-model")
         # Requests in flight from this process: its prefetch threads and its tests together.
         self._in_flight = threading.BoundedSemaphore(concurrency)
         self._slots: dict[Path, _Slot] = {}
@@ -133,9 +132,16 @@ class Replies:
                 lines.append(f"{spec.label}: {warning}")
         return lines
 
-    def prefetch(self, requests: Iterable[Request], worker: int = 0, workers: int = 1) -> int:
+    def prefetch(
+        self,
+        requests: Iterable[Request],
+        worker: int = 0,
+        workers: int = 1,
+        then: Callable[[Request, Reply], None] | None = None,
+    ) -> int:
         """Start asking for the replies of `requests`, worker `worker` of `workers` starting
-        its own share of the way in; how many replies will need a model."""
+        its own share of the way in; how many replies will need a model. `then` gets each
+        reply a prefetch thread got, as it arrives."""
         unique: dict[Path, Request] = {}
         for request in requests:
             if request.spec.provider != "oracle":
@@ -149,7 +155,7 @@ class Replies:
             # `all` and `off` ask again whatever is on disk; `new` asks for what is missing.
             mode = self.store.mode
             pending += mode in ("all", "off") or (mode == "new" and not path.exists())
-            self._pool.submit(partial(self._prefetch, request, self._slot(path)))
+            self._pool.submit(partial(self._prefetch, request, self._slot(path), then))
         return pending
 
     def reply(self, request: Request) -> Reply:
@@ -172,12 +178,16 @@ class Replies:
         with self._slotting:
             return self._slots.setdefault(path, _Slot())
 
-    def _prefetch(self, request: Request, slot: _Slot) -> None:
+    def _prefetch(
+        self, request: Request, slot: _Slot, then: Callable[[Request, Reply], None] | None
+    ) -> None:
         if not slot.claim.acquire(blocking=False):
             return  # the test that needs it is getting it
         try:
             if not slot.done:
-                slot.fill(partial(self._fetch, request))
+                reply = slot.fill(partial(self._fetch, request))
+                if then is not None:
+                    then(request, reply)
         except BaseException:
             pass  # kept on the slot for the test that needs it
         finally:
@@ -226,56 +236,3 @@ class Replies:
         if self.store.mode != "off":  # off: kept on its slot for this session only
             self.store.save(request, reply)
         return reply
-
-
-class _DaemonPool:
-    """A thread pool whose threads are daemons. concurrent.futures joins its threads at exit, so
-    a session ended by Ctrl-C would wait minutes for a model still writing a reply."""
-
-    def __init__(self, workers: int) -> None:
-        self._jobs: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None]
-        self._jobs = queue.SimpleQueue()
-        self._workers = workers
-        self._threads: list[threading.Thread] = []
-        self._closed = False
-
-    def submit(self, job: Callable[[], T]) -> Future[T]:
-        future: Future[T] = Future()
-        if self._closed:  # a job that came back after the end: nobody waits for it
-            future.cancel()
-            return future
-        self._jobs.put((future, job))
-        if not self._threads:  # started on first use: a session may need no model at all
-            for index in range(self._workers):
-                name = f"upskill-model-{index}"
-                thread = threading.Thread(target=self._work, name=name, daemon=True)
-                thread.start()
-                self._threads.append(thread)
-        return future
-
-    def shutdown(self, wait: bool = False) -> None:
-        """Cancel what has not started; threads end after their current job, which `wait`
-        waits for."""
-        self._closed = True
-        while True:
-            try:
-                item = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if item is not None:
-                item[0].cancel()
-        for _ in self._threads:
-            self._jobs.put(None)
-        if wait:
-            for thread in self._threads:
-                thread.join()
-
-    def _work(self) -> None:
-        while (item := self._jobs.get()) is not None:
-            future, job = item
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(job())
-            except BaseException as exc:
-                future.set_exception(exc)

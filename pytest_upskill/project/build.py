@@ -5,18 +5,18 @@ its own op namespace (`_<name>_<key>`), so several builds of one kernel load sid
 Compilers run in the sandbox (`run.compile`), in a fresh folder written from the files this
 process holds; a cached build is checked against them before it is used.
 
-This module runs the build and keeps the cache (its key, manifest and lock); the files a build
-generates (registration.h, _ops.py, build.ninja) are `build_files`'.
+This module runs the build, one builder per key across processes (its lock); the cache's key
+and contents are `build_cache`'s, the files a build generates (registration.h, _ops.py,
+build.ninja) `build_files`'.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import re
 import shutil
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,6 +29,7 @@ from ..paths import write_json_atomically
 from ..run.compile import LARGEST_BUILD, bytes_written, run_ninja
 from ..run.sandbox import Mechanism
 from ..task import Task
+from .build_cache import Build, build_key, cached_build, manifest
 from .build_files import (
     REGISTRATION_H,
     Recipe,
@@ -45,9 +46,9 @@ from .faults import toolchain_fault
 from .layout import Project
 from .pch import PRECOMPILED, Precompiled, first_include, precompiled_header, shadowed
 from .policy_toml import cxx_flags
-from .toolchain import Toolchain, detect_cuda, detect_toolchain
+from .toolchain import detect_cuda, detect_toolchain
 
-__all__ = ["Build", "build_project"]
+__all__ = ["Build", "BuildSetup", "build_ahead", "build_project", "forget_timeouts"]
 
 _MISSING_HEADER = re.compile(r"fatal error: (\S+): No such file")
 # Headers of CUDA libraries that ATen's CUDA headers include; a minimal toolkit lacks them.
@@ -56,40 +57,13 @@ _CUDA_LIBRARY_HEADER = re.compile(
 )
 # torch's own CUDA headers, which a CPU build of torch ships only in part.
 _TORCH_CUDA_HEADER = re.compile(r"(c10|ATen)/cuda/")
-
-
-@dataclass(frozen=True)
-class Build:
-    """The outcome of building one project, as stored in the cache."""
-
-    ok: bool
-    key: str
-    directory: str
-    ext_name: str
-    reason: str
-    log: str
-    seconds: float
-    targets: tuple[str, ...] = ()
-    compile_only: bool = False
-    cached: bool = False
-    cpu_s: float = 0.0  # the compilers' CPU seconds
-    made_at: float = 0.0  # when it was built (seconds since the epoch)
-
-    @property
-    def package_dir(self) -> Path:
-        return Path(self.directory) / "pkg"
-
-
-def _build_key(
-    project: Project, task: Task, binding: Binding, toolchain: Toolchain, cuda: str
-) -> str:
-    digest = hashlib.sha256()
-    parts = (toolchain.fingerprint, cuda, task.backend, task.capability, project.name, binding)
-    for part in parts:
-        digest.update(part.encode() + b"\0")
-    for path in sorted(project.files):
-        digest.update(path.encode() + b"\0" + project.files[path].encode() + b"\0")
-    return digest.hexdigest()[:16]
+# A compiler killed under it (the kernel's OOM killer, a process limit): not the code's fault.
+_KILLED = re.compile(
+    r"Killed signal terminated program|internal compiler error: Killed|cannot fork|"
+    r"fork: Resource temporarily unavailable"
+)
+# Builds that ran past the timeout in this process, with all the jobs they wanted.
+_TIMED_OUT: set[Path] = set()
 
 
 def _first_error(log: str) -> str:
@@ -122,38 +96,17 @@ def _prepare(directory: Path, recipe: Recipe, precompiled: dict[str, Precompiled
     _write_new(directory / "build.ninja", ninja_file(recipe, precompiled))
 
 
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:  # a library of any size, in pieces
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+@dataclass(frozen=True)
+class BuildSetup:
+    """How this process builds: where the cache is, how long a build may take, the sandbox,
+    precompiled headers or not, ninja's `-j`, and an event that stops a build ahead."""
 
-
-def _manifest(directory: Path) -> dict[str, str]:
-    """The digest of every file a test loads from a build: its package, the library included."""
-    package = directory / "pkg"
-    return {
-        str(path.relative_to(package)): _digest(path)
-        for path in sorted(package.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts
-    }
-
-
-def _intact(directory: Path, recipe: Recipe, manifest: dict[str, str]) -> bool:
-    """Whether a cached build is what this recipe builds: its sources are the project's files,
-    its Python files are the package's, and no file it loads changed since it was built."""
-    try:
-        for path, text in recipe.project.files.items():
-            if (directory / "src" / path).read_text(encoding="utf-8") != text:
-                return False
-        package = directory / "pkg" / recipe.project.name
-        for path, text in package_files(recipe).items():
-            if (package / path).read_text(encoding="utf-8") != text:
-                return False
-        return _manifest(directory) == manifest
-    except (OSError, UnicodeDecodeError):
-        return False
+    cache_dir: Path
+    timeout_s: float
+    sandbox: Mechanism | None
+    precompiled_headers: bool
+    jobs: int | None = None
+    cancel: threading.Event | None = None
 
 
 def build_project(
@@ -169,6 +122,58 @@ def build_project(
     build; `sandbox`: the mechanism the compilers run under (None: none);
     `precompiled_headers`: compile sources that start with a torch header against its
     precompiled form (made once, under `cache_dir`)."""
+    how = BuildSetup(cache_dir, timeout_s, sandbox, precompiled_headers)
+    recipe, directory = _plan(project, task, binding, cache_dir)
+    if directory in _TIMED_OUT:
+        raise SampleFailed(
+            "build", f"the build took longer than {timeout_s:g} s and was stopped (earlier on)"
+        )
+    cached = cached_build(directory, recipe)
+    if cached is None:
+        # One builder per key across processes (xdist workers, parallel sessions, builds
+        # ahead); the others wait, but never forever: a builder is killed at `timeout_s`, so a
+        # wait of twice that means a stuck process holds the lock.
+        lock = _lock(recipe, cache_dir)
+        try:
+            with lock.acquire(timeout=2 * timeout_s):
+                cached = cached_build(directory, recipe)
+                if cached is None:
+                    return _check_toolchain(_build(directory, recipe, how), recipe)
+        except Timeout:
+            raise SampleError(
+                "build",
+                f"waited {2 * timeout_s:g} s for another process building the same kernel "
+                f"(lock {lock.lock_file}); is a stopped pytest still holding it?",
+            ) from None
+    return _check_toolchain(cached, recipe)
+
+
+def build_ahead(
+    project: Project,
+    task: Task,
+    binding: Binding,
+    how: BuildSetup,
+) -> None:
+    """Build `project` unless it is cached or another process is building it: the test that
+    needs it then finds it in the cache, or waits for its lock. Stops when `how.cancel` is
+    set (SampleError)."""
+    recipe, directory = _plan(project, task, binding, how.cache_dir)
+    if directory in _TIMED_OUT or cached_build(directory, recipe) is not None:
+        return
+    lock = _lock(recipe, how.cache_dir)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return  # being built: by a test, or by another process's build ahead
+    try:
+        if cached_build(directory, recipe) is None:
+            _build(directory, recipe, how)
+    finally:
+        lock.release()
+
+
+def _plan(project: Project, task: Task, binding: Binding, cache_dir: Path) -> tuple[Recipe, Path]:
+    """The recipe of `project`'s build and the folder the cache keeps it in."""
     for framework in ("tvm_ffi", "torch_noarch"):
         if getattr(project.config, framework) is not None:
             raise SampleFailed(
@@ -182,54 +187,21 @@ def build_project(
         )
     toolchain = detect_toolchain()
     cuda = detect_cuda() if task.backend == "cuda" else None
-    key = _build_key(project, task, binding, toolchain, cuda.fingerprint if cuda else "")
-    recipe = Recipe(project, task, binding, toolchain, cuda, key)
-    directory = cache_dir / f"{project.name}-{key}"
-    cached = _cached(directory, recipe)
-    if cached is None:
-        cache_dir.mkdir(parents=True, exist_ok=True)
-        # One builder per key across processes (xdist workers, parallel sessions); the others
-        # wait, but never forever: a builder is killed at `timeout_s`, so a wait of twice that
-        # means a stuck process holds the lock.
-        lock = FileLock(str(cache_dir / f"{project.name}-{key}.lock"), timeout=2 * timeout_s)
-        try:
-            with lock:
-                cached = _cached(directory, recipe)
-                if cached is None:
-                    pch = {}
-                    if precompiled_headers:
-                        pch = _precompiled(recipe, cache_dir / "pch", timeout_s, sandbox)
-                    build = _build(directory, recipe, timeout_s, sandbox, pch)
-                    return _check_toolchain(build, recipe)
-        except Timeout:
-            raise SampleError(
-                "build",
-                f"waited {lock.timeout:g} s for another process building the same kernel "
-                f"(lock {lock.lock_file}); is a stopped pytest still holding it?",
-            ) from None
-    return _check_toolchain(cached, recipe)
+    key = build_key(project, task, binding, toolchain, cuda.fingerprint if cuda else "")
+    return Recipe(project, task, binding, toolchain, cuda, key), cache_dir / f"{project.name}-{key}"
 
 
-def _cached(directory: Path, recipe: Recipe) -> Build | None:
-    """The cached build in `directory` if there is one and it is intact, else None (a build
-    that does not match what it was built from is removed, and built again)."""
-    result_file = directory / "result.json"
-    if not result_file.is_file():  # written last and atomically: no lock needed to read it
-        return None
-    try:
-        document = json.loads(result_file.read_text())
-        manifest = document.pop("manifest")
-        build = Build(**{**document, "cached": True, "directory": str(directory)})
-    except (OSError, ValueError, TypeError, KeyError):
-        build, manifest = None, {}
-    if build is not None and (not build.ok or _intact(directory, recipe, manifest)):
-        return build
-    return None
+def _lock(recipe: Recipe, cache_dir: Path) -> FileLock:
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(cache_dir / f"{recipe.project.name}-{recipe.key}.lock"))
 
 
-def _precompiled(
-    recipe: Recipe, root: Path, timeout_s: float, sandbox: Mechanism | None
-) -> dict[str, Precompiled]:
+def forget_timeouts() -> None:
+    """A new session builds again what timed out in an earlier one in this process."""
+    _TIMED_OUT.clear()
+
+
+def _precompiled(recipe: Recipe, how: BuildSetup) -> dict[str, Precompiled]:
     """The precompiled header each C++ source is compiled against: those whose first directive
     includes one of torch's umbrella headers, have no flags of their own in build.toml, and
     whose project holds no header that would stand in for one the precompiled header read."""
@@ -245,31 +217,42 @@ def _precompiled(
             precompile_flags(recipe),
             toolchain_includes(recipe),
             recipe.toolchain,
-            root,
-            timeout_s,
-            sandbox,
+            how.cache_dir / "pch",
+            how.timeout_s,
+            how.sandbox,
+            how.cancel,
         )
         if pch is not None and not shadowed(pch, source, quoted, files, project_folders(recipe)):
             found[source] = pch
     return found
 
 
-def _build(
-    directory: Path,
-    recipe: Recipe,
-    timeout_s: float,
-    sandbox: Mechanism | None,
-    precompiled: dict[str, Precompiled],
-) -> Build:
+def _build(directory: Path, recipe: Recipe, how: BuildSetup) -> Build:
     """Build in a fresh folder that only this build's sandbox may write, then move it into the
-    cache once the sandbox has exited: nothing else writes a cached build."""
+    cache once the sandbox has exited: nothing else writes a cached build. A build whose
+    compiler was killed (out of memory, out of processes) is not cached: it may pass later."""
     start = time.perf_counter()
+    precompiled = _precompiled(recipe, how) if how.precompiled_headers else {}
     workspace = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}-"))
     try:
         _prepare(workspace, recipe, precompiled)
         toolchain = recipe.toolchain
         folders = tuple(dict.fromkeys(pch.folder for pch in precompiled.values()))
-        ran = run_ninja(workspace, toolchain.ninja, toolchain.cxx, timeout_s, sandbox, folders)
+        try:
+            ran = run_ninja(
+                workspace,
+                toolchain.ninja,
+                toolchain.cxx,
+                how.timeout_s,
+                how.sandbox,
+                folders,
+                how.jobs,
+                how.cancel,
+            )
+        except SampleFailed:
+            if how.jobs is None:  # it had the whole machine: no better next time this session
+                _TIMED_OUT.add(directory)
+            raise
         log = ran.log
         reason = "" if ran.returncode == 0 else _first_error(log)
         written = bytes_written(workspace)
@@ -295,8 +278,10 @@ def _build(
             made_at=time.time(),
         )
         (workspace / "build.log").write_text(log)
+        if reason and _KILLED.search(log):
+            return build
         # Written last and atomically: its presence means the build finished.
-        document = {**asdict(build), "manifest": _manifest(workspace)}
+        document = {**asdict(build), "manifest": manifest(workspace)}
         write_json_atomically(workspace / "result.json", document)
         if directory.exists():  # a build found broken or tampered with: built again
             shutil.rmtree(directory)

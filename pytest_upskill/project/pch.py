@@ -19,13 +19,15 @@ import json
 import os
 import re
 import shutil
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from ..errors import SampleFailed
+from ..errors import SampleError, SampleFailed
 from ..run.compile import run_ninja
 from ..run.sandbox import Mechanism
 from .escape import ninja_args, ninja_path
@@ -122,10 +124,12 @@ def precompiled_header(
     root: Path,
     timeout_s: float,
     sandbox: Mechanism | None,
+    cancel: threading.Event | None = None,
 ) -> Precompiled | None:
     """`header` precompiled with `flags` (the sources' flags less the project's own folders
     and the define that names the build), made under `root` unless a process made it before;
-    None where the header is not in the system folders or g++ could not precompile it."""
+    None where the header is not in the system folders or g++ could not precompile it.
+    `cancel` stops a wait for another maker, and the making (SampleError)."""
     origin = next((d for d in system_includes if (Path(d) / header).is_file()), None)
     if origin is None:
         return None
@@ -137,15 +141,29 @@ def precompiled_header(
         return made
     root.mkdir(parents=True, exist_ok=True)
     # One maker per header across processes; the others wait for it, as long as it may take.
+    lock = FileLock(f"{folder}.lock")
+    deadline = time.monotonic() + 2 * timeout_s
+    while True:  # a short wait at a time, so that a build ahead can be cancelled
+        try:
+            lock.acquire(timeout=0.25)
+            break
+        except Timeout:
+            if cancel is not None and cancel.is_set():
+                raise SampleError(
+                    "build", "the build was cancelled: the session is ending"
+                ) from None
+            if time.monotonic() > deadline:
+                return None  # compiled without it: slower, never wrong
     try:
-        with FileLock(f"{folder}.lock", timeout=2 * timeout_s):
-            made = _made(wanted)
-            if made is None and not (folder / "failed").exists():
-                # Its folder first, as the sources have it: the header may include itself.
-                flags = ["-isystem", str(folder), *flags, wanted.prefix_map]
-                made = _make(wanted, text, flags, system_includes, toolchain, timeout_s, sandbox)
-    except Timeout:
-        return None  # compiled without it: slower, never wrong
+        made = _made(wanted)
+        if made is None and not (folder / "failed").exists():
+            # Its folder first, as the sources have it: the header may include itself.
+            flags = ["-isystem", str(folder), *flags, wanted.prefix_map]
+            made = _make(
+                wanted, text, flags, system_includes, toolchain, timeout_s, sandbox, cancel
+            )
+    finally:
+        lock.release()
     return made
 
 
@@ -168,6 +186,7 @@ def _make(
     toolchain: Toolchain,
     timeout_s: float,
     sandbox: Mechanism | None,
+    cancel: threading.Event | None,
 ) -> Precompiled | None:
     """Compile the header's copy in its folder, in the sandbox; `made` (the headers it read)
     or `failed` (why not) is written last."""
@@ -185,7 +204,7 @@ def _make(
         f"build {ninja_path(gch)}: pch {ninja_path(str(copy))}\n"
     )
     try:
-        ran = run_ninja(folder, toolchain.ninja, toolchain.cxx, timeout_s, sandbox)
+        ran = run_ninja(folder, toolchain.ninja, toolchain.cxx, timeout_s, sandbox, cancel=cancel)
     except SampleFailed:  # out of time: not again in this process, but maybe in another
         shutil.rmtree(folder, ignore_errors=True)
         _OUT_OF_TIME.add(folder)

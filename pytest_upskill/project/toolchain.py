@@ -28,7 +28,7 @@ def _recipe_digest() -> str:
     return hashlib.sha256(b"".join((here / name).read_bytes() for name in _RECIPE)).hexdigest()
 
 
-_RECIPE = ("build.py", "build_files.py", "toolchain.py")
+_RECIPE = ("build.py", "build_cache.py", "build_files.py", "toolchain.py")
 
 
 @dataclass(frozen=True)

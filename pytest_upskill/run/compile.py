@@ -8,16 +8,18 @@ import os
 import shutil
 import stat
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..environ import passed_environ
-from ..errors import SampleFailed
+from ..errors import SampleError, SampleFailed
 from .processes import kill_tree
 from .sandbox import Limits, Mechanism, Sandbox, python_paths, system_paths
 
 __all__ = [
+    "CANCELLED",
     "LARGEST_BUILD",
     "LARGEST_LOG",
     "NinjaRun",
@@ -28,6 +30,7 @@ __all__ = [
 ]
 
 LARGEST_BUILD = 2 << 30  # bytes a build may write, and the largest file
+CANCELLED = "the build was cancelled: the session is ending"
 LARGEST_LOG = 1 << 20  # bytes of compiler output kept: the beginning and the end
 
 
@@ -54,11 +57,15 @@ def run_ninja(
     timeout_s: float,
     sandbox: Mechanism | None,
     readable: tuple[Path, ...] = (),
+    jobs: int | None = None,
+    cancel: threading.Event | None = None,
 ) -> NinjaRun:
     """Run ninja in `directory`: inside the sandbox, which may write only there, reads only
     the toolchain (and `readable`), and holds no secret; its compilers are killed with it at
-    `timeout_s`, or when this process is interrupted."""
-    command = [ninja, *ninja_jobs(), "-C", str(directory)]
+    `timeout_s`, when `cancel` is set, or when this process is interrupted. `jobs`: ninja's
+    `-j` (None: MAX_JOBS where it is set, else ninja's own)."""
+    parallel = ninja_jobs() if jobs is None else ["-j", str(jobs)]
+    command = [ninja, *parallel, "-C", str(directory)]
     environ = {**passed_environ(), "HOME": str(directory), "TMPDIR": str(directory / "tmp")}
     (directory / "tmp").mkdir()
     usage = directory / "tmp" / "usage"
@@ -80,7 +87,7 @@ def run_ninja(
                 start_new_session=True,  # so a timeout ends the compilers too
             )
             try:
-                returncode, cpu_s = _wait(process, timeout_s)
+                returncode, cpu_s = _wait(process, timeout_s, cancel)
             except BaseException:  # a timeout, or Ctrl-C: no compiler outlives its build
                 kill_tree(process.pid)
                 process.wait()
@@ -92,7 +99,9 @@ def run_ninja(
         shutil.rmtree(directory / "tmp", ignore_errors=True)
 
 
-def _wait(process: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, float]:
+def _wait(
+    process: subprocess.Popen[bytes], timeout_s: float, cancel: threading.Event | None
+) -> tuple[int, float]:
     """Reap `process` with wait4, for the CPU seconds of all it waited for; returns its exit
     status and those seconds."""
     deadline = time.monotonic() + timeout_s
@@ -106,6 +115,8 @@ def _wait(process: subprocess.Popen[bytes], timeout_s: float) -> tuple[int, floa
             raise SampleFailed(
                 "build", f"the build took longer than {timeout_s:g} s and was stopped"
             )
+        if cancel is not None and cancel.is_set():
+            raise SampleError("build", CANCELLED)
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
 

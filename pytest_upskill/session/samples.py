@@ -19,10 +19,17 @@ from ..keys import isolated_key, sample_key
 from ..run.reports import crash_reports, result_reports
 from ..sample import Sample, SampleParams, directory_name
 from ..task import Task
-from .words import ISOLATION_WORDS, RECORD_WORDS, agent_words, sandbox_words
+from .ahead import BuildAhead
+from .words import (
+    ISOLATION_WORDS,
+    RECORD_WORDS,
+    agent_words,
+    loop_words,
+    sandbox_words,
+    temperature_zero_or_seed,
+)
 
 if TYPE_CHECKING:
-    from ..config import Settings
     from ..generate.replies import Replies
     from ..run.kernels import KernelProcess, Verdict
     from ..run.wire import Result
@@ -38,6 +45,7 @@ class SampleRunner:
         self.session = session
         self.settings = session.settings
         self.kernels: KernelProcess | None = None
+        self.ahead: BuildAhead | None = None
         self._prepared = False
         self._header_conditions: list[str] = []  # the conditions the header named
         # Each running xdist worker's host and place among that host's workers (for its GPU).
@@ -157,6 +165,8 @@ class SampleRunner:
         return self.kernels
 
     def close(self) -> None:
+        if self.ahead is not None:
+            self.ahead.close()
         if self.kernels is not None:
             self.kernels.close()
 
@@ -339,6 +349,12 @@ class SampleRunner:
                 if reporter is not None:
                     reporter.write_line(f"upskill: {line}")
 
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self) -> None:
+        """No build ahead outlives the tests: the reports come next."""
+        if self.ahead is not None:
+            self.ahead.close()
+
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         """Start asking for the replies this process's items need, before the first test."""
         if session.config.option.collectonly or self.session.child:
@@ -356,7 +372,9 @@ class SampleRunner:
             worker = int(str(workerinput["workerid"]).removeprefix("gw"))
             workers = int(workerinput["workercount"])
         self.replies.check_servers(self.settings.models)  # done once: the header printed it
-        pending = self.replies.prefetch(requests, worker, workers)
+        self.ahead = BuildAhead.start(self.session, requests, workers)
+        then = self.ahead.reply_arrived if self.ahead else None
+        pending = self.replies.prefetch(requests, worker, workers, then)
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is None or workerinput is not None:
             return
@@ -373,25 +391,3 @@ class SampleRunner:
                 f"upskill: asking the models for {pending} replies, "
                 f"{self.settings.concurrency} at a time"
             )
-
-
-def temperature_zero_or_seed(settings: Settings) -> bool:
-    """Whether the samples of a test are likely to be one reply repeated."""
-    repeated = settings.temperature == 0 or "seed" in settings.model_params
-    return repeated and settings.samples > 1
-
-
-def loop_words(settings: Settings) -> str:
-    """The agent loop the session runs, in one line for the header."""
-    modes = ", ".join(f"{m.label} {agent_mode(settings, m)}" for m in settings.models)
-    limits = [
-        f"{settings.max_total_tokens} tokens" if settings.max_total_tokens else "",
-        f"{settings.max_sample_s:g} s" if settings.max_sample_s else "",
-        f"${settings.max_cost_usd:g}" if settings.max_cost_usd else "",
-    ]
-    spend = f"; at most {', '.join(filter(None, limits))} a sample" if any(limits) else ""
-    return (
-        f"agent loop of up to {settings.turns} turns a sample, ending at the first pass "
-        f"({modes}); skills {'disclosed' if settings.skill_mode == 'disclose' else 'preloaded'}"
-        f"{spend}"
-    )

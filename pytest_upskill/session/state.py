@@ -23,6 +23,7 @@ from ..generate.prompt import build_prompt
 from ..generate.providers import Request
 from ..generate.replies import Replies
 from ..keys import child_key
+from ..project.build import forget_timeouts
 from ..run.gpu import pin_worker_gpu
 from ..sample import SampleParams
 from ..skill import Skill, SkillInvalid, condition_name, load_skill
@@ -113,6 +114,7 @@ class Session:
             self.scratch = Path(tempfile.mkdtemp(prefix="pytest-upskill-"))
         inherited = self.workerinput or {}
         self.since = float(inherited.get("upskill_since", time.time()))
+        forget_timeouts()
         settings = self.settings
         link = None
         if "upskill_replies" in inherited:  # an xdist worker: the controller asks the models

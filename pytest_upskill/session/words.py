@@ -6,13 +6,22 @@ import os
 import shutil
 from typing import TYPE_CHECKING
 
+from ..agent import agent_mode
 from ..config import public_url
 
 if TYPE_CHECKING:
-    from ..config import ModelSpec
+    from ..config import ModelSpec, Settings
     from ..run.sandbox import Mechanism
 
-__all__ = ["ISOLATION_WORDS", "NO_SANDBOX", "RECORD_WORDS", "agent_words", "sandbox_words"]
+__all__ = [
+    "ISOLATION_WORDS",
+    "NO_SANDBOX",
+    "RECORD_WORDS",
+    "agent_words",
+    "loop_words",
+    "sandbox_words",
+    "temperature_zero_or_seed",
+]
 
 RECORD_WORDS = {
     "none": "replayed from cassettes only",
@@ -63,4 +72,26 @@ def agent_words(spec: ModelSpec, how: Mechanism | None) -> str:
     return (
         f"{spec.label}: {program}, in a sandbox that writes only its workspace and reaches only "
         f"{public_url(upstream)} (through a proxy that holds the key)"
+    )
+
+
+def temperature_zero_or_seed(settings: Settings) -> bool:
+    """Whether the samples of a test are likely to be one reply repeated."""
+    repeated = settings.temperature == 0 or "seed" in settings.model_params
+    return repeated and settings.samples > 1
+
+
+def loop_words(settings: Settings) -> str:
+    """The agent loop the session runs, in one line for the header."""
+    modes = ", ".join(f"{m.label} {agent_mode(settings, m)}" for m in settings.models)
+    limits = [
+        f"{settings.max_total_tokens} tokens" if settings.max_total_tokens else "",
+        f"{settings.max_sample_s:g} s" if settings.max_sample_s else "",
+        f"${settings.max_cost_usd:g}" if settings.max_cost_usd else "",
+    ]
+    spend = f"; at most {', '.join(filter(None, limits))} a sample" if any(limits) else ""
+    return (
+        f"agent loop of up to {settings.turns} turns a sample, ending at the first pass "
+        f"({modes}); skills {'disclosed' if settings.skill_mode == 'disclose' else 'preloaded'}"
+        f"{spend}"
     )
