@@ -296,3 +296,31 @@ def test_a_build_whose_compiler_was_killed_is_not_cached(
     assert "Killed signal" in built.reason
     assert not list(cache.glob("*/result.json"))
     assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []
+
+
+def test_a_build_that_timed_out_is_not_started_again_in_the_session(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    plant(
+        reference,
+        KERNEL,
+        "#include <cmath>",
+        f"#include <cmath>\n#include <torch/all.h>  // {uuid.uuid4()}",
+    )
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    start = time.monotonic()
+    pytester.runpytest(
+        "--upskill-model=oracle",
+        "--upskill-samples=2",
+        "--upskill-timeout=2",
+        "--upskill-build-jobs=0",
+        "--upskill-no-precompiled-headers",
+        "--upskill-report=r.json",
+        *upskill_args,
+    ).assert_outcomes(failed=2)
+    reasons = [s["reason"] for s in json.loads((pytester.path / "r.json").read_text())["samples"]]
+    assert reasons == [
+        "the build took longer than 2 s and was stopped",
+        "the build took longer than 2 s and was stopped (earlier in this session)",
+    ]
+    assert time.monotonic() - start < 30

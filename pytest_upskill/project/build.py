@@ -126,7 +126,8 @@ def build_project(
     recipe, directory = _plan(project, task, binding, cache_dir)
     if directory in _TIMED_OUT:
         raise SampleFailed(
-            "build", f"the build took longer than {timeout_s:g} s and was stopped (earlier on)"
+            "build",
+            f"the build took longer than {timeout_s:g} s and was stopped (earlier in this session)",
         )
     cached = cached_build(directory, recipe)
     if cached is None:
