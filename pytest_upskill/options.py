@@ -91,7 +91,8 @@ OPTIONS: tuple[Option, ...] = (
            "form, made once per toolchain beside the builds"),
     Option("build_jobs", "--upskill-build-jobs", "upskill_build_jobs", "compiler jobs for "
            "builds that start when their reply arrives, before pytest reaches their test, "
-           "shared by xdist workers (default: this machine's cores; 0: build each sample when "
+           "shared by xdist workers (default: MAX_JOBS where it is set, else this machine's "
+           "cores; 0: build each sample when "
            "its test runs)", "whole", "N", expected="a whole number (0: no builds ahead)",
            valid=lambda n: n >= 0, optional=True),
     Option("binding", "--upskill-binding", "upskill_binding", "kernel-builder (default): refuse "

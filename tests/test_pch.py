@@ -19,9 +19,16 @@ from pytest_upskill.errors import SampleFailed
 from pytest_upskill.generate.providers.oracle import read_project
 from pytest_upskill.project.build import Build, build_project
 from pytest_upskill.project.layout import load_project, write_project
-from pytest_upskill.project.pch import PRECOMPILED, first_include
+from pytest_upskill.project.pch import (
+    PRECOMPILED,
+    depfile_paths,
+    first_include,
+    forget_given_up,
+    precompiled_header,
+    shadowed,
+)
 from pytest_upskill.project.toolchain import detect_toolchain
-from pytest_upskill.run.compile import read_usage
+from pytest_upskill.run.compile import KILLED, read_usage
 from pytest_upskill.run.sandbox import mechanism
 from pytest_upskill.task import Task
 
@@ -53,7 +60,7 @@ def pch_folders(built: Build) -> dict[str, str]:
     for line in Path(built.directory, "build.ninja").read_text().splitlines():
         if line.startswith("build obj/"):
             source = line.split(": cxx src/")[-1]
-        found = re.search(r"-isystem (\S*/pch/[0-9a-f]{16})", line)
+        found = re.search(r"-isystem (\S*/pch/[0-9a-f]{16}/include)", line)
         if line.startswith("  cflags = ") and found:
             folders[source] = found.group(1)
     return folders
@@ -122,6 +129,12 @@ def test_objects_are_the_same_byte_for_byte_and_the_gch_is_used(tmp_path: Path) 
     assert pch_folders(without) == {}
     folders = pch_folders(with_pch)
     assert set(folders) == {BINDING, KERNEL}
+    # On the include path: the header's copy and its .gch, nothing a source could probe for.
+    shown = {str(path.relative_to(folders[KERNEL])) for path in Path(folders[KERNEL]).rglob("*")}
+    assert {name for name in shown if Path(folders[KERNEL], name).is_file()} == {
+        "ATen/core/Tensor.h",
+        "ATen/core/Tensor.h.gch",
+    }
     # g++ -H on the command line the build wrote: `!` marks a precompiled header it used.
     ninja = Path(with_pch.directory, "build.ninja").read_text()
     flags = re.search(r"build obj/kernel_src.*\n  cflags = (.*)", ninja)
@@ -155,6 +168,8 @@ CHECK = "\n#ifndef PROJECT_OWN_HEADER\n#error the project's own header was not r
         ("torch/library.h", BINDING, {KERNEL}),
         # In the other folder the project puts on the include path.
         ("torch-ext/c10/macros/Macros.h", BINDING, set()),
+        # A C library header, read from the compiler's own folders: -I comes before those too.
+        ("features.h", KERNEL, set()),
     ],
 )
 def test_a_projects_own_header_still_wins(
@@ -196,12 +211,18 @@ def test_a_compile_error_reads_the_same_with_and_without(tmp_path: Path) -> None
 
 def test_a_header_precompiled_once_serves_later_builds(tmp_path: Path) -> None:
     first = build(tmp_path, example())
-    made = {Path(folder, "made").stat().st_mtime for folder in pch_folders(first).values()}
+    made = {
+        Path(folder).parent.joinpath("made").stat().st_mtime
+        for folder in pch_folders(first).values()
+    }
     second = build(tmp_path, example())
     assert pch_folders(second) == pch_folders(first)
-    assert made == {Path(folder, "made").stat().st_mtime for folder in pch_folders(second).values()}
+    assert made == {
+        Path(folder).parent.joinpath("made").stat().st_mtime
+        for folder in pch_folders(second).values()
+    }
     for folder in pch_folders(second).values():
-        reads = json.loads(Path(folder, "made").read_text())
+        reads = json.loads(Path(folder).parent.joinpath("made").read_text())["reads"]
         assert "c10/util/Exception.h" in reads
 
 
@@ -226,3 +247,55 @@ def test_a_header_made_past_the_timeout_is_not_kept(tmp_path: Path) -> None:
         build_project(project, TASK, tmp_path / "cache", 0.2, sandbox=mechanism())
     pch = tmp_path / "cache" / "pch"
     assert [path.suffix for path in pch.iterdir()] == [".lock", ".lock"]  # nothing else
+
+
+def test_depfile_paths_unescape_what_gcc_escapes() -> None:
+    text = "/a\\ b/pch/all.h.gch: /a\\ b/pch/all.h \\\n /a\\ b/inc/c10/X.h /x/\\#y.h /d/$$z.h\n"
+    assert depfile_paths(text) == ["/a b/pch/all.h", "/a b/inc/c10/X.h", "/x/#y.h", "/d/$z.h"]
+
+
+def test_a_killed_compiler_is_told_from_a_diagnostic_that_quotes_one() -> None:
+    quoted = "src/kernel_src/x.cpp:3:2: error: #error Killed signal terminated program cc1plus"
+    assert KILLED.search(quoted) is None
+    assert KILLED.search("c++: fatal error: Killed signal terminated program cc1plus")
+    assert KILLED.search("x\n/usr/bin/g++-12: internal compiler error: Killed (program cc1plus)")
+    assert KILLED.search("ninja: fatal: posix_spawn: Resource temporarily unavailable")
+
+
+def test_a_header_reached_through_a_link_is_checked_and_made_again_when_it_changes(
+    tmp_path: Path,
+) -> None:
+    """A tiny umbrella header in a folder reached through a link (as a virtual environment
+    often is): what it reads is named under each folder, the compiler's own included, and a
+    change to any of them makes it again."""
+    real = tmp_path / "real"
+    (real / "lib").mkdir(parents=True)
+    (real / "lib" / "umbrella.h").write_text("#pragma once\n#include <lib/part.h>\n")
+    (real / "lib" / "part.h").write_text("#pragma once\n#include <cstddef>\nint part();\n")
+    linked = tmp_path / "a-longer-name-for-the-same-folder"
+    linked.symlink_to(real)
+    toolchain = detect_toolchain()
+    flags = ["-std=c++20", "-isystem", str(linked), "-fPIC", "-O2"]
+    made = precompiled_header(
+        "lib/umbrella.h", flags, [str(linked)], toolchain, tmp_path / "pch", 120, mechanism()
+    )
+    assert made is not None
+    assert {"lib/umbrella.h", "lib/part.h", "cstddef"} <= made.reads
+    assert shadowed(made, "a.cpp", False, ["cstddef", "a.cpp"], [""])
+    assert shadowed(made, "a.cpp", False, ["include/lib/part.h"], ["include"])
+    assert not shadowed(made, "a.cpp", False, ["include/lib/other.h"], ["include"])
+    record = made.folder.parent / "made"
+    first = record.read_text()
+    forget_given_up()  # a new session checks again
+    again = precompiled_header(
+        "lib/umbrella.h", flags, [str(linked)], toolchain, tmp_path / "pch", 120, mechanism()
+    )
+    assert again == made
+    assert record.read_text() == first  # unchanged: not made again
+    (real / "lib" / "part.h").write_text("#pragma once\n#include <cstddef>\nint part(int);\n")
+    forget_given_up()
+    remade = precompiled_header(
+        "lib/umbrella.h", flags, [str(linked)], toolchain, tmp_path / "pch", 120, mechanism()
+    )
+    assert remade is not None
+    assert record.read_text() != first

@@ -187,9 +187,9 @@ class Replies:
             if not slot.done:
                 reply = slot.fill(partial(self._fetch, request))
                 if then is not None:
-                    then(request, reply)
+                    then(request, reply)  # queues work: it raises nothing of the reply's
         except BaseException:
-            pass  # kept on the slot for the test that needs it
+            pass  # the reply's failure is kept on the slot for the test that needs it
         finally:
             slot.claim.release()
 

@@ -26,7 +26,7 @@ from filelock import FileLock, Timeout
 from ..config import Binding
 from ..errors import SampleError, SampleFailed, SampleSkipped
 from ..paths import write_json_atomically
-from ..run.compile import LARGEST_BUILD, bytes_written, run_ninja
+from ..run.compile import KILLED, LARGEST_BUILD, bytes_written, run_ninja
 from ..run.sandbox import Mechanism
 from ..task import Task
 from .build_cache import Build, build_key, cached_build, manifest
@@ -44,7 +44,14 @@ from .build_files import (
 )
 from .faults import toolchain_fault
 from .layout import Project
-from .pch import PRECOMPILED, Precompiled, first_include, precompiled_header, shadowed
+from .pch import (
+    PRECOMPILED,
+    Precompiled,
+    first_include,
+    forget_given_up,
+    precompiled_header,
+    shadowed,
+)
 from .policy_toml import cxx_flags
 from .toolchain import detect_cuda, detect_toolchain
 
@@ -57,11 +64,6 @@ _CUDA_LIBRARY_HEADER = re.compile(
 )
 # torch's own CUDA headers, which a CPU build of torch ships only in part.
 _TORCH_CUDA_HEADER = re.compile(r"(c10|ATen)/cuda/")
-# A compiler killed under it (the kernel's OOM killer, a process limit): not the code's fault.
-_KILLED = re.compile(
-    r"Killed signal terminated program|internal compiler error: Killed|cannot fork|"
-    r"fork: Resource temporarily unavailable"
-)
 # Builds that ran past the timeout in this process, with all the jobs they wanted.
 _TIMED_OUT: set[Path] = set()
 
@@ -107,6 +109,7 @@ class BuildSetup:
     precompiled_headers: bool
     jobs: int | None = None
     cancel: threading.Event | None = None
+    nice: int = 0  # lower priority for its compilers
 
 
 def build_project(
@@ -131,6 +134,7 @@ def build_project(
         )
     cached = cached_build(directory, recipe)
     if cached is None:
+        precompiled = _precompiled(recipe, how)  # before the lock: no waiter waits for these
         # One builder per key across processes (xdist workers, parallel sessions, builds
         # ahead); the others wait, but never forever: a builder is killed at `timeout_s`, so a
         # wait of twice that means a stuck process holds the lock.
@@ -139,7 +143,8 @@ def build_project(
             with lock.acquire(timeout=2 * timeout_s):
                 cached = cached_build(directory, recipe)
                 if cached is None:
-                    return _check_toolchain(_build(directory, recipe, how), recipe)
+                    build = _build(directory, recipe, how, precompiled)
+                    return _check_toolchain(build, recipe)
         except Timeout:
             raise SampleError(
                 "build",
@@ -161,6 +166,7 @@ def build_ahead(
     recipe, directory = _plan(project, task, binding, how.cache_dir)
     if directory in _TIMED_OUT or cached_build(directory, recipe) is not None:
         return
+    precompiled = _precompiled(recipe, how)
     lock = _lock(recipe, how.cache_dir)
     try:
         lock.acquire(timeout=0)
@@ -168,7 +174,7 @@ def build_ahead(
         return  # being built: by a test, or by another process's build ahead
     try:
         if cached_build(directory, recipe) is None:
-            _build(directory, recipe, how)
+            _build(directory, recipe, how, precompiled)
     finally:
         lock.release()
 
@@ -200,40 +206,50 @@ def _lock(recipe: Recipe, cache_dir: Path) -> FileLock:
 def forget_timeouts() -> None:
     """A new session builds again what timed out in an earlier one in this process."""
     _TIMED_OUT.clear()
+    forget_given_up()
 
 
 def _precompiled(recipe: Recipe, how: BuildSetup) -> dict[str, Precompiled]:
     """The precompiled header each C++ source is compiled against: those whose first directive
     includes one of torch's umbrella headers, have no flags of their own in build.toml, and
-    whose project holds no header that would stand in for one the precompiled header read."""
+    whose project holds no header that would stand in for one the precompiled header read.
+    Where a header cannot serve (being made elsewhere, a full disk), sources compile without."""
+    if not how.precompiled_headers:
+        return {}
     files, own_flags = recipe.project.files, cxx_flags(recipe.project, recipe.task.backend)
+    flags, systems = precompile_flags(recipe), toolchain_includes(recipe)
+    folders = project_folders(recipe)
     found: dict[str, Precompiled] = {}
     for source in sources(recipe):
         first = first_include(files.get(source, "")) if is_cxx_source(source) else None
         if first is None or first[0] not in PRECOMPILED or source in own_flags:
             continue
         header, quoted = first
-        pch = precompiled_header(
-            header,
-            precompile_flags(recipe),
-            toolchain_includes(recipe),
-            recipe.toolchain,
-            how.cache_dir / "pch",
-            how.timeout_s,
-            how.sandbox,
-            how.cancel,
-        )
-        if pch is not None and not shadowed(pch, source, quoted, files, project_folders(recipe)):
+        try:
+            pch = precompiled_header(
+                header,
+                flags,
+                systems,
+                recipe.toolchain,
+                how.cache_dir / "pch",
+                how.timeout_s,
+                how.sandbox,
+                how.cancel,
+            )
+        except (OSError, ValueError):
+            continue
+        if pch is not None and not shadowed(pch, source, quoted, files, folders):
             found[source] = pch
     return found
 
 
-def _build(directory: Path, recipe: Recipe, how: BuildSetup) -> Build:
+def _build(
+    directory: Path, recipe: Recipe, how: BuildSetup, precompiled: dict[str, Precompiled]
+) -> Build:
     """Build in a fresh folder that only this build's sandbox may write, then move it into the
     cache once the sandbox has exited: nothing else writes a cached build. A build whose
     compiler was killed (out of memory, out of processes) is not cached: it may pass later."""
     start = time.perf_counter()
-    precompiled = _precompiled(recipe, how) if how.precompiled_headers else {}
     workspace = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}-"))
     try:
         _prepare(workspace, recipe, precompiled)
@@ -249,6 +265,7 @@ def _build(directory: Path, recipe: Recipe, how: BuildSetup) -> Build:
                 folders,
                 how.jobs,
                 how.cancel,
+                how.nice,
             )
         except SampleFailed:
             if how.jobs is None:  # it had the whole machine: no better next time this session
@@ -279,7 +296,7 @@ def _build(directory: Path, recipe: Recipe, how: BuildSetup) -> Build:
             made_at=time.time(),
         )
         (workspace / "build.log").write_text(log)
-        if reason and _KILLED.search(log):
+        if reason and KILLED.search(log):
             return build
         # Written last and atomically: its presence means the build finished.
         document = {**asdict(build), "manifest": manifest(workspace)}

@@ -2,38 +2,49 @@
 
 A C++ source whose first directive includes one of torch's umbrella headers (`<torch/all.h>`,
 `<torch/library.h>`, ...) is compiled against that header's precompiled form, made once per
-toolchain, flags and header text in `pch/` beside the builds, by the build's own sandbox.
+toolchain, flags and header text in `pch/` beside the builds, by the build's own sandbox (a
+build that finds another process making it compiles without it, rather than wait).
 
 What gets compiled does not change: the precompiled header is g++'s own (`.gch`, which g++
 uses only where its flags and the macros it saw match); its folder holds a copy of the header
 and comes first among the system folders, after the project's own; a source with flags of its
 own in build.toml, or a project that holds a header with the name of any header the
 precompiled one read, compiles as before. (A `__has_include` probe of a header that the project
-adds is the one thing the `.gch` cannot see; torch's umbrella headers probe none.)
+adds is the one thing the `.gch` cannot see.)
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 import re
 import shutil
+import subprocess
 import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from filelock import FileLock, Timeout
 
-from ..errors import SampleError, SampleFailed
-from ..run.compile import run_ninja
+from ..errors import SampleFailed
+from ..paths import write_json_atomically
+from ..run.compile import KILLED, run_ninja
 from ..run.sandbox import Mechanism
 from .escape import ninja_args, ninja_path
 from .toolchain import Toolchain
 
-__all__ = ["PRECOMPILED", "Precompiled", "first_include", "precompiled_header", "shadowed"]
+__all__ = [
+    "PRECOMPILED",
+    "Precompiled",
+    "depfile_paths",
+    "first_include",
+    "forget_given_up",
+    "precompiled_header",
+    "shadowed",
+]
 
 # The headers bindings and kernels include first, largest first.
 PRECOMPILED = (
@@ -45,9 +56,12 @@ PRECOMPILED = (
     "ATen/Tensor.h",
     "ATen/core/Tensor.h",
 )
-_INCLUDE = re.compile(r'#[ \t]*include[ \t]*(<[^<>"\n]+>|"[^<>"\n]+")[ \t]*(?://[^\n]*)?(?:\n|$)')
+_INCLUDE = re.compile(r'#[ \t]*include[ \t]*(<[^<>"\n]+>|"[^<>"\n]+")[ \t\r]*(?://[^\n]*)?(?:\n|$)')
 _BLANK = " \t\r\n\f\v"
-_OUT_OF_TIME: set[Path] = set()  # headers this process gave up on: made past the build's timeout
+_FORMAT = 2  # of a pch folder: part of its key
+# Headers this process gave up on: out of time, memory or processes (maybe not in another).
+_GAVE_UP: set[Path] = set()
+_CHECKED: dict[Path, Precompiled] = {}  # made headers found unchanged, by include folder
 
 
 def first_include(text: str) -> tuple[str, bool] | None:
@@ -59,8 +73,8 @@ def first_include(text: str) -> tuple[str, bool] | None:
             at += 1
         elif text.startswith("//", at):
             newline = text.find("\n", at)
-            if newline < 0 or text[newline - 1] == "\\":  # a comment continued: give up
-                return None
+            if newline < 0 or text[at:newline].rstrip(" \t\r").endswith("\\"):
+                return None  # a comment continued on the next line (g++ allows blanks after)
             at = newline + 1
         elif text.startswith("/*", at):
             close = text.find("*/", at + 2)
@@ -109,10 +123,18 @@ def shadowed(
     )
 
 
-def _key(header: str, text: str, flags: list[str], toolchain: Toolchain) -> str:
-    digest = hashlib.sha256()
-    for part in (toolchain.fingerprint, toolchain.cxx, header, text, *flags):
+def forget_given_up() -> None:
+    """A new session tries again what an earlier one in this process gave up on, and checks
+    again that what was made is unchanged."""
+    _GAVE_UP.clear()
+    _CHECKED.clear()
+
+
+def _key(header: str, text: bytes, flags: list[str], toolchain: Toolchain) -> str:
+    digest = hashlib.sha256(f"{_FORMAT}\0".encode())
+    for part in (toolchain.fingerprint, toolchain.cxx, header, *flags):
         digest.update(part.encode() + b"\0")
+    digest.update(text)
     return digest.hexdigest()[:16]
 
 
@@ -128,74 +150,73 @@ def precompiled_header(
 ) -> Precompiled | None:
     """`header` precompiled with `flags` (the sources' flags less the project's own folders
     and the define that names the build), made under `root` unless a process made it before;
-    None where the header is not in the system folders or g++ could not precompile it.
-    `cancel` stops a wait for another maker, and the making (SampleError)."""
+    None where it cannot serve now: not in the system folders, being made by another process
+    (this build compiles without it rather than wait), or not made (g++ failed, or it read a
+    header from a folder this cannot tell). `cancel` stops the making (SampleError)."""
     origin = next((d for d in system_includes if (Path(d) / header).is_file()), None)
     if origin is None:
         return None
-    text = (Path(origin) / header).read_text(encoding="utf-8", errors="surrogateescape")
+    text = (Path(origin) / header).read_bytes()
     folder = root / _key(header, text, flags, toolchain)
-    wanted = Precompiled(folder, header, origin, frozenset())
+    wanted = Precompiled(folder / "include", header, origin, frozenset())
     made = _made(wanted)
-    if made is not None or (folder / "failed").exists() or folder in _OUT_OF_TIME:
+    if made is not None or (folder / "failed").exists() or folder in _GAVE_UP:
         return made
     root.mkdir(parents=True, exist_ok=True)
-    # One maker per header across processes; the others wait for it, as long as it may take.
     lock = FileLock(f"{folder}.lock")
-    deadline = time.monotonic() + 2 * timeout_s
-    while True:  # a short wait at a time, so that a build ahead can be cancelled
-        try:
-            lock.acquire(timeout=0.25)
-            break
-        except Timeout:
-            if cancel is not None and cancel.is_set():
-                raise SampleError(
-                    "build", "the build was cancelled: the session is ending"
-                ) from None
-            if time.monotonic() > deadline:
-                return None  # compiled without it: slower, never wrong
+    try:
+        lock.acquire(timeout=0)  # one maker across processes; the others go on without it
+    except Timeout:
+        return None
     try:
         made = _made(wanted)
         if made is None and not (folder / "failed").exists():
             # Its folder first, as the sources have it: the header may include itself.
-            flags = ["-isystem", str(folder), *flags, wanted.prefix_map]
-            made = _make(
-                wanted, text, flags, system_includes, toolchain, timeout_s, sandbox, cancel
-            )
+            flags = ["-isystem", str(wanted.folder), *flags, wanted.prefix_map]
+            roots = [str(wanted.folder), *system_includes, *_compiler_folders(toolchain.cxx)]
+            made = _make(wanted, text, flags, roots, toolchain, timeout_s, sandbox, cancel)
     finally:
         lock.release()
     return made
 
 
 def _made(wanted: Precompiled) -> Precompiled | None:
-    """`wanted`, with the headers it read, if it was made."""
+    """`wanted`, with the headers it read, if it was made and none of them changed since (g++
+    does not check: a torch or system update with the same version would go unseen)."""
+    if wanted.folder in _CHECKED:
+        return _CHECKED[wanted.folder]
     try:
-        reads = json.loads((wanted.folder / "made").read_text())
-    except (OSError, ValueError):
+        made = json.loads((wanted.folder.parent / "made").read_text())
+        reads, files = made["reads"], made["files"]
+        for path, (size, mtime) in files.items():
+            found = os.stat(path)
+            if (found.st_size, found.st_mtime_ns) != (size, mtime):
+                return None
+    except (OSError, ValueError, TypeError, KeyError):
         return None
-    if not isinstance(reads, list) or not all(isinstance(name, str) for name in reads):
-        return None
-    return replace(wanted, reads=frozenset(reads))
+    _CHECKED[wanted.folder] = replace(wanted, reads=frozenset(map(str, reads)))
+    return _CHECKED[wanted.folder]
 
 
 def _make(
     wanted: Precompiled,
-    text: str,
+    text: bytes,
     flags: list[str],
-    system_includes: list[str],
+    roots: list[str],
     toolchain: Toolchain,
     timeout_s: float,
     sandbox: Mechanism | None,
     cancel: threading.Event | None,
 ) -> Precompiled | None:
-    """Compile the header's copy in its folder, in the sandbox; `made` (the headers it read)
-    or `failed` (why not) is written last."""
-    folder = wanted.folder
-    shutil.rmtree(folder, ignore_errors=True)  # what a killed maker left
-    copy = folder / wanted.header
+    """Compile the header's copy in the sandbox; `made` (the headers it read, and their sizes
+    and times) or `failed` (why not) is written last. The folder on the include path holds
+    the copy and its `.gch` only."""
+    folder = wanted.folder.parent
+    shutil.rmtree(folder, ignore_errors=True)  # what a killed maker left, or a stale one
+    copy = wanted.folder / wanted.header
     copy.parent.mkdir(parents=True)
     # A copy, not a link: g++ gives system headers' real paths, and would not find the .gch.
-    copy.write_text(text, encoding="utf-8", errors="surrogateescape")
+    copy.write_bytes(text)
     gch = f"{copy}.gch"
     (folder / "build.ninja").write_text(
         "rule pch\n"
@@ -204,26 +225,86 @@ def _make(
         f"build {ninja_path(gch)}: pch {ninja_path(str(copy))}\n"
     )
     try:
-        ran = run_ninja(folder, toolchain.ninja, toolchain.cxx, timeout_s, sandbox, cancel=cancel)
+        readable = tuple(Path(root) for root in roots[1:])  # the headers, wherever they are
+        ran = run_ninja(
+            folder, toolchain.ninja, toolchain.cxx, timeout_s, sandbox, readable, cancel=cancel
+        )
     except SampleFailed:  # out of time: not again in this process, but maybe in another
         shutil.rmtree(folder, ignore_errors=True)
-        _OUT_OF_TIME.add(folder)
+        _GAVE_UP.add(folder)
         return None
     if ran.returncode != 0:
-        (folder / "failed").write_text(ran.log)
+        if KILLED.search(ran.log):  # out of memory or processes: maybe not next time
+            _GAVE_UP.add(folder)
+        else:
+            (folder / "failed").write_text(ran.log)
         return None
-    reads = _reads(Path(f"{gch}.d"), [str(folder), *system_includes])
-    (folder / "made").write_text(json.dumps(sorted(reads)))
+    depfile = Path(f"{gch}.d")
+    paths = depfile_paths(depfile.read_text(errors="surrogateescape"))
+    depfile.unlink()
+    reads = set()
+    for path in paths:
+        names = _names(path, roots)
+        if not names:  # a header from a folder a project's own could not be checked against
+            (folder / "failed").write_text(f"read {path}, outside the known include folders")
+            return None
+        reads |= names
+    files = {}
+    for path in paths:
+        found = os.stat(path)
+        files[os.path.realpath(path)] = [found.st_size, found.st_mtime_ns]
+    write_json_atomically(folder / "made", {"reads": sorted(reads), "files": files})
     return replace(wanted, reads=frozenset(reads))
 
 
-def _reads(depfile: Path, roots: list[str]) -> set[str]:
-    """Every header the `.gch` read, by the name an include would give it under each of the
-    folders that holds it."""
-    paths = depfile.read_text().replace("\\\n", " ").partition(": ")[2].split()
-    return {
-        os.path.relpath(path, root)
-        for path in paths
-        for root in roots
-        if path.startswith(root.rstrip("/") + "/")
-    }
+def _names(path: str, roots: list[str]) -> set[str]:
+    """The names an include could give `path` under each of `roots` that holds it, links
+    followed or not (g++ writes a system header's real path where that is shorter)."""
+    names = set()
+    for candidate in {os.path.normpath(path), os.path.realpath(path)}:
+        for root in roots:
+            for base in {os.path.normpath(root), os.path.realpath(root)}:
+                if candidate.startswith(base.rstrip("/") + "/"):
+                    names.add(os.path.relpath(candidate, base))
+    return names
+
+
+def depfile_paths(text: str) -> list[str]:
+    """The prerequisites of a make rule as g++ writes it (`-MD`): `\\ ` is a space, `\\#` a
+    `#`, `$$` a `$`, and a backslash before a line break joins the lines."""
+    tokens: list[str] = []
+    current: list[str] = []
+    at = 0
+    while at < len(text):
+        char, following = text[at], text[at + 1 : at + 2]
+        if char == "\\" and following in (" ", "#"):
+            current.append(following)
+            at += 2
+            continue
+        if char == "\\" and following in ("\n", "\r"):
+            char, at = " ", at + 1
+        elif char == "$" and following == "$":
+            at += 1
+        if char in " \t\r\n":
+            if current:
+                tokens.append("".join(current))
+                current = []
+        else:
+            current.append(char)
+        at += 1
+    if current:
+        tokens.append("".join(current))
+    target = next((i for i, token in enumerate(tokens) if token.endswith(":")), len(tokens))
+    return tokens[target + 1 :]
+
+
+@functools.cache
+def _compiler_folders(cxx: str) -> tuple[str, ...]:
+    """The compiler's own include folders (libstdc++, the C library's, its built-ins): a
+    project's `-I` folders come before them too."""
+    output = subprocess.run(
+        [cxx, "-E", "-x", "c++", "-v", os.devnull], capture_output=True, text=True, check=False
+    ).stderr
+    _, _, rest = output.partition("#include <...> search starts here:")
+    listed, _, _ = rest.partition("End of search list.")
+    return tuple(line.strip() for line in listed.splitlines() if line.strip())

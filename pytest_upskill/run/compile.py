@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -20,6 +21,7 @@ from .sandbox import Limits, Mechanism, Sandbox, python_paths, system_paths
 
 __all__ = [
     "CANCELLED",
+    "KILLED",
     "LARGEST_BUILD",
     "LARGEST_LOG",
     "NinjaRun",
@@ -31,6 +33,13 @@ __all__ = [
 
 LARGEST_BUILD = 2 << 30  # bytes a build may write, and the largest file
 CANCELLED = "the build was cancelled: the session is ending"
+# A compiler killed under a build (the kernel's OOM killer, a process limit): the driver's own
+# line, or ninja's, at a line's start, never a diagnostic that quotes the project's text.
+KILLED = re.compile(
+    r"^\S*(?:c\+\+|g\+\+|gcc|nvcc)(?:-[\d.]+)?: (?:fatal error: |internal compiler error: )?"
+    r"(?:Killed|cannot fork)|^ninja: fatal: (?:fork|posix_spawn)",
+    re.MULTILINE,
+)
 LARGEST_LOG = 1 << 20  # bytes of compiler output kept: the beginning and the end
 
 
@@ -59,11 +68,13 @@ def run_ninja(
     readable: tuple[Path, ...] = (),
     jobs: int | None = None,
     cancel: threading.Event | None = None,
+    nice: int = 0,
 ) -> NinjaRun:
     """Run ninja in `directory`: inside the sandbox, which may write only there, reads only
     the toolchain (and `readable`), and holds no secret; its compilers are killed with it at
     `timeout_s`, when `cancel` is set, or when this process is interrupted. `jobs`: ninja's
-    `-j` (None: MAX_JOBS where it is set, else ninja's own)."""
+    `-j` (None: MAX_JOBS where it is set, else ninja's own); `nice`: how much lower than this
+    process's its compilers' priority is (a build ahead yields to the tests' builds and timing)."""
     parallel = ninja_jobs() if jobs is None else ["-j", str(jobs)]
     command = [ninja, *parallel, "-C", str(directory)]
     environ = {**passed_environ(), "HOME": str(directory), "TMPDIR": str(directory / "tmp")}
@@ -74,6 +85,8 @@ def run_ninja(
         limits = Limits(file_bytes=LARGEST_BUILD)
         box = Sandbox(tuple(allowed), (directory,), environ, directory, limits=limits)
         command = box.command(command, sandbox, usage=usage)
+    if nice and shutil.which("nice"):
+        command = ["nice", "-n", str(nice), *command]
     output = directory / "tmp" / "output"
     try:
         with open(output, "wb") as stream:  # a flood of errors fills a file, not this process

@@ -2,8 +2,9 @@
 test. The test then finds its build in the cache, or waits for that build's lock: never for
 another sample's build.
 
-A bounded pool per process: `--upskill-build-jobs` compiler jobs (default: this machine's
-cores), shared by the xdist workers of the session, two per build (a binding and a kernel).
+A bounded pool per process: `--upskill-build-jobs` compiler jobs (default: MAX_JOBS where it is
+set, else this machine's cores), shared by the xdist workers of the session, two per build (a
+binding and a kernel), at a lower priority than the tests' own builds and kernels.
 A build ahead skips a project that is cached or that another process is building. At the
 session's end the pool is cancelled: waiting builds never start, running ones are killed with
 their compilers, and their workspaces are removed.
@@ -34,23 +35,29 @@ from ..task import Task
 if TYPE_CHECKING:
     from .state import Session
 
-__all__ = ["BuildAhead", "machine_cores"]
+__all__ = ["BuildAhead", "default_jobs"]
 
 _JOBS_PER_BUILD = 2  # a project's binding and its kernel
+_NICE = 10  # below the tests' builds, and the kernels a test times
 _CLOSE_WAIT_S = 10.0  # a killed build's cleanup; past it the session ends anyway
 
 
-def machine_cores() -> int:
-    """The cores this process may run on."""
-    return len(os.sched_getaffinity(0))
+def default_jobs() -> int:
+    """MAX_JOBS where it is set (as torch's extension builds read it), else the cores this
+    process may run on."""
+    jobs = os.environ.get("MAX_JOBS", "").strip()
+    return int(jobs) if jobs.isdigit() and int(jobs) > 0 else len(os.sched_getaffinity(0))
 
 
 class BuildAhead:
+    """This process's builds ahead: a pool of daemon threads, each running one build at a
+    time at a lower priority than the tests', and one event that cancels them all."""
+
     def __init__(
         self, settings: Settings, sandbox: Mechanism | None, scratch: Path, processes: int
     ) -> None:
         """`processes`: how many processes of the session share this machine's jobs."""
-        jobs = settings.build_jobs if settings.build_jobs is not None else machine_cores()
+        jobs = settings.build_jobs if settings.build_jobs is not None else default_jobs()
         share = max(1, jobs // max(1, processes))
         self.builds = max(1, share // _JOBS_PER_BUILD)  # at once, each with ninja -j `jobs`
         self.jobs = max(1, share // self.builds)
@@ -63,6 +70,7 @@ class BuildAhead:
             settings.precompiled_headers,
             jobs=self.jobs,
             cancel=self._cancel,
+            nice=_NICE,
         )
         self._pool = DaemonPool(self.builds, "upskill-build")
         self._folder = scratch / "ahead"
