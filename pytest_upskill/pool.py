@@ -29,12 +29,12 @@ class DaemonPool:
 
     def submit(self, job: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
-        if self._closed:  # a job that came back after the end: nobody waits for it
-            future.cancel()
-            return future
-        self._jobs.put((future, job))
-        with self._starting:  # started on first use: a session may need no model at all
-            if not self._threads:
+        with self._starting:  # one lock with shutdown: no thread starts after the end
+            if self._closed:  # a job that came back after the end: nobody waits for it
+                future.cancel()
+                return future
+            self._jobs.put((future, job))
+            if not self._threads:  # started on first use: a session may need no model at all
                 for index in range(self._workers):
                     name = f"{self._name}-{index}"
                     thread = threading.Thread(target=self._work, name=name, daemon=True)
@@ -45,7 +45,8 @@ class DaemonPool:
     def shutdown(self, wait_s: float = 0.0) -> None:
         """Cancel what has not started; threads end after their current job, which this waits
         for `wait_s` seconds at most (all threads together)."""
-        self._closed = True
+        with self._starting:
+            self._closed = True
         while True:
             try:
                 item = self._jobs.get_nowait()
