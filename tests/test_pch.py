@@ -80,6 +80,8 @@ def pch_folders(built: Build) -> dict[str, str]:
         ("#pragma once\n#include <torch/all.h>", None),
         ("int x;\n#include <torch/all.h>", None),
         ("// continued \\\n#include <torch/all.h>", None),
+        ("// continued, blanks after \\ \t\r\n#include <torch/all.h>", None),
+        ("#include <torch/all.h>\r\nint x;", ("torch/all.h", False)),
         ("/* never closed\n#include <torch/all.h>", None),
         ("#include <torch/all.h> int x;", None),
         ("#include MACRO_HEADER", None),
