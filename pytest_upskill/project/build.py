@@ -220,24 +220,27 @@ def _precompiled(recipe: Recipe, how: BuildSetup) -> dict[str, Precompiled]:
     flags, systems = precompile_flags(recipe), toolchain_includes(recipe)
     folders = project_folders(recipe)
     found: dict[str, Precompiled] = {}
+    headers: dict[str, Precompiled | None] = {}  # each header looked up once, for all sources
     for source in sources(recipe):
         first = first_include(files.get(source, "")) if is_cxx_source(source) else None
         if first is None or first[0] not in PRECOMPILED or source in own_flags:
             continue
         header, quoted = first
-        try:
-            pch = precompiled_header(
-                header,
-                flags,
-                systems,
-                recipe.toolchain,
-                how.cache_dir / "pch",
-                how.timeout_s,
-                how.sandbox,
-                how.cancel,
-            )
-        except (OSError, ValueError):
-            continue
+        if header not in headers:
+            try:
+                headers[header] = precompiled_header(
+                    header,
+                    flags,
+                    systems,
+                    recipe.toolchain,
+                    how.cache_dir / "pch",
+                    how.timeout_s,
+                    how.sandbox,
+                    how.cancel,
+                )
+            except (OSError, ValueError):
+                headers[header] = None
+        pch = headers[header]
         if pch is not None and not shadowed(pch, source, quoted, files, folders):
             found[source] = pch
     return found
