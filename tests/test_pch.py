@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from conftest import BUILD_DIR, EXAMPLES
 from pytest_upskill.errors import SampleFailed
@@ -21,7 +22,9 @@ from pytest_upskill.project.build import Build, build_project
 from pytest_upskill.project.layout import load_project, write_project
 from pytest_upskill.project.pch import (
     PRECOMPILED,
+    UNUSED_S,
     depfile_paths,
+    evict_unused,
     first_include,
     forget_given_up,
     precompiled_header,
@@ -45,6 +48,13 @@ def build(tmp_path: Path, files: dict[str, str], pch: bool = True) -> Build:
     project = load_project(root, write_project(files, root), "row_softmax")
     cache = BUILD_DIR if pch else tmp_path / "plain"
     return build_project(project, TASK, cache, 600, sandbox=mechanism(), precompiled_headers=pch)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def headers_wanted(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """One build of the example wants its headers, so the tests' builds make and use them (a
+    header is made when a second build wants it)."""
+    build(tmp_path_factory.mktemp("wanted"), example())
 
 
 def example() -> dict[str, str]:
@@ -212,17 +222,14 @@ def test_a_compile_error_reads_the_same_with_and_without(tmp_path: Path) -> None
 
 
 def test_a_header_precompiled_once_serves_later_builds(tmp_path: Path) -> None:
+    def gch(built: Build) -> set[tuple[int, int]]:
+        stats = [next(Path(folder).rglob("*.gch")).stat() for folder in pch_folders(built).values()]
+        return {(found.st_ino, found.st_mtime_ns) for found in stats}
+
     first = build(tmp_path, example())
-    made = {
-        Path(folder).parent.joinpath("made").stat().st_mtime
-        for folder in pch_folders(first).values()
-    }
     second = build(tmp_path, example())
     assert pch_folders(second) == pch_folders(first)
-    assert made == {
-        Path(folder).parent.joinpath("made").stat().st_mtime
-        for folder in pch_folders(second).values()
-    }
+    assert gch(second) == gch(first)  # not made again
     for folder in pch_folders(second).values():
         reads = json.loads(Path(folder).parent.joinpath("made").read_text())["reads"]
         assert "c10/util/Exception.h" in reads
@@ -243,12 +250,13 @@ def test_the_usage_file_is_read_only_when_it_is_a_small_regular_file(tmp_path: P
 
 
 def test_a_header_made_past_the_timeout_is_not_kept(tmp_path: Path) -> None:
-    root = tmp_path / "p"
-    project = load_project(root, write_project(example(), root), "row_softmax")
-    with pytest.raises(SampleFailed, match=r"the build took longer than 0.2 s"):
-        build_project(project, TASK, tmp_path / "cache", 0.2, sandbox=mechanism())
+    for variant in ("wants the headers", "makes them"):
+        root = tmp_path / variant
+        project = load_project(root, write_project(example(), root), "row_softmax")
+        with pytest.raises(SampleFailed, match=r"the build took longer than 0.2 s"):
+            build_project(project, TASK, tmp_path / "cache", 0.2, sandbox=mechanism())
     pch = tmp_path / "cache" / "pch"
-    assert [path.suffix for path in pch.iterdir()] == [".lock", ".lock"]  # nothing else
+    assert sorted(path.suffix for path in pch.iterdir()) == [".lock"] * 2 + [".wanted"] * 2
 
 
 def test_depfile_paths_unescape_what_gcc_escapes() -> None:
@@ -279,7 +287,14 @@ def test_a_header_reached_through_a_link_is_checked_and_made_again_when_it_chang
     toolchain = detect_toolchain()
     flags = ["-std=c++20", "-isystem", str(linked), "-fPIC", "-O2"]
     made = precompiled_header(
-        "lib/umbrella.h", flags, [str(linked)], toolchain, tmp_path / "pch", 120, mechanism()
+        "lib/umbrella.h",
+        flags,
+        [str(linked)],
+        toolchain,
+        tmp_path / "pch",
+        120,
+        mechanism(),
+        at_once=True,
     )
     assert made is not None
     assert {"lib/umbrella.h", "lib/part.h", "cstddef"} <= made.reads
@@ -290,14 +305,77 @@ def test_a_header_reached_through_a_link_is_checked_and_made_again_when_it_chang
     first = record.read_text()
     forget_given_up()  # a new session checks again
     again = precompiled_header(
-        "lib/umbrella.h", flags, [str(linked)], toolchain, tmp_path / "pch", 120, mechanism()
+        "lib/umbrella.h",
+        flags,
+        [str(linked)],
+        toolchain,
+        tmp_path / "pch",
+        120,
+        mechanism(),
+        at_once=True,
     )
     assert again == made
     assert record.read_text() == first  # unchanged: not made again
     (real / "lib" / "part.h").write_text("#pragma once\n#include <cstddef>\nint part(int);\n")
     forget_given_up()
     remade = precompiled_header(
-        "lib/umbrella.h", flags, [str(linked)], toolchain, tmp_path / "pch", 120, mechanism()
+        "lib/umbrella.h",
+        flags,
+        [str(linked)],
+        toolchain,
+        tmp_path / "pch",
+        120,
+        mechanism(),
+        at_once=True,
     )
     assert remade is not None
     assert record.read_text() != first
+
+
+def umbrella(tmp_path: Path) -> tuple[str, list[str], list[str]]:
+    """A tiny umbrella header, its flags and its system folders: quick to precompile."""
+    (tmp_path / "inc" / "lib").mkdir(parents=True)
+    (tmp_path / "inc" / "lib" / "umbrella.h").write_text("#pragma once\nint part();\n")
+    return (
+        "lib/umbrella.h",
+        ["-std=c++20", "-isystem", str(tmp_path / "inc")],
+        [str(tmp_path / "inc")],
+    )
+
+
+def test_a_header_is_made_when_wanted_again_and_goes_when_unused_for_weeks(tmp_path: Path) -> None:
+    root = tmp_path / "pch"
+    header, flags, folders = umbrella(tmp_path)
+    toolchain = detect_toolchain()
+    assert precompiled_header(header, flags, folders, toolchain, root, 120, mechanism()) is None
+    (marker,) = root.iterdir()  # wanted once: not made
+    used = precompiled_header(header, flags, folders, toolchain, root, 120, mechanism())
+    assert used is not None  # wanted again: made
+    assert marker.name == f"{used.folder.parent.name}.wanted"
+    long_ago = time.time() - UNUSED_S - 3600
+    for name in ("0123456789abcdef", "fedcba9876543210", "not-a-key", "1111111111111111"):
+        (root / name / "include").mkdir(parents=True)
+        (root / name / "made").write_text("{}")
+        if name != "1111111111111111":  # the one used lately
+            for path in (root / name / "made", root / name):
+                os.utime(path, (long_ago, long_ago))
+    os.utime(used.folder.parent / "made", (long_ago, long_ago))
+    os.utime(used.folder.parent, (long_ago, long_ago))
+    forget_given_up()  # a new session: it uses the made header again, which marks it used
+    assert precompiled_header(header, flags, folders, toolchain, root, 120, mechanism()) == used
+    with FileLock(f"{root / 'fedcba9876543210'}.lock"):  # being checked by another process
+        other = precompiled_header(
+            header, [*flags, "-O2"], folders, toolchain, root, 120, None, at_once=True
+        )
+    assert other is not None
+    assert sorted(path.name for path in root.iterdir() if path.is_dir()) == sorted(
+        [
+            "fedcba9876543210",
+            "not-a-key",
+            "1111111111111111",
+            used.folder.parent.name,
+            other.folder.parent.name,
+        ]
+    )
+    evict_unused(root, now=time.time() + UNUSED_S + 3600)  # weeks later, nothing used since
+    assert sorted(path.name for path in root.iterdir() if path.is_dir()) == ["not-a-key"]

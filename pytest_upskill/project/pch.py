@@ -2,8 +2,9 @@
 
 A C++ source whose first directive includes one of torch's umbrella headers (`<torch/all.h>`,
 `<torch/library.h>`, ...) is compiled against that header's precompiled form, made once per
-toolchain, flags and header text in `pch/` beside the builds, by the build's own sandbox (a
-build that finds another process making it compiles without it, rather than wait).
+toolchain, flags and header text in `pch/` beside the builds, by the build's own sandbox, when
+a second build wants it (a build that finds another process making it compiles without it,
+rather than wait). One no build used for two weeks goes when another is made.
 
 What gets compiled does not change: the precompiled header is g++'s own (`.gch`, which g++
 uses only where its flags and the macros it saw match); its folder holds a copy of the header
@@ -15,6 +16,7 @@ adds is the one thing the `.gch` cannot see.)
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -23,6 +25,7 @@ import re
 import shutil
 import subprocess
 import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -40,6 +43,7 @@ __all__ = [
     "PRECOMPILED",
     "Precompiled",
     "depfile_paths",
+    "evict_unused",
     "first_include",
     "forget_given_up",
     "precompiled_header",
@@ -59,6 +63,10 @@ PRECOMPILED = (
 _INCLUDE = re.compile(r'#[ \t]*include[ \t]*(<[^<>"\n]+>|"[^<>"\n]+")[ \t\r]*(?://[^\n]*)?(?:\n|$)')
 _BLANK = " \t\r\n\f\v"
 _FORMAT = 2  # of a pch folder: part of its key
+# A precompiled header no build used for this long goes when another is made (each is 0.1 to
+# 0.7 GB; a torch or compiler update leaves the old ones unused for good).
+UNUSED_S = 14 * 24 * 3600.0
+_KEY = re.compile(r"[0-9a-f]{16}")
 # Headers this process gave up on: out of time, memory or processes (maybe not in another).
 _GAVE_UP: set[Path] = set()
 _CHECKED: dict[Path, Precompiled] = {}  # made headers found unchanged, by include folder
@@ -147,12 +155,14 @@ def precompiled_header(
     timeout_s: float,
     sandbox: Mechanism | None,
     cancel: threading.Event | None = None,
+    at_once: bool = False,
 ) -> Precompiled | None:
     """`header` precompiled with `flags` (the sources' flags less the project's own folders
     and the define that names the build), made under `root` unless a process made it before;
-    None where it cannot serve now: not in the system folders, being made by another process
-    (this build compiles without it rather than wait), or not made (g++ failed, or it read a
-    header from a folder this cannot tell). `cancel` stops the making (SampleError)."""
+    None where it cannot serve now: wanted for the first time (made when a build wants it
+    again, or `at_once`), not in the system folders, being made by another process (this
+    build compiles without it rather than wait), or not made (g++ failed, or it read a header
+    from a folder this cannot tell). `cancel` stops the making (SampleError)."""
     origin = next((d for d in system_includes if (Path(d) / header).is_file()), None)
     if origin is None:
         return None
@@ -163,6 +173,8 @@ def precompiled_header(
     if made is not None or (folder / "failed").exists() or folder in _GAVE_UP:
         return made
     root.mkdir(parents=True, exist_ok=True)
+    if not (_wanted_before(folder) or at_once):
+        return None
     lock = FileLock(f"{folder}.lock")
     try:
         lock.acquire(timeout=0)  # one maker across processes; the others go on without it
@@ -175,9 +187,50 @@ def precompiled_header(
             flags = ["-isystem", str(wanted.folder), *flags, wanted.prefix_map]
             roots = [str(wanted.folder), *system_includes, *_compiler_folders(toolchain.cxx)]
             made = _make(wanted, text, flags, roots, toolchain, timeout_s, sandbox, cancel)
+            evict_unused(root)
     finally:
         lock.release()
     return made
+
+
+def _wanted_before(folder: Path) -> bool:
+    """Whether a build wanted this header before; if not, this one is marked as the first.
+    A header costs two or three compiles of a source to make: one that a single build wants
+    (a header no other project starts with) is not worth making."""
+    try:
+        os.close(os.open(f"{folder}.wanted", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except FileExistsError:
+        return True
+    return False
+
+
+def evict_unused(root: Path, now: float | None = None) -> None:
+    """Remove the precompiled headers under `root` that no build used for `UNUSED_S` (their
+    `made` is touched when a process first uses them), each under its own lock: one being
+    made stays. (A compile racing the removal still compiles: its `-isystem` folder then
+    lacks the copy, and g++ reads torch's header.)"""
+    now = time.time() if now is None else now
+    for folder in root.iterdir() if root.is_dir() else ():
+        if not _KEY.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir():
+            continue
+        lock = FileLock(f"{folder}.lock")
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            continue
+        try:
+            last = max(_mtime(folder / "made"), _mtime(folder))
+            if now - last > UNUSED_S:
+                shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            lock.release()
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return 0.0
 
 
 def _made(wanted: Precompiled) -> Precompiled | None:
@@ -194,6 +247,8 @@ def _made(wanted: Precompiled) -> Precompiled | None:
                 return None
     except (OSError, ValueError, TypeError, KeyError):
         return None
+    with contextlib.suppress(OSError):  # used now: not evicted (another user's stays theirs)
+        os.utime(wanted.folder.parent / "made")
     _CHECKED[wanted.folder] = replace(wanted, reads=frozenset(map(str, reads)))
     return _CHECKED[wanted.folder]
 
