@@ -3,6 +3,7 @@ project's own headers still win."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -379,3 +380,24 @@ def test_a_header_is_made_when_wanted_again_and_goes_when_unused_for_weeks(tmp_p
     )
     evict_unused(root, now=time.time() + UNUSED_S + 3600)  # weeks later, nothing used since
     assert sorted(path.name for path in root.iterdir() if path.is_dir()) == ["not-a-key"]
+
+
+NICE_CXX = """#!/bin/sh
+# Notes the priority it runs at when it makes a precompiled header.
+case "$*" in *c++-header*) cut -d' ' -f19 /proc/self/stat > seen-nice ;; esac
+exec {cxx} "$@"
+"""
+
+
+def test_a_header_made_by_a_build_ahead_is_made_at_its_lower_priority(tmp_path: Path) -> None:
+    header, flags, folders = umbrella(tmp_path)
+    cxx = tmp_path / "bin" / "c++"
+    cxx.parent.mkdir()
+    cxx.write_text(NICE_CXX.format(cxx=detect_toolchain().cxx))
+    cxx.chmod(0o755)
+    toolchain = dataclasses.replace(detect_toolchain(), cxx=str(cxx))
+    made = precompiled_header(
+        header, flags, folders, toolchain, tmp_path / "pch", 120, mechanism(), at_once=True, nice=7
+    )
+    assert made is not None
+    assert (made.folder.parent / "seen-nice").read_text().strip() == str(os.nice(0) + 7)

@@ -237,6 +237,7 @@ def _precompiled(recipe: Recipe, how: BuildSetup) -> dict[str, Precompiled]:
                     how.timeout_s,
                     how.sandbox,
                     how.cancel,
+                    nice=how.nice,
                 )
             except (OSError, ValueError):
                 headers[header] = None

@@ -156,13 +156,15 @@ def precompiled_header(
     sandbox: Mechanism | None,
     cancel: threading.Event | None = None,
     at_once: bool = False,
+    nice: int = 0,
 ) -> Precompiled | None:
     """`header` precompiled with `flags` (the sources' flags less the project's own folders
     and the define that names the build), made under `root` unless a process made it before;
     None where it cannot serve now: wanted for the first time (made when a build wants it
     again, or `at_once`), not in the system folders, being made by another process (this
     build compiles without it rather than wait), or not made (g++ failed, or it read a header
-    from a folder this cannot tell). `cancel` stops the making (SampleError)."""
+    from a folder this cannot tell). `cancel` stops the making (SampleError); `nice`: its
+    priority, as `run_ninja`'s."""
     origin = next((d for d in system_includes if (Path(d) / header).is_file()), None)
     if origin is None:
         return None
@@ -186,7 +188,8 @@ def precompiled_header(
             # Its folder first, as the sources have it: the header may include itself.
             flags = ["-isystem", str(wanted.folder), *flags, wanted.prefix_map]
             roots = [str(wanted.folder), *system_includes, *_compiler_folders(toolchain.cxx)]
-            made = _make(wanted, text, flags, roots, toolchain, timeout_s, sandbox, cancel)
+            making = _Making(toolchain, timeout_s, sandbox, cancel, nice)
+            made = _make(wanted, text, flags, roots, making)
             evict_unused(root)
     finally:
         lock.release()
@@ -253,15 +256,19 @@ def _made(wanted: Precompiled) -> Precompiled | None:
     return _CHECKED[wanted.folder]
 
 
+@dataclass(frozen=True)
+class _Making:
+    """How a header is made: the toolchain, and how its compiler runs."""
+
+    toolchain: Toolchain
+    timeout_s: float
+    sandbox: Mechanism | None
+    cancel: threading.Event | None
+    nice: int
+
+
 def _make(
-    wanted: Precompiled,
-    text: bytes,
-    flags: list[str],
-    roots: list[str],
-    toolchain: Toolchain,
-    timeout_s: float,
-    sandbox: Mechanism | None,
-    cancel: threading.Event | None,
+    wanted: Precompiled, text: bytes, flags: list[str], roots: list[str], how: _Making
 ) -> Precompiled | None:
     """Compile the header's copy in the sandbox; `made` (the headers it read, and their sizes
     and times) or `failed` (why not) is written last. The folder on the include path holds
@@ -275,14 +282,22 @@ def _make(
     gch = f"{copy}.gch"
     (folder / "build.ninja").write_text(
         "rule pch\n"
-        f"  command = {ninja_args([toolchain.cxx, '-x', 'c++-header', *flags])} "
+        f"  command = {ninja_args([how.toolchain.cxx, '-x', 'c++-header', *flags])} "
         "-MD -MF $out.d -c $in -o $out\n"
         f"build {ninja_path(gch)}: pch {ninja_path(str(copy))}\n"
     )
     try:
         readable = tuple(Path(root) for root in roots[1:])  # the headers, wherever they are
+        toolchain = how.toolchain
         ran = run_ninja(
-            folder, toolchain.ninja, toolchain.cxx, timeout_s, sandbox, readable, cancel=cancel
+            folder,
+            toolchain.ninja,
+            toolchain.cxx,
+            how.timeout_s,
+            how.sandbox,
+            readable,
+            cancel=how.cancel,
+            nice=how.nice,
         )
     except SampleFailed:  # out of time: not again in this process, but maybe in another
         shutil.rmtree(folder, ignore_errors=True)
