@@ -157,14 +157,16 @@ def precompiled_header(
     cancel: threading.Event | None = None,
     at_once: bool = False,
     nice: int = 0,
+    wanted_by: str = "",
 ) -> Precompiled | None:
     """`header` precompiled with `flags` (the sources' flags less the project's own folders
     and the define that names the build), made under `root` unless a process made it before;
-    None where it cannot serve now: wanted for the first time (made when a build wants it
-    again, or `at_once`), not in the system folders, being made by another process (this
-    build compiles without it rather than wait), or not made (g++ failed, or it read a header
-    from a folder this cannot tell). `cancel` stops the making (SampleError); `nice`: its
-    priority, as `run_ninja`'s."""
+    None where it cannot serve now: wanted for the first time (made when another build wants
+    it, or `at_once`; `wanted_by` names the build that wants it: a build ahead and its test's
+    are one), not in the system folders, being made by another process (this build compiles
+    without it rather than wait), or not made (g++ failed, or it read a header from a folder
+    this cannot tell). `cancel` stops the making (SampleError); `nice`: its priority, as
+    `run_ninja`'s."""
     origin = next((d for d in system_includes if (Path(d) / header).is_file()), None)
     if origin is None:
         return None
@@ -175,7 +177,7 @@ def precompiled_header(
     if made is not None or (folder / "failed").exists() or folder in _GAVE_UP:
         return made
     root.mkdir(parents=True, exist_ok=True)
-    if not (_wanted_before(folder) or at_once):
+    if not (_wanted_before(folder, wanted_by) or at_once):
         return None
     lock = FileLock(f"{folder}.lock")
     try:
@@ -196,14 +198,23 @@ def precompiled_header(
     return made
 
 
-def _wanted_before(folder: Path) -> bool:
-    """Whether a build wanted this header before; if not, this one is marked as the first.
-    A header costs two or three compiles of a source to make: one that a single build wants
-    (a header no other project starts with) is not worth making."""
+def _wanted_before(folder: Path, by: str) -> bool:
+    """Whether another build than `by` wanted this header before; if none did, `by` is marked
+    as the first. A header costs two or three compiles of a source to make: one that a single
+    build wants (a header no other project starts with) is not worth making."""
+    marker = Path(f"{folder}.wanted")
     try:
-        os.close(os.open(f"{folder}.wanted", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        return marker.read_text(errors="replace") != by
+    except FileNotFoundError:
+        pass
+    note = Path(f"{folder}.wanted-{os.getpid()}-{threading.get_ident()}")
+    note.write_text(by)
+    try:
+        os.link(note, marker)  # the marker appears whole, and only once
     except FileExistsError:
-        return True
+        return marker.read_text(errors="replace") != by
+    finally:
+        note.unlink()
     return False
 
 
