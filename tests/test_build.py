@@ -298,9 +298,11 @@ def test_a_build_whose_compiler_was_killed_is_not_cached(
     assert [p.name for p in cache.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["plain", "xdist"])
 def test_a_build_that_timed_out_is_not_started_again_in_the_session(
-    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str], workers: list[str]
 ) -> None:
+    """Nor in another process of the session: an xdist worker that waited for the build."""
     plant(
         reference,
         KERNEL,
@@ -316,10 +318,11 @@ def test_a_build_that_timed_out_is_not_started_again_in_the_session(
         "--upskill-build-jobs=0",
         "--upskill-no-precompiled-headers",
         "--upskill-report=r.json",
+        *workers,
         *upskill_args,
     ).assert_outcomes(failed=2)
-    reasons = [s["reason"] for s in json.loads((pytester.path / "r.json").read_text())["samples"]]
-    assert reasons == [
+    samples = json.loads((pytester.path / "r.json").read_text())["samples"]
+    assert sorted(s["reason"] for s in samples) == [
         "the build took longer than 2 s and was stopped",
         "the build took longer than 2 s and was stopped (earlier in this session)",
     ]

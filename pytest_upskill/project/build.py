@@ -12,6 +12,7 @@ build.ninja) `build_files`'.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ from filelock import FileLock, Timeout
 
 from ..config import Binding
 from ..errors import SampleError, SampleFailed, SampleSkipped
-from ..paths import write_json_atomically
+from ..paths import write_bytes_atomically, write_json_atomically
 from ..run.compile import KILLED, LARGEST_BUILD, bytes_written, run_ninja
 from ..run.sandbox import Mechanism
 from ..task import Task
@@ -64,8 +65,10 @@ _CUDA_LIBRARY_HEADER = re.compile(
 )
 # torch's own CUDA headers, which a CPU build of torch ships only in part.
 _TORCH_CUDA_HEADER = re.compile(r"(c10|ATen)/cuda/")
-# Builds that ran past the timeout in this process, with all the jobs they wanted.
+# Builds that ran past the timeout in this session, with all the jobs they wanted: this
+# process's, and those another process of the session (an xdist worker) marked `.timedout`.
 _TIMED_OUT: set[Path] = set()
+_SESSION = [""]  # the session's mark, shared by its xdist workers; "" outside a session
 
 
 def _first_error(log: str) -> str:
@@ -127,14 +130,11 @@ def build_project(
     precompiled form (made once, under `cache_dir`)."""
     how = BuildSetup(cache_dir, timeout_s, sandbox, precompiled_headers)
     recipe, directory = _plan(project, task, binding, cache_dir)
-    if directory in _TIMED_OUT:
-        raise SampleFailed(
-            "build",
-            f"the build took longer than {timeout_s:g} s and was stopped (earlier in this session)",
-        )
+    _fail_if_timed_out(directory, timeout_s)
     cached = cached_build(directory, recipe)
     if cached is None:
-        precompiled = _precompiled(recipe, how)  # before the lock: no waiter waits for these
+        # Before the lock: no waiter waits for these.
+        precompiled = _precompiled(recipe, how, directory.name)
         # One builder per key across processes (xdist workers, parallel sessions, builds
         # ahead); the others wait, but never forever: a builder is killed at `timeout_s`, so a
         # wait of twice that means a stuck process holds the lock.
@@ -143,6 +143,7 @@ def build_project(
             with lock.acquire(timeout=2 * timeout_s):
                 cached = cached_build(directory, recipe)
                 if cached is None:
+                    _fail_if_timed_out(directory, timeout_s)  # by the builder just waited for
                     build = _build(directory, recipe, how, precompiled)
                     return _check_toolchain(build, recipe)
         except Timeout:
@@ -164,16 +165,16 @@ def build_ahead(
     needs it then finds it in the cache, or waits for its lock. Stops when `how.cancel` is
     set (SampleError)."""
     recipe, directory = _plan(project, task, binding, how.cache_dir)
-    if directory in _TIMED_OUT or cached_build(directory, recipe) is not None:
+    if _timed_out(directory) or cached_build(directory, recipe) is not None:
         return
-    precompiled = _precompiled(recipe, how)
+    precompiled = _precompiled(recipe, how, directory.name)
     lock = _lock(recipe, how.cache_dir)
     try:
         lock.acquire(timeout=0)
     except Timeout:
         return  # being built: by a test, or by another process's build ahead
     try:
-        if cached_build(directory, recipe) is None:
+        if cached_build(directory, recipe) is None and not _timed_out(directory):
             _build(directory, recipe, how, precompiled)
     finally:
         lock.release()
@@ -203,17 +204,39 @@ def _lock(recipe: Recipe, cache_dir: Path) -> FileLock:
     return FileLock(str(cache_dir / f"{recipe.project.name}-{recipe.key}.lock"))
 
 
-def forget_timeouts() -> None:
-    """A new session builds again what timed out in an earlier one in this process."""
+def forget_timeouts(session: str) -> None:
+    """A new session builds again what timed out in an earlier one in this process; `session`
+    marks this one (its xdist workers pass the same), so builds that time out in one of its
+    processes are not started again in the others."""
     _TIMED_OUT.clear()
+    _SESSION[0] = session
     forget_given_up()
 
 
-def _precompiled(recipe: Recipe, how: BuildSetup) -> dict[str, Precompiled]:
-    """The precompiled header each C++ source is compiled against: those whose first directive
-    includes one of torch's umbrella headers, have no flags of their own in build.toml, and
-    whose project holds no header that would stand in for one the precompiled header read.
-    Where a header cannot serve (being made elsewhere, a full disk), sources compile without."""
+def _timed_out(directory: Path) -> bool:
+    if directory in _TIMED_OUT:
+        return True
+    try:
+        marked = Path(f"{directory}.timedout").read_text()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(_SESSION[0]) and marked == _SESSION[0]
+
+
+def _fail_if_timed_out(directory: Path, timeout_s: float) -> None:
+    if _timed_out(directory):
+        raise SampleFailed(
+            "build",
+            f"the build took longer than {timeout_s:g} s and was stopped (earlier in this session)",
+        )
+
+
+def _precompiled(recipe: Recipe, how: BuildSetup, build: str) -> dict[str, Precompiled]:
+    """The precompiled header each C++ source of `build` is compiled against: those whose
+    first directive includes one of torch's umbrella headers, have no flags of their own in
+    build.toml, and whose project holds no header that would stand in for one the precompiled
+    header read. Where a header cannot serve (wanted by no other build yet, being made
+    elsewhere, a full disk), sources compile without."""
     if not how.precompiled_headers:
         return {}
     files, own_flags = recipe.project.files, cxx_flags(recipe.project, recipe.task.backend)
@@ -238,6 +261,7 @@ def _precompiled(recipe: Recipe, how: BuildSetup) -> dict[str, Precompiled]:
                     how.sandbox,
                     how.cancel,
                     nice=how.nice,
+                    wanted_by=build,
                 )
             except (OSError, ValueError):
                 headers[header] = None
@@ -274,6 +298,9 @@ def _build(
         except SampleFailed:
             if how.jobs is None:  # it had the whole machine: no better next time this session
                 _TIMED_OUT.add(directory)
+                if _SESSION[0]:
+                    with contextlib.suppress(OSError):
+                        write_bytes_atomically(Path(f"{directory}.timedout"), _SESSION[0].encode())
             raise
         log = ran.log
         reason = "" if ran.returncode == 0 else _first_error(log)

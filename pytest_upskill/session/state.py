@@ -114,7 +114,7 @@ class Session:
             self.scratch = Path(tempfile.mkdtemp(prefix="pytest-upskill-"))
         inherited = self.workerinput or {}
         self.since = float(inherited.get("upskill_since", time.time()))
-        forget_timeouts()
+        forget_timeouts(f"session started at {self.since!r}")  # its workers' `since` is its own
         settings = self.settings
         link = None
         if "upskill_replies" in inherited:  # an xdist worker: the controller asks the models
