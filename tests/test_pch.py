@@ -24,6 +24,7 @@ from pytest_upskill.project.layout import load_project, write_project
 from pytest_upskill.project.pch import (
     PRECOMPILED,
     UNUSED_S,
+    Precompiled,
     depfile_paths,
     evict_unused,
     first_include,
@@ -287,16 +288,20 @@ def test_a_header_reached_through_a_link_is_checked_and_made_again_when_it_chang
     linked.symlink_to(real)
     toolchain = detect_toolchain()
     flags = ["-std=c++20", "-isystem", str(linked), "-fPIC", "-O2"]
-    made = precompiled_header(
-        "lib/umbrella.h",
-        flags,
-        [str(linked)],
-        toolchain,
-        tmp_path / "pch",
-        120,
-        mechanism(),
-        at_once=True,
-    )
+
+    def make() -> Precompiled | None:
+        return precompiled_header(
+            "lib/umbrella.h",
+            flags,
+            [str(linked)],
+            toolchain,
+            tmp_path / "pch",
+            120,
+            mechanism(),
+            at_once=True,
+        )
+
+    made = make()
     assert made is not None
     assert {"lib/umbrella.h", "lib/part.h", "cstddef"} <= made.reads
     assert shadowed(made, "a.cpp", False, ["cstddef", "a.cpp"], [""])
@@ -305,30 +310,12 @@ def test_a_header_reached_through_a_link_is_checked_and_made_again_when_it_chang
     record = made.folder.parent / "made"
     first = record.read_text()
     forget_given_up()  # a new session checks again
-    again = precompiled_header(
-        "lib/umbrella.h",
-        flags,
-        [str(linked)],
-        toolchain,
-        tmp_path / "pch",
-        120,
-        mechanism(),
-        at_once=True,
-    )
+    again = make()
     assert again == made
     assert record.read_text() == first  # unchanged: not made again
     (real / "lib" / "part.h").write_text("#pragma once\n#include <cstddef>\nint part(int);\n")
     forget_given_up()
-    remade = precompiled_header(
-        "lib/umbrella.h",
-        flags,
-        [str(linked)],
-        toolchain,
-        tmp_path / "pch",
-        120,
-        mechanism(),
-        at_once=True,
-    )
+    remade = make()
     assert remade is not None
     assert record.read_text() != first
 
