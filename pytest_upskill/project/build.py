@@ -216,11 +216,12 @@ def forget_timeouts(session: str) -> None:
 def _timed_out(directory: Path) -> bool:
     if directory in _TIMED_OUT:
         return True
+    if not _SESSION[0]:  # outside a session no other process shares its timeouts: no read
+        return False
     try:
-        marked = Path(f"{directory}.timedout").read_text()
+        return Path(f"{directory}.timedout").read_text() == _SESSION[0]
     except (OSError, UnicodeDecodeError):
         return False
-    return bool(_SESSION[0]) and marked == _SESSION[0]
 
 
 def _fail_if_timed_out(directory: Path, timeout_s: float) -> None:
