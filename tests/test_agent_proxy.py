@@ -75,6 +75,23 @@ def test_the_proxy_forwards_with_the_real_key_and_records_usage(sock: Path) -> N
     assert proxy.usage.output_tokens == 4
 
 
+def test_the_proxy_listens_in_a_folder_deeper_than_a_socket_path_can_name(tmp_path: Path) -> None:
+    # A deep TMPDIR (a CI runner's, a cluster's scratch) puts the session's sockets there.
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    with (
+        ModelServer(answer=lambda request: "an answer") as server,
+        Proxy(deep / "proxy.sock", server.url, {}, ROUTES),
+    ):
+        assert (deep / "proxy.sock").is_socket()  # where the sandbox maps it from
+        folder = os.open(deep, os.O_PATH)  # the bridge's path is short: /run/upskill/...
+        try:
+            status, text = ask(Path(f"/proc/self/fd/{folder}/proxy.sock"), "POST", "/v1/messages")
+        finally:
+            os.close(folder)
+    assert (status, "an answer" in text) == (200, True)
+
+
 @pytest.mark.parametrize(
     ("method", "target", "why"),
     [

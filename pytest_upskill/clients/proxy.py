@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import os
 import re
 import socketserver
 import threading
@@ -199,6 +200,16 @@ class _UnixServer(socketserver.ThreadingUnixStreamServer):
         super().__init__(path, handler)
         self.proxy = proxy
         self.slots = threading.BoundedSemaphore(_CONNECTIONS)
+
+    def server_bind(self) -> None:
+        # A socket's path holds at most 107 bytes, and a deep TMPDIR makes a longer one: bound
+        # through its folder's descriptor, the name the kernel is given is short.
+        path = Path(self.server_address)
+        folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+        try:
+            self.socket.bind(f"/proc/self/fd/{folder}/{path.name}")
+        finally:
+            os.close(folder)
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):  # a flood: closed, unanswered
