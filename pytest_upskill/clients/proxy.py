@@ -204,7 +204,7 @@ class _UnixServer(socketserver.ThreadingUnixStreamServer):
     def server_bind(self) -> None:
         # A socket's path holds at most 107 bytes, and a deep TMPDIR makes a longer one: bound
         # through its folder's descriptor, the name the kernel is given is short.
-        path = Path(self.server_address)
+        path = Path(str(self.server_address))
         folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
         try:
             self.socket.bind(f"/proc/self/fd/{folder}/{path.name}")
