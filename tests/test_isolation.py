@@ -279,6 +279,26 @@ def test_a_kernel_process_that_cannot_start_is_a_harness_error_once(
     assert len(list(basetemp.glob("upskill-kernels-*"))) == 1  # not tried again for the second
 
 
+def test_the_session_ends_without_waiting_for_the_kernel_process_to_wind_down(
+    pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
+) -> None:
+    # The kernel process's own teardown is slow; it notes when it began, where it may write.
+    pytester.makeconftest(
+        "import os, pathlib, sys, time\n"
+        "def pytest_unconfigure(config):\n"
+        "    if sys.argv[0].endswith('child.py'):\n"
+        "        pathlib.Path(os.environ['HOME'], 'winding').write_text(str(time.time()))\n"
+        "        time.sleep(30)\n"
+    )
+    pytester.makepyfile(ROW_SOFTMAX_TEST)
+    basetemp = pytester.path / "basetemp"
+    args = ["--upskill-model=oracle", f"--basetemp={basetemp}", *upskill_args]
+    pytester.runpytest(*args).assert_outcomes(passed=1)
+    ended = time.time()
+    for winding in basetemp.rglob("winding"):  # none if it was killed before it began
+        assert ended - float(winding.read_text()) < 3
+
+
 def test_a_skip_in_the_child_process_reads_back_as_a_skip(
     pytester: pytest.Pytester, reference: Path, upskill_args: list[str]
 ) -> None:

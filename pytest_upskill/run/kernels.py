@@ -392,6 +392,7 @@ class KernelProcess:
         return ""
 
     def close(self) -> None:
-        """End the child and everything in its sandbox."""
+        """End the child and everything in its sandbox, at once: its own pytest's teardown and
+        torch's exit (a second or more, longer with CUDA) would only delay the session's end."""
         if self._process is not None:
-            self._stop("setup", None)
+            self._stop("setup", "the session ended")
