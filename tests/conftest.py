@@ -46,8 +46,11 @@ def plant(reference: Path, relative: str, old: str, new: str) -> None:
 
 @pytest.fixture
 def upskill_args() -> list[str]:
-    """Arguments every pytester run of an upskill suite gets."""
-    return [f"--upskill-build-dir={BUILD_DIR}", "-p", "no:cacheprovider"]
+    """Arguments every pytester run of an upskill suite gets. Without the third-party plugins
+    no such run uses: each process a run starts (its kernel process, its xdist workers) would
+    import them again, and rewrite their asserts again where no bytecode is written (1 s)."""
+    unused = ["-p", "no:hypothesispytest", "-p", "no:anyio"]
+    return [f"--upskill-build-dir={BUILD_DIR}", "-p", "no:cacheprovider", *unused]
 
 
 ROW_SOFTMAX_TEST = """
