@@ -6,12 +6,14 @@ import getpass
 import json
 import os
 import secrets
+import socket
 import tempfile
 from pathlib import Path
 
 import pytest
 
 __all__ = [
+    "bind_unix",
     "configured_path",
     "default_build_dir",
     "lock_dir",
@@ -89,3 +91,13 @@ def lock_dir() -> Path:
     folder = Path(tempfile.gettempdir()) / f"pytest-upskill-{user}"
     folder.mkdir(mode=0o700, exist_ok=True)
     return folder
+
+
+def bind_unix(unix: socket.socket, path: Path) -> None:
+    """Bind `unix` to `path`, however deep: a socket's path holds at most 107 bytes (a deep
+    TMPDIR is longer), so it is named through its folder's descriptor."""
+    folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
+    try:
+        unix.bind(f"/proc/self/fd/{folder}/{path.name}")
+    finally:
+        os.close(folder)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
-import os
 import re
 import socketserver
 import threading
@@ -32,6 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..generate.providers import Usage
+from ..paths import bind_unix
 from .exchanges import RECORD_CAP, Exchange, plain_content_type, usage_of
 
 __all__ = ["Proxy"]
@@ -202,14 +202,7 @@ class _UnixServer(socketserver.ThreadingUnixStreamServer):
         self.slots = threading.BoundedSemaphore(_CONNECTIONS)
 
     def server_bind(self) -> None:
-        # A socket's path holds at most 107 bytes, and a deep TMPDIR makes a longer one: bound
-        # through its folder's descriptor, the name the kernel is given is short.
-        path = Path(str(self.server_address))
-        folder = os.open(path.parent, os.O_PATH | os.O_DIRECTORY)
-        try:
-            self.socket.bind(f"/proc/self/fd/{folder}/{path.name}")
-        finally:
-            os.close(folder)
+        bind_unix(self.socket, Path(str(self.server_address)))
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self.slots.acquire(blocking=False):  # a flood: closed, unanswered
