@@ -371,8 +371,20 @@ def test_a_header_is_made_when_wanted_again_and_goes_when_unused_for_weeks(tmp_p
             other.folder.parent.name,
         ]
     )
-    evict_unused(root, now=time.time() + UNUSED_S + 3600)  # weeks later, nothing used since
-    assert sorted(path.name for path in root.iterdir() if path.is_dir()) == ["not-a-key"]
+    later = time.time() + UNUSED_S + 3600  # weeks later, nothing used since
+    for name in ("aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb", "not-a-key"):  # wanted by one build
+        (root / f"{name}.wanted").write_text("a-build")
+    os.utime(root / "aaaaaaaaaaaaaaaa.wanted", (later - 60, later - 60))  # lately
+    (root / "cccccccccccccccc.wanted").mkdir()
+    evict_unused(root, now=later)
+    assert sorted(path.name for path in root.iterdir() if path.is_dir()) == [
+        "cccccccccccccccc.wanted",
+        "not-a-key",
+    ]
+    assert sorted(path.name for path in root.glob("*.wanted") if path.is_file()) == [
+        "aaaaaaaaaaaaaaaa.wanted",
+        "not-a-key.wanted",
+    ]
 
 
 NICE_CXX = """#!/bin/sh

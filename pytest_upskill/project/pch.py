@@ -221,10 +221,11 @@ def _wanted_before(folder: Path, by: str) -> bool:
 def evict_unused(root: Path, now: float | None = None) -> None:
     """Remove the precompiled headers under `root` that no build used for `UNUSED_S` (their
     `made` is touched when a process first uses them), each under its own lock: one being
-    made stays. (A compile racing the removal still compiles: its `-isystem` folder then
-    lacks the copy, and g++ reads torch's header.)"""
+    made stays; so do the marks of headers wanted lately. (A compile racing the removal still
+    compiles: its `-isystem` folder then lacks the copy, and g++ reads torch's header.)"""
     now = time.time() if now is None else now
-    for folder in root.iterdir() if root.is_dir() else ():
+    entries = list(root.iterdir()) if root.is_dir() else []
+    for folder in entries:
         if not _KEY.fullmatch(folder.name) or folder.is_symlink() or not folder.is_dir():
             continue
         lock = FileLock(f"{folder}.lock")
@@ -238,6 +239,13 @@ def evict_unused(root: Path, now: float | None = None) -> None:
                 shutil.rmtree(folder, ignore_errors=True)
         finally:
             lock.release()
+    # The marks of headers gone, or wanted once and never again (a few bytes each).
+    for mark in entries:
+        key = mark.name.removesuffix(".wanted")
+        unused = now - _mtime(mark) > UNUSED_S and not (root / key).exists()
+        if key != mark.name and _KEY.fullmatch(key) and unused:
+            with contextlib.suppress(OSError):
+                mark.unlink()
 
 
 def _mtime(path: Path) -> float:
