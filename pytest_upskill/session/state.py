@@ -4,9 +4,7 @@ objects beside it (`samples`, `records`) read it."""
 
 from __future__ import annotations
 
-import shutil
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ from ..run.gpu import pin_worker_gpu
 from ..sample import SampleParams
 from ..skill import Skill, SkillInvalid, condition_name, load_skill
 from ..task import Task, TaskInvalid, task_from_marker
+from .scratch import Scratch, remove_abandoned
 from .words import NO_SANDBOX
 
 if TYPE_CHECKING:
@@ -68,6 +67,7 @@ class Session:
         self.sandbox: Mechanism | None = None  # the strongest this machine offers, once open
         self.since = 0.0
         self.scratch = Path()
+        self._scratch: Scratch | None = None
         self.replies: Replies | None = None
         self._requests: dict[SampleParams, Request] = {}
         self._digests: dict[Path, str] = {}
@@ -111,7 +111,10 @@ class Session:
         # machine; the sandboxed child session asks no model and writes nowhere else); the
         # controller's (or a plain run's) start time decides what is a replay.
         if not self.child:
-            self.scratch = Path(tempfile.mkdtemp(prefix="pytest-upskill-"))
+            if self.owner:  # what sessions killed outright left (their workers' folders too)
+                remove_abandoned()
+            self._scratch = Scratch()
+            self.scratch = self._scratch.path
         inherited = self.workerinput or {}
         self.since = float(inherited.get("upskill_since", time.time()))
         forget_timeouts(f"session started at {self.since!r}")  # its workers' `since` is its own
@@ -176,8 +179,9 @@ class Session:
             self._sigterm = None
         if self.replies is not None:
             self.replies.close()
-        if self.scratch != Path():
-            shutil.rmtree(self.scratch, ignore_errors=True)
+        if self._scratch is not None:
+            self._scratch.remove()
+            self._scratch = None
 
     def task(self, marker: pytest.Mark, test_name: str, test_file: Path) -> Task:
         try:
