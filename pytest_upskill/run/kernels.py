@@ -355,23 +355,26 @@ class KernelProcess:
 
     def _stop(self, phase: str, reason: str | None) -> Verdict:
         """End the child and everything in its sandbox; a fresh one serves the next sample."""
+        returncode = self._end(wait=reason is None)
+        why = death(returncode) if reason is None else reason
+        return Verdict(_STAGE_OF_PHASE.get(phase, "check"), why, self._fault())
+
+    def _end(self, wait: bool) -> int:
+        """Kill the child's whole tree, after a moment to finish dying if `wait` (it closed the
+        connection); its exit status."""
         process, self._process = self._process, None
         if self._control is not None:
             self._control.channel.close()
             self._control = None
-        returncode = 0
-        if process is not None:
-            if process.poll() is None and reason is None:
-                # It closed the connection: give it a moment to finish dying.
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=5)
-            kill_tree(process.pid)
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-            returncode = process.wait()
-        if reason is None:
-            reason = death(returncode)
-        return Verdict(_STAGE_OF_PHASE.get(phase, "check"), reason, self._fault())
+        if process is None:
+            return 0
+        if wait and process.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
+        kill_tree(process.pid)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)
+        return process.wait()
 
     def _log_tail(self) -> str:
         """The end of what the child printed (its own pytest's errors, its crash)."""
@@ -394,5 +397,4 @@ class KernelProcess:
     def close(self) -> None:
         """End the child and everything in its sandbox, at once: its own pytest's teardown and
         torch's exit (a second or more, longer with CUDA) would only delay the session's end."""
-        if self._process is not None:
-            self._stop("setup", "the session ended")
+        self._end(wait=False)
