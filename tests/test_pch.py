@@ -20,14 +20,13 @@ from conftest import BUILD_DIR, EXAMPLES
 from pytest_upskill.errors import SampleFailed
 from pytest_upskill.generate.providers.oracle import read_project
 from pytest_upskill.project.build import Build, build_project
+from pytest_upskill.project.includes import depfile_paths, first_include
 from pytest_upskill.project.layout import load_project, write_project
 from pytest_upskill.project.pch import (
     PRECOMPILED,
     UNUSED_S,
     Precompiled,
-    depfile_paths,
     evict_unused,
-    first_include,
     forget_given_up,
     precompiled_header,
     shadowed,
@@ -272,6 +271,50 @@ def test_a_killed_compiler_is_told_from_a_diagnostic_that_quotes_one() -> None:
     assert KILLED.search("c++: fatal error: Killed signal terminated program cc1plus")
     assert KILLED.search("x\n/usr/bin/g++-12: internal compiler error: Killed (program cc1plus)")
     assert KILLED.search("ninja: fatal: posix_spawn: Resource temporarily unavailable")
+
+
+def test_a_projects_own_header_that_a_precompiled_one_probes_for_still_wins(
+    tmp_path: Path,
+) -> None:
+    """libstdc++'s configuration, which torch's headers read, asks `__has_include(<tbb/tbb.h>)`:
+    a project's own tbb/tbb.h turns on its TBB backend, as it does without precompiled
+    headers, whose answer was given without the project."""
+    files = example()
+    files["tbb/tbb.h"] = "#pragma once\n"
+    files[KERNEL] += "\n#ifndef _PSTL_PAR_BACKEND_TBB\n#error tbb/tbb.h was not found\n#endif\n"
+    built = build(tmp_path, files)
+    assert built.ok, built.reason
+    assert pch_folders(built) == {}
+    del files["tbb/tbb.h"]
+    assert not build(tmp_path, files).ok  # the check can fail
+
+
+def test_a_header_probed_for_counts_as_read_and_is_made_again_when_the_answer_changes(
+    tmp_path: Path,
+) -> None:
+    header, flags, folders = umbrella(tmp_path)
+    umbrella_h = tmp_path / "inc" / header
+    umbrella_h.write_text("#pragma once\n#if __has_include(<lib/extra.h>)\nint extra();\n#endif\n")
+    root = tmp_path / "pch"
+
+    def make() -> Precompiled | None:
+        forget_given_up()  # a new session checks again
+        return precompiled_header(
+            header, flags, folders, detect_toolchain(), root, 120, mechanism(), at_once=True
+        )
+
+    made = make()
+    assert made is not None
+    assert "lib/extra.h" in made.reads
+    assert shadowed(made, "a.cpp", False, ["lib/extra.h"], [""])
+    record = made.folder.parent / "made"
+    first = record.read_text()
+    assert make() == made
+    assert record.read_text() == first  # unchanged: not made again
+    (tmp_path / "inc" / "lib" / "extra.h").write_text("#pragma once\n")  # a library installed
+    assert make() is not None
+    assert record.read_text() != first
+    assert json.loads(record.read_text())["probes"][str(tmp_path / "inc" / "lib" / "extra.h")]
 
 
 def test_a_header_reached_through_a_link_is_checked_and_made_again_when_it_changes(

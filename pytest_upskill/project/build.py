@@ -44,15 +44,9 @@ from .build_files import (
     toolchain_includes,
 )
 from .faults import toolchain_fault
+from .includes import first_include
 from .layout import Project
-from .pch import (
-    PRECOMPILED,
-    Precompiled,
-    first_include,
-    forget_given_up,
-    precompiled_header,
-    shadowed,
-)
+from .pch import PRECOMPILED, Precompiled, forget_given_up, precompiled_header, shadowed
 from .policy_toml import cxx_flags
 from .toolchain import detect_cuda, detect_toolchain
 

@@ -10,8 +10,8 @@ What gets compiled does not change: the precompiled header is g++'s own (`.gch`,
 uses only where its flags and the macros it saw match); its folder holds a copy of the header
 and comes first among the system folders, after the project's own; a source with flags of its
 own in build.toml, or a project that holds a header with the name of any header the
-precompiled one read, compiles as before. (A `__has_include` probe of a header that the project
-adds is the one thing the `.gch` cannot see.)
+precompiled one read or probed for (`__has_include`, whose answer the `.gch` keeps), compiles
+as before.
 """
 
 from __future__ import annotations
@@ -37,14 +37,13 @@ from ..paths import write_json_atomically
 from ..run.compile import KILLED, run_ninja
 from ..run.sandbox import Mechanism
 from .escape import ninja_args, ninja_path
+from .includes import depfile_paths, probed
 from .toolchain import Toolchain
 
 __all__ = [
     "PRECOMPILED",
     "Precompiled",
-    "depfile_paths",
     "evict_unused",
-    "first_include",
     "forget_given_up",
     "precompiled_header",
     "shadowed",
@@ -60,9 +59,7 @@ PRECOMPILED = (
     "ATen/Tensor.h",
     "ATen/core/Tensor.h",
 )
-_INCLUDE = re.compile(r'#[ \t]*include[ \t]*(<[^<>"\n]+>|"[^<>"\n]+")[ \t\r]*(?://[^\n]*)?(?:\n|$)')
-_BLANK = " \t\r\n\f\v"
-_FORMAT = 2  # of a pch folder: part of its key
+_FORMAT = 3  # of a pch folder: part of its key
 # A precompiled header no build used for this long goes when another is made (each is 0.1 to
 # 0.7 GB; a torch or compiler update leaves the old ones unused for good).
 UNUSED_S = 14 * 24 * 3600.0
@@ -72,36 +69,11 @@ _GAVE_UP: set[Path] = set()
 _CHECKED: dict[Path, Precompiled] = {}  # made headers found unchanged, by include folder
 
 
-def first_include(text: str) -> tuple[str, bool] | None:
-    """The header a source's first directive includes and whether it is quoted, when nothing
-    but blank space and comments comes before it; else None. One pass over the text."""
-    at, end = 0, len(text)
-    while at < end:
-        if text[at] in _BLANK:
-            at += 1
-        elif text.startswith("//", at):
-            newline = text.find("\n", at)
-            if newline < 0 or text[at:newline].rstrip(" \t\r").endswith("\\"):
-                return None  # a comment continued on the next line (g++ allows blanks after)
-            at = newline + 1
-        elif text.startswith("/*", at):
-            close = text.find("*/", at + 2)
-            if close < 0:
-                return None
-            at = close + 2
-        else:
-            break
-    match = _INCLUDE.match(text, at)
-    if match is None:
-        return None
-    name = match.group(1)
-    return name[1:-1], name[0] == '"'
-
-
 @dataclass(frozen=True)
 class Precompiled:
     """A made precompiled header: the folder to put first among the system folders (it holds
-    the header's copy and its `.gch`), and every header it read, as included (`c10/...`)."""
+    the header's copy and its `.gch`), and every header it read or probed for, as included
+    (`c10/...`)."""
 
     folder: Path
     header: str
@@ -256,8 +228,9 @@ def _mtime(path: Path) -> float:
 
 
 def _made(wanted: Precompiled) -> Precompiled | None:
-    """`wanted`, with the headers it read, if it was made and none of them changed since (g++
-    does not check: a torch or system update with the same version would go unseen)."""
+    """`wanted`, with the headers it read, if it was made and none of them changed since, nor
+    what its probes find (g++ does not check: a torch or system update with the same version
+    would go unseen)."""
     if wanted.folder in _CHECKED:
         return _CHECKED[wanted.folder]
     try:
@@ -267,7 +240,9 @@ def _made(wanted: Precompiled) -> Precompiled | None:
             found = os.stat(path)
             if (found.st_size, found.st_mtime_ns) != (size, mtime):
                 return None
-    except (OSError, ValueError, TypeError, KeyError):
+        if any(os.path.exists(path) != was for path, was in made["probes"].items()):
+            return None
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
     with contextlib.suppress(OSError):  # used now: not evicted (another user's stays theirs)
         os.utime(wanted.folder.parent / "made")
@@ -338,11 +313,17 @@ def _make(
             (folder / "failed").write_text(f"read {path}, outside the known include folders")
             return None
         reads |= names
+    names = probed(paths)
+    reads |= names
+    # What each probe found: one answered otherwise later (a library installed) makes it again.
+    candidates = {os.path.join(root, name) for name in names for root in roots}
+    probes = {path: os.path.exists(path) for path in sorted(candidates)}
     files = {}
     for path in paths:
         found = os.stat(path)
         files[os.path.realpath(path)] = [found.st_size, found.st_mtime_ns]
-    write_json_atomically(folder / "made", {"reads": sorted(reads), "files": files})
+    record = {"reads": sorted(reads), "files": files, "probes": probes}
+    write_json_atomically(folder / "made", record)
     return replace(wanted, reads=frozenset(reads))
 
 
@@ -356,35 +337,6 @@ def _names(path: str, roots: list[str]) -> set[str]:
                 if candidate.startswith(base.rstrip("/") + "/"):
                     names.add(os.path.relpath(candidate, base))
     return names
-
-
-def depfile_paths(text: str) -> list[str]:
-    """The prerequisites of a make rule as g++ writes it (`-MD`): `\\ ` is a space, `\\#` a
-    `#`, `$$` a `$`, and a backslash before a line break joins the lines."""
-    tokens: list[str] = []
-    current: list[str] = []
-    at = 0
-    while at < len(text):
-        char, following = text[at], text[at + 1 : at + 2]
-        if char == "\\" and following in (" ", "#"):
-            current.append(following)
-            at += 2
-            continue
-        if char == "\\" and following in ("\n", "\r"):
-            char, at = " ", at + 1
-        elif char == "$" and following == "$":
-            at += 1
-        if char in " \t\r\n":
-            if current:
-                tokens.append("".join(current))
-                current = []
-        else:
-            current.append(char)
-        at += 1
-    if current:
-        tokens.append("".join(current))
-    target = next((i for i, token in enumerate(tokens) if token.endswith(":")), len(tokens))
-    return tokens[target + 1 :]
 
 
 @functools.cache
