@@ -21,6 +21,7 @@ from pytest_upskill.errors import SampleFailed
 from pytest_upskill.generate.providers.oracle import read_project
 from pytest_upskill.project.build import Build, build_project
 from pytest_upskill.project.includes import depfile_paths, first_include
+from pytest_upskill.project.instantiate import PRAGMA, instantiating_plugin
 from pytest_upskill.project.layout import load_project, write_project
 from pytest_upskill.project.pch import (
     PRECOMPILED,
@@ -41,14 +42,42 @@ BINDING = "torch-ext/torch_binding.cpp"
 TASK = Task(prompt="p", name="row_softmax", backend="cpu")
 
 
-def build(tmp_path: Path, files: dict[str, str], pch: bool = True) -> Build:
+def build(
+    tmp_path: Path, files: dict[str, str], pch: bool = True, instantiate: bool = True
+) -> Build:
     """A build of `files` in the sandbox: with precompiled headers in the suite's shared cache
     (so they are made once for the whole suite), without them in a cache of its own (so both
     build the same files)."""
     root = tmp_path / f"project-{uuid.uuid4().hex[:8]}"
     project = load_project(root, write_project(files, root), "row_softmax")
     cache = BUILD_DIR if pch else tmp_path / "plain"
-    return build_project(project, TASK, cache, 600, sandbox=mechanism(), precompiled_headers=pch)
+    return build_project(
+        project,
+        TASK,
+        cache,
+        600,
+        sandbox=mechanism(),
+        precompiled_headers=pch,
+        instantiate=instantiate,
+    )
+
+
+def plugin(folder: Path = BUILD_DIR / "pch") -> Path | None:
+    """The instantiating plugin, built in `folder` (by default the suite's cache); None where
+    g++ has no plugin headers (CI installs them: there it must build)."""
+    toolchain = detect_toolchain()
+    built = instantiating_plugin(toolchain.cxx, toolchain.fingerprint, folder)
+    if built is None and os.environ.get("UPSKILL_REQUIRE_GCC_PLUGIN"):
+        raise RuntimeError("UPSKILL_REQUIRE_GCC_PLUGIN is set, but the GCC plugin does not build")
+    return built
+
+
+def defined(obj: Path) -> list[str]:
+    """The symbols an object defines, with their kinds and sizes (not their places)."""
+    listed = subprocess.run(
+        ["nm", "--defined-only", "-S", str(obj)], capture_output=True, text=True, check=True
+    ).stdout
+    return sorted(" ".join(line.split()[1:]) for line in listed.splitlines() if line.strip())
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -56,6 +85,7 @@ def headers_wanted(tmp_path_factory: pytest.TempPathFactory) -> None:
     """One build of the example wants its headers, so the tests' builds make and use them (a
     header is made when a second build wants it)."""
     build(tmp_path_factory.mktemp("wanted"), example())
+    build(tmp_path_factory.mktemp("wanted"), example(), instantiate=False)
 
 
 def example() -> dict[str, str]:
@@ -126,9 +156,14 @@ def test_no_listed_header_includes_through_its_own_folder() -> None:
             assert not (path / header).parent.joinpath(quoted).exists(), (header, quoted)
 
 
-def test_objects_are_the_same_byte_for_byte_and_the_gch_is_used(tmp_path: Path) -> None:
+@pytest.mark.parametrize("instantiate", [False, True])
+def test_objects_are_the_same_and_the_gch_is_used(tmp_path: Path, instantiate: bool) -> None:
+    """Byte for byte; with the instantiations in the header, the same code in another order."""
+    if instantiate and plugin() is None:
+        pytest.skip("g++ has no plugin headers here (Debian: gcc-12-plugin-dev)")
     files = example()
-    with_pch, without = build(tmp_path, files), build(tmp_path, files, pch=False)
+    with_pch = build(tmp_path, files, instantiate=instantiate)
+    without = build(tmp_path, files, pch=False)
     assert with_pch.ok, with_pch.reason
     assert without.ok, without.reason
     assert with_pch.key == without.key  # the same build as far as the cache can tell
@@ -136,7 +171,10 @@ def test_objects_are_the_same_byte_for_byte_and_the_gch_is_used(tmp_path: Path) 
     assert len(objects) == 2
     for plain in objects:
         other = Path(with_pch.directory) / plain.relative_to(without.directory)
-        assert other.read_bytes() == plain.read_bytes(), plain.name
+        if instantiate:
+            assert defined(other) == defined(plain), plain.name
+        else:
+            assert other.read_bytes() == plain.read_bytes(), plain.name
     library = f"pkg/row_softmax/{with_pch.ext_name}.so"
     assert Path(with_pch.directory, library).stat().st_size > 0
     assert pch_folders(without) == {}
@@ -148,6 +186,8 @@ def test_objects_are_the_same_byte_for_byte_and_the_gch_is_used(tmp_path: Path) 
         "ATen/core/Tensor.h",
         "ATen/core/Tensor.h.gch",
     }
+    copy = Path(folders[KERNEL], "ATen/core/Tensor.h").read_bytes()
+    assert copy.endswith(PRAGMA) == instantiate
     # g++ -H on the command line the build wrote: `!` marks a precompiled header it used.
     ninja = Path(with_pch.directory, "build.ninja").read_text()
     flags = re.search(r"build obj/kernel_src.*\n  cflags = (.*)", ninja)
@@ -257,7 +297,8 @@ def test_a_header_made_past_the_timeout_is_not_kept(tmp_path: Path) -> None:
         with pytest.raises(SampleFailed, match=r"the build took longer than 0.2 s"):
             build_project(project, TASK, tmp_path / "cache", 0.2, sandbox=mechanism())
     pch = tmp_path / "cache" / "pch"
-    assert sorted(path.suffix for path in pch.iterdir()) == [".lock"] * 2 + [".wanted"] * 2
+    made = sorted(path.suffix for path in pch.iterdir() if path.suffix != ".so")  # no plugin
+    assert made == [".lock"] * 2 + [".wanted"] * 2
 
 
 def test_depfile_paths_unescape_what_gcc_escapes() -> None:
@@ -374,6 +415,22 @@ def umbrella(tmp_path: Path) -> tuple[str, list[str], list[str]]:
     )
 
 
+def test_a_header_the_plugin_cannot_make_is_made_as_gxx_makes_it_alone(tmp_path: Path) -> None:
+    root = tmp_path / "pch"
+    built = plugin(root)
+    if built is None:
+        pytest.skip("g++ has no plugin headers here (Debian: gcc-12-plugin-dev)")
+    built.write_bytes(b"\x7fELF, but not a plugin")
+    header, flags, folders = umbrella(tmp_path)
+    made = precompiled_header(
+        header, flags, folders, detect_toolchain(), root, 120, mechanism(), at_once=True
+    )
+    assert made is not None
+    assert (made.folder / header).read_bytes() == (tmp_path / "inc" / header).read_bytes()
+    assert Path(made.folder, f"{header}.gch").stat().st_size > 0
+    assert not (made.folder.parent / "failed").exists()
+
+
 def test_a_header_is_made_when_wanted_again_and_goes_when_unused_for_weeks(tmp_path: Path) -> None:
     root = tmp_path / "pch"
     header, flags, folders = umbrella(tmp_path)
@@ -383,7 +440,7 @@ def test_a_header_is_made_when_wanted_again_and_goes_when_unused_for_weeks(tmp_p
             header, flags, folders, toolchain, root, 120, mechanism(), wanted_by="a-build"
         )
         assert wanted is None
-    (marker,) = root.iterdir()
+    (marker,) = root.glob("*.wanted")
     used = precompiled_header(
         header, flags, folders, toolchain, root, 120, mechanism(), wanted_by="another"
     )

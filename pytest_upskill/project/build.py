@@ -107,6 +107,7 @@ class BuildSetup:
     jobs: int | None = None
     cancel: threading.Event | None = None
     nice: int = 0  # lower priority for its compilers
+    instantiate: bool = True  # precompiled headers hold their instantiations, where g++ can
 
 
 def build_project(
@@ -117,12 +118,14 @@ def build_project(
     binding: Binding = "kernel-builder",
     sandbox: Mechanism | None = None,
     precompiled_headers: bool = True,
+    instantiate: bool = True,
 ) -> Build:
     """Build `project` for `task`'s backend, or return the cached outcome of an identical
     build; `sandbox`: the mechanism the compilers run under (None: none);
     `precompiled_headers`: compile sources that start with a torch header against its
-    precompiled form (made once, under `cache_dir`)."""
-    how = BuildSetup(cache_dir, timeout_s, sandbox, precompiled_headers)
+    precompiled form (made once, under `cache_dir`), which holds the templates its headers
+    instantiate if `instantiate` (where g++ can load the plugin)."""
+    how = BuildSetup(cache_dir, timeout_s, sandbox, precompiled_headers, instantiate=instantiate)
     recipe, directory = _plan(project, task, binding, cache_dir)
     _fail_if_timed_out(directory, timeout_s)
     cached = cached_build(directory, recipe)
@@ -257,6 +260,7 @@ def _precompiled(recipe: Recipe, how: BuildSetup, build: str) -> dict[str, Preco
                     how.cancel,
                     nice=how.nice,
                     wanted_by=build,
+                    instantiate=how.instantiate,
                 )
             except (OSError, ValueError):
                 headers[header] = None

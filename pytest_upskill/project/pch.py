@@ -11,7 +11,8 @@ uses only where its flags and the macros it saw match); its folder holds a copy 
 and comes first among the system folders, after the project's own; a source with flags of its
 own in build.toml, or a project that holds a header with the name of any header the
 precompiled one read or probed for (`__has_include`, whose answer the `.gch` keeps), compiles
-as before.
+as before. Where g++ can load the plugin of `instantiate`, the header also holds the templates
+its headers instantiate (made with it, or as g++ makes it alone where that fails).
 """
 
 from __future__ import annotations
@@ -34,10 +35,11 @@ from filelock import FileLock, Timeout
 
 from ..errors import SampleFailed
 from ..paths import write_json_atomically
-from ..run.compile import KILLED, run_ninja
+from ..run.compile import KILLED, NinjaRun, run_ninja
 from ..run.sandbox import Mechanism
 from .escape import ninja_args, ninja_path
 from .includes import depfile_paths, probed
+from .instantiate import PRAGMA, instantiating_plugin
 from .toolchain import Toolchain
 
 __all__ = [
@@ -110,8 +112,8 @@ def forget_given_up() -> None:
     _CHECKED.clear()
 
 
-def _key(header: str, text: bytes, flags: list[str], toolchain: Toolchain) -> str:
-    digest = hashlib.sha256(f"{_FORMAT}\0".encode())
+def _key(header: str, text: bytes, flags: list[str], toolchain: Toolchain, plugin: bool) -> str:
+    digest = hashlib.sha256(f"{_FORMAT}\0{plugin}\0".encode())
     for part in (toolchain.fingerprint, toolchain.cxx, header, *flags):
         digest.update(part.encode() + b"\0")
     digest.update(text)
@@ -130,6 +132,7 @@ def precompiled_header(
     at_once: bool = False,
     nice: int = 0,
     wanted_by: str = "",
+    instantiate: bool = True,
 ) -> Precompiled | None:
     """`header` precompiled with `flags` (the sources' flags less the project's own folders
     and the define that names the build), made under `root` unless a process made it before;
@@ -138,12 +141,15 @@ def precompiled_header(
     are one), not in the system folders, being made by another process (this build compiles
     without it rather than wait), or not made (g++ failed, or it read a header from a folder
     this cannot tell). `cancel` stops the making (SampleError); `nice`: its priority, as
-    `run_ninja`'s."""
+    `run_ninja`'s; `instantiate`: with the instantiating plugin where g++ can load one."""
     origin = next((d for d in system_includes if (Path(d) / header).is_file()), None)
     if origin is None:
         return None
     text = (Path(origin) / header).read_bytes()
-    folder = root / _key(header, text, flags, toolchain)
+    plugin = (
+        instantiating_plugin(toolchain.cxx, toolchain.fingerprint, root) if instantiate else None
+    )
+    folder = root / _key(header, text, flags, toolchain, plugin is not None)
     wanted = Precompiled(folder / "include", header, origin, frozenset())
     made = _made(wanted)
     if made is not None or (folder / "failed").exists() or folder in _GAVE_UP:
@@ -162,7 +168,7 @@ def precompiled_header(
             # Its folder first, as the sources have it: the header may include itself.
             flags = ["-isystem", str(wanted.folder), *flags, wanted.prefix_map]
             roots = [str(wanted.folder), *system_includes, *_compiler_folders(toolchain.cxx)]
-            making = _Making(toolchain, timeout_s, sandbox, cancel, nice)
+            making = _Making(toolchain, timeout_s, sandbox, cancel, nice, plugin)
             made = _make(wanted, text, flags, roots, making)
             evict_unused(root)
     finally:
@@ -259,6 +265,7 @@ class _Making:
     sandbox: Mechanism | None
     cancel: threading.Event | None
     nice: int
+    plugin: Path | None  # the instantiating plugin, where g++ can load one
 
 
 def _make(
@@ -268,32 +275,10 @@ def _make(
     and times) or `failed` (why not) is written last. The folder on the include path holds
     the copy and its `.gch` only."""
     folder = wanted.folder.parent
-    shutil.rmtree(folder, ignore_errors=True)  # what a killed maker left, or a stale one
-    copy = wanted.folder / wanted.header
-    copy.parent.mkdir(parents=True)
-    # A copy, not a link: g++ gives system headers' real paths, and would not find the .gch.
-    copy.write_bytes(text)
-    gch = f"{copy}.gch"
-    (folder / "build.ninja").write_text(
-        "rule pch\n"
-        f"  command = {ninja_args([how.toolchain.cxx, '-x', 'c++-header', *flags])} "
-        "-MD -MF $out.d -c $in -o $out\n"
-        f"build {ninja_path(gch)}: pch {ninja_path(str(copy))}\n"
-    )
-    try:
-        readable = tuple(Path(root) for root in roots[1:])  # the headers, wherever they are
-        toolchain = how.toolchain
-        ran = run_ninja(
-            folder,
-            toolchain.ninja,
-            toolchain.cxx,
-            how.timeout_s,
-            how.sandbox,
-            readable,
-            cancel=how.cancel,
-            nice=how.nice,
-        )
-    except SampleFailed:  # out of time: not again in this process, but maybe in another
+    ran = _compile(wanted, text, flags, roots, how, how.plugin)
+    if ran is not None and ran.returncode != 0 and how.plugin:  # it needs more memory, too
+        ran = _compile(wanted, text, flags, roots, how, None)  # as g++ makes it alone
+    if ran is None:  # out of time: not again in this process, but maybe in another
         shutil.rmtree(folder, ignore_errors=True)
         _GAVE_UP.add(folder)
         return None
@@ -303,6 +288,7 @@ def _make(
         else:
             (folder / "failed").write_text(ran.log)
         return None
+    gch = f"{wanted.folder / wanted.header}.gch"
     depfile = Path(f"{gch}.d")
     paths = depfile_paths(depfile.read_text(errors="surrogateescape"))
     depfile.unlink()
@@ -325,6 +311,47 @@ def _make(
     record = {"reads": sorted(reads), "files": files, "probes": probes}
     write_json_atomically(folder / "made", record)
     return replace(wanted, reads=frozenset(reads))
+
+
+def _compile(
+    wanted: Precompiled,
+    text: bytes,
+    flags: list[str],
+    roots: list[str],
+    how: _Making,
+    plugin: Path | None,
+) -> NinjaRun | None:
+    """Compile a fresh copy of the header in the sandbox, with `plugin` if given (the copy
+    then ends with its pragma); None if it ran out of time."""
+    folder = wanted.folder.parent
+    shutil.rmtree(folder, ignore_errors=True)  # what a killed maker left, or a stale one
+    copy = wanted.folder / wanted.header
+    copy.parent.mkdir(parents=True)
+    # A copy, not a link: g++ gives system headers' real paths, and would not find the .gch.
+    copy.write_bytes(text + PRAGMA if plugin else text)
+    gch = f"{copy}.gch"
+    loads = [f"-fplugin={plugin}"] if plugin else []
+    (folder / "build.ninja").write_text(
+        "rule pch\n"
+        f"  command = {ninja_args([how.toolchain.cxx, *loads, '-x', 'c++-header', *flags])} "
+        "-MD -MF $out.d -c $in -o $out\n"
+        f"build {ninja_path(gch)}: pch {ninja_path(str(copy))}\n"
+    )
+    # The headers, wherever they are, and the plugin.
+    readable = [Path(root) for root in roots[1:]] + ([plugin.parent] if plugin else [])
+    try:
+        return run_ninja(
+            folder,
+            how.toolchain.ninja,
+            how.toolchain.cxx,
+            how.timeout_s,
+            how.sandbox,
+            tuple(readable),
+            cancel=how.cancel,
+            nice=how.nice,
+        )
+    except SampleFailed:
+        return None
 
 
 def _names(path: str, roots: list[str]) -> set[str]:
