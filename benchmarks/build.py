@@ -5,12 +5,16 @@ The kernel is built cold (a source no cache has seen) each way, in one run:
 - today: `build_project` with precompiled headers off, the baseline;
 - upskill: `build_project` as it is; the precompiled headers it compiles against are made once
   before the rounds, by two builds (the second to want them makes them), shown apart: they
-  serve every later build on this toolchain;
+  serve every later build on this toolchain. Where g++ has its plugin headers, they hold the
+  templates their headers instantiate;
+- g++'s precompiled headers: the same, with headers as g++ makes them alone (no plugin);
 - load_inline: the kernel's source with torch/extension.h and a pybind11 binding.
 The CPU kernel is the example row softmax with `<torch/all.h>` first in both sources (with
---cuda, the example H100 RMSNorm for sm_90a, which needs a CUDA build of torch). Today's and
-upskill's objects and libraries are checked equal byte for byte. Runs alternate and medians
-are kept: these machines are noisy. Then the warm case: a cache hit in a fresh process that has
+--cuda, the example H100 RMSNorm for sm_90a, which needs a CUDA build of torch). The objects
+and libraries are checked equal to today's: byte for byte, or, compiled against a header that
+holds its instantiations, the same symbols with the same sizes. Runs alternate and medians
+are kept: these machines are noisy; the ratio is the median of each round's (its builds run
+back to back). Then the warm case: a cache hit in a fresh process that has
 imported torch, as the first upskill test of a new session sees it.
 Targets: compiler CPU at least 4x less than today's (2x for the RMSNorm); cold wall time at least
 3x shorter than load_inline's; warm under 0.5 s.
@@ -93,7 +97,14 @@ print(time.perf_counter() - start)
 """
 
 
-def cold(kernel: Kernel, files: dict[str, str], root: Path, cache: Path, pch: bool) -> Build:
+def cold(
+    kernel: Kernel,
+    files: dict[str, str],
+    root: Path,
+    cache: Path,
+    pch: bool,
+    instantiate: bool = True,
+) -> Build:
     """A build of `files` in the sandbox, as a session builds them."""
     from pytest_upskill.project.build import build_project
     from pytest_upskill.project.layout import load_project, write_project
@@ -102,26 +113,52 @@ def cold(kernel: Kernel, files: dict[str, str], root: Path, cache: Path, pch: bo
 
     task = Task(prompt="p", name=kernel.name, backend=kernel.backend)
     project = load_project(root, write_project(files, root), kernel.name)
-    build = build_project(project, task, cache, 900, sandbox=mechanism(), precompiled_headers=pch)
+    build = build_project(
+        project,
+        task,
+        cache,
+        900,
+        sandbox=mechanism(),
+        precompiled_headers=pch,
+        instantiate=instantiate,
+    )
     assert build.ok, build.reason
     assert not build.compile_only, "--cuda needs a CUDA build of torch, to link as load_inline does"
     return build
 
 
-def same_bytes(today: Build, ours: Build) -> list[str]:
+def same_code(today: Build, ours: Build) -> str:
     """The same C++ objects, byte for byte, and the same library where there is no CUDA object
     (nvcc names its temporary files at random, and those names reach its objects, so two
-    compiles of one .cu never match): precompiled headers change no output. What was compared."""
+    compiles of one .cu never match); objects compiled against a header that holds its
+    instantiations define the same symbols with the same sizes, laid out in another order.
+    What was compared, and how."""
     objects = Path(today.directory, "obj")
     cuda = any(objects.rglob("*.cu.o"))
     outputs = [p for p in objects.rglob("*.o") if not p.name.endswith(".cu.o")]
     if not cuda:
         outputs += Path(today.directory).rglob("*.so")
     assert outputs, "no output to compare"
+    laid_out = []
     for path in outputs:
         other = Path(ours.directory) / path.relative_to(today.directory)
-        assert other.read_bytes() == path.read_bytes(), f"{path.name} differs"
-    return [path.name for path in outputs]
+        if other.read_bytes() != path.read_bytes():
+            assert defined(other) == defined(path), f"{path.name} differs"
+            laid_out.append(path.name)
+    same = [path.name for path in outputs if path.name not in laid_out]
+    return "; ".join(
+        f"{how}: {', '.join(names)}"
+        for how, names in (("byte for byte", same), ("symbols and sizes", laid_out))
+        if names
+    )
+
+
+def defined(path: Path) -> list[str]:
+    """The symbols a file defines, with their kinds and sizes (not their places)."""
+    listed = subprocess.run(
+        ["nm", "--defined-only", "-S", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    return sorted(" ".join(line.split()[1:]) for line in listed.splitlines() if line.strip())
 
 
 def load_inline_cold(kernel: Kernel, work: Path) -> float:
@@ -179,42 +216,62 @@ def main() -> None:
         # load_inline finds the toolkit only through CUDA_HOME (or guesses from nvcc's folder).
         os.environ["CUDA_HOME"] = cuda_home()
     todays: list[Build] = []
+    plains: list[Build] = []  # precompiled headers as g++ makes them alone
     ours: list[Build] = []
     inline: list[float] = []
     warms: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        work, shared = Path(tmp), Path(tmp) / "builds"
+        # Caches of their own: a build's key does not tell how its headers were precompiled.
+        work, shared, shared_plain = Path(tmp), Path(tmp) / "builds", Path(tmp) / "plain"
         start = time.perf_counter()
         for wanted in ("once", "again"):  # made when a second build wants them
-            cold(kernel, kernel.fresh_files(), work / f"headers-{wanted}", shared, pch=True)
+            for cache, instantiate in ((shared_plain, False), (shared, True)):
+                root = work / f"headers-{wanted}-{instantiate}"
+                cold(kernel, kernel.fresh_files(), root, cache, True, instantiate)
         print(f"precompiled headers, made once: {time.perf_counter() - start:.1f} s", flush=True)
         for index in range(arguments.rounds):
             files = kernel.fresh_files()
             todays.append(cold(kernel, files, work / f"today-{index}", work / f"c{index}", False))
+            plains.append(cold(kernel, files, work / f"plain-{index}", shared_plain, True, False))
             ours.append(cold(kernel, files, work / f"upskill-{index}", shared, pch=True))
-            compared = same_bytes(todays[-1], ours[-1])
+            same_code(todays[-1], plains[-1])
+            compared = same_code(todays[-1], ours[-1])
             inline_dir = work / f"inline-{index}"
             inline_dir.mkdir()
             inline.append(load_inline_cold(kernel, inline_dir))
             warms.append(warm(kernel, work / f"upskill-{index}", shared))
             print(
-                f"round {index + 1}: compiler CPU today {todays[-1].cpu_s:.1f} s, upskill "
-                f"{ours[-1].cpu_s:.1f} s; wall today {todays[-1].seconds:.2f} s, upskill "
-                f"{ours[-1].seconds:.2f} s, load_inline {inline[-1]:.2f} s; warm "
-                f"{warms[-1]:.3f} s; equal byte for byte: {', '.join(compared)}",
+                f"round {index + 1}: compiler CPU today {todays[-1].cpu_s:.1f} s, g++'s "
+                f"precompiled headers {plains[-1].cpu_s:.1f} s, upskill {ours[-1].cpu_s:.1f} s; "
+                f"wall today {todays[-1].seconds:.2f} s, upskill {ours[-1].seconds:.2f} s, "
+                f"load_inline {inline[-1]:.2f} s; warm {warms[-1]:.3f} s; equal ({compared})",
                 flush=True,
             )
     median = statistics.median
     today_cpu, our_cpu = median(b.cpu_s for b in todays), median(b.cpu_s for b in ours)
     our_wall = median(b.seconds for b in ours)
     print(f"{kernel.name}, cold build, median of {arguments.rounds}:")
-    print(f"  compiler CPU: today {today_cpu:.1f} s, upskill {our_cpu:.1f} s")
+    plain_cpu = median(b.cpu_s for b in plains)
+    print(
+        f"  compiler CPU: today {today_cpu:.1f} s, g++'s precompiled headers {plain_cpu:.1f} s, "
+        f"upskill {our_cpu:.1f} s"
+    )
     print(f"  wall: upskill {our_wall:.2f} s, load_inline {median(inline):.2f} s")
     print(f"load_inline / upskill, wall: {median(inline) / our_wall:.2f}x (target: at least 3x)")
     print(f"warm cache hit: {median(warms):.3f} s (target: under 0.5 s)")
+    # Each round's builds run back to back: their ratios drift less with the machine's load
+    # than the medians do apart.
+    ratios = [today.cpu_s / our.cpu_s for today, our in zip(todays, ours, strict=True)]
+    plain_ratios = [today.cpu_s / plain.cpu_s for today, plain in zip(todays, plains, strict=True)]
+    print(
+        f"  today / g++'s precompiled headers, each round: "
+        f"{', '.join(f'{r:.2f}x' for r in plain_ratios)}; median {median(plain_ratios):.2f}x"
+    )
+    print(f"  today / upskill, each round: {', '.join(f'{r:.2f}x' for r in ratios)}")
     print(
         f"build: compiler CPU today {today_cpu:.1f} s, upskill {our_cpu:.1f} s, "
-        f"{today_cpu / our_cpu:.2f}x less (target: at least {kernel.target:g}x)"
+        f"{median(ratios):.2f}x less, the median of the rounds' ratios "
+        f"(target: at least {kernel.target:g}x)"
     )
 
 
