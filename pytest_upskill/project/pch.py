@@ -63,7 +63,7 @@ PRECOMPILED = (
 )
 _FORMAT = 3  # of a pch folder: part of its key
 # A precompiled header no build used for this long goes when another is made (each is 0.1 to
-# 0.7 GB; a torch or compiler update leaves the old ones unused for good).
+# 1.1 GB; a torch or compiler update leaves the old ones unused for good).
 UNUSED_S = 14 * 24 * 3600.0
 _KEY = re.compile(r"[0-9a-f]{16}")
 # Headers this process gave up on: out of time, memory or processes (maybe not in another).
