@@ -35,12 +35,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from torch_all import all_h_project
+from torch_all import REPO, all_h_project
+
+sys.path.insert(0, str(REPO / "tests"))
+
+from symbols import defined_symbols
 
 if TYPE_CHECKING:
     from pytest_upskill.project.build import Build
-
-REPO = Path(__file__).resolve().parents[1]
 
 # KernelBench's recipe: torch/extension.h in the source, pybind11 bindings generated.
 _EXTENSION_H = "#include <torch/extension.h>\n"
@@ -143,7 +145,7 @@ def same_code(today: Build, ours: Build) -> str:
     for path in outputs:
         other = Path(ours.directory) / path.relative_to(today.directory)
         if other.read_bytes() != path.read_bytes():
-            assert defined(other) == defined(path), f"{path.name} differs"
+            assert defined_symbols(other) == defined_symbols(path), f"{path.name} differs"
             laid_out.append(path.name)
     same = [path.name for path in outputs if path.name not in laid_out]
     return "; ".join(
@@ -151,14 +153,6 @@ def same_code(today: Build, ours: Build) -> str:
         for how, names in (("byte for byte", same), ("symbols and sizes", laid_out))
         if names
     )
-
-
-def defined(path: Path) -> list[str]:
-    """The symbols a file defines, with their kinds and sizes (not their places)."""
-    listed = subprocess.run(
-        ["nm", "--defined-only", "-S", str(path)], capture_output=True, text=True, check=True
-    ).stdout
-    return sorted(" ".join(line.split()[1:]) for line in listed.splitlines() if line.strip())
 
 
 def load_inline_cold(kernel: Kernel, work: Path) -> float:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from filelock import FileLock
+from symbols import defined_symbols
 
 from conftest import BUILD_DIR, EXAMPLES
 from pytest_upskill.errors import SampleFailed
@@ -70,14 +71,6 @@ def plugin(folder: Path = BUILD_DIR / "pch") -> Path | None:
     if built is None and os.environ.get("UPSKILL_REQUIRE_GCC_PLUGIN"):
         raise RuntimeError("UPSKILL_REQUIRE_GCC_PLUGIN is set, but the GCC plugin does not build")
     return built
-
-
-def defined(obj: Path) -> list[str]:
-    """The symbols an object defines, with their kinds and sizes (not their places)."""
-    listed = subprocess.run(
-        ["nm", "--defined-only", "-S", str(obj)], capture_output=True, text=True, check=True
-    ).stdout
-    return sorted(" ".join(line.split()[1:]) for line in listed.splitlines() if line.strip())
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -172,7 +165,7 @@ def test_objects_are_the_same_and_the_gch_is_used(tmp_path: Path, instantiate: b
     for plain in objects:
         other = Path(with_pch.directory) / plain.relative_to(without.directory)
         if instantiate:
-            assert defined(other) == defined(plain), plain.name
+            assert defined_symbols(other) == defined_symbols(plain), plain.name
         else:
             assert other.read_bytes() == plain.read_bytes(), plain.name
     library = f"pkg/row_softmax/{with_pch.ext_name}.so"
