@@ -295,8 +295,10 @@ def test_the_session_ends_without_waiting_for_the_kernel_process_to_wind_down(
     args = ["--upskill-model=oracle", f"--basetemp={basetemp}", *upskill_args]
     pytester.runpytest(*args).assert_outcomes(passed=1)
     ended = time.time()
-    for winding in basetemp.rglob("winding"):  # none if it was killed before it began
-        assert ended - float(winding.read_text()) < 3
+    # None if it was killed before it began, empty if killed between opening and writing it.
+    for winding in basetemp.rglob("winding"):
+        if noted := winding.read_text():
+            assert ended - float(noted) < 3
 
 
 def test_a_skip_in_the_child_process_reads_back_as_a_skip(

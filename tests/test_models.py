@@ -372,13 +372,17 @@ def test_ctrl_c_while_a_reply_is_on_its_way_ends_the_session_at_once(
             stderr=subprocess.STDOUT,
             text=True,
         )
-        deadline = time.monotonic() + 60
-        while not server.received and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert server.received, "the session never asked for its reply"
-        interrupted = time.monotonic()
-        process.send_signal(signal.SIGINT)
-        output, _ = process.communicate(timeout=50)  # not the 60 s the reply would take
+        try:
+            deadline = time.monotonic() + 60
+            while not server.received and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert server.received, "the session never asked for its reply"
+            interrupted = time.monotonic()
+            process.send_signal(signal.SIGINT)
+            output, _ = process.communicate(timeout=50)  # not the 60 s the reply would take
+        finally:  # a session that did not end is not left to the next tests
+            process.kill()
+            process.communicate()
     assert time.monotonic() - interrupted < 30
     assert "KeyboardInterrupt" in output
 

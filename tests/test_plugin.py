@@ -436,11 +436,15 @@ def test_an_interrupted_session_still_writes_its_reports(
         stderr=subprocess.STDOUT,
         text=True,
     )
-    deadline = time.monotonic() + 120
-    while not (pytester.path / "started").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signum)
-    output, _ = process.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 120
+        while not (pytester.path / "started").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signum)
+        output, _ = process.communicate(timeout=30)
+    finally:  # a session that did not end is not left to the next tests
+        process.kill()
+        process.communicate()
     assert process.returncode == pytest.ExitCode.INTERRUPTED, output
     (sample,) = json.loads((pytester.path / "r.json").read_text())["samples"]
     assert (sample["test"], sample["outcome"]) == ("test_row_softmax", "passed")
