@@ -49,8 +49,6 @@ int plugin_init(plugin_name_args *info, plugin_gcc_version *version) {
 }
 """
 _BUILD_S = 300.0
-
-
 _BUILDING = threading.Lock()  # builds ahead ask from several threads: one builds
 
 
