@@ -275,9 +275,9 @@ def _make(
     and times) or `failed` (why not) is written last. The folder on the include path holds
     the copy and its `.gch` only."""
     folder = wanted.folder.parent
-    ran = _compile(wanted, text, flags, roots, how, how.plugin)
-    if ran is not None and ran.returncode != 0 and how.plugin:  # it needs more memory, too
-        ran = _compile(wanted, text, flags, roots, how, None)  # as g++ makes it alone
+    ran = _compile(wanted, text, flags, roots, how)
+    if ran is not None and ran.returncode != 0 and how.plugin:  # out of memory, say
+        ran = _compile(wanted, text, flags, roots, replace(how, plugin=None))  # as g++ alone
     if ran is None:  # out of time: not again in this process, but maybe in another
         shutil.rmtree(folder, ignore_errors=True)
         _GAVE_UP.add(folder)
@@ -319,10 +319,10 @@ def _compile(
     flags: list[str],
     roots: list[str],
     how: _Making,
-    plugin: Path | None,
 ) -> NinjaRun | None:
-    """Compile a fresh copy of the header in the sandbox, with `plugin` if given (the copy
-    then ends with its pragma); None if it ran out of time."""
+    """Compile a fresh copy of the header in the sandbox, with `how`'s plugin if it has one
+    (the copy then ends with its pragma); None if it ran out of time."""
+    plugin = how.plugin
     folder = wanted.folder.parent
     shutil.rmtree(folder, ignore_errors=True)  # what a killed maker left, or a stale one
     copy = wanted.folder / wanted.header
