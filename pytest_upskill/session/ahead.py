@@ -3,8 +3,10 @@ test. The test then finds its build in the cache, or waits for that build's lock
 another sample's build.
 
 A bounded pool per process: `--upskill-build-jobs` compiler jobs (default: MAX_JOBS where it is
-set, else this machine's cores), shared by the xdist workers of the session, two per build (a
-binding and a kernel), at a lower priority than the tests' own builds and kernels.
+set, else this machine's cores), shared by the xdist workers of the session, at a lower priority
+than the tests' own builds and kernels. With samples enough to fill them, each job runs a build
+of its own (`ninja -j1`): a project's sources differ in cost, so builds of two jobs each would
+idle one while the longer source compiles. With fewer samples, builds get the jobs between them.
 A build ahead skips a project that is cached or that another process is building. At the
 session's end the pool is cancelled: waiting builds never start, running ones are killed with
 their compilers, and their workspaces are removed.
@@ -37,7 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BuildAhead", "default_jobs"]
 
-_JOBS_PER_BUILD = 2  # a project's binding and its kernel
 _NICE = 10  # below the tests' builds, and the kernels a test times
 _CLOSE_WAIT_S = 10.0  # a killed build's cleanup; past it the session ends anyway
 
@@ -54,12 +55,18 @@ class BuildAhead:
     time at a lower priority than the tests', and one event that cancels them all."""
 
     def __init__(
-        self, settings: Settings, sandbox: Mechanism | None, scratch: Path, processes: int
+        self,
+        settings: Settings,
+        sandbox: Mechanism | None,
+        scratch: Path,
+        processes: int,
+        samples: int,
     ) -> None:
-        """`processes`: how many processes of the session share this machine's jobs."""
+        """`processes`: how many processes of the session share this machine's jobs;
+        `samples`: how many this process may build."""
         jobs = settings.build_jobs if settings.build_jobs is not None else default_jobs()
         share = max(1, jobs // max(1, processes))
-        self.builds = max(1, share // _JOBS_PER_BUILD)  # at once, each with ninja -j `jobs`
+        self.builds = max(1, min(share, samples))  # at once, each with ninja -j `jobs`
         self.jobs = max(1, share // self.builds)
         self._settings = settings
         self._cancel = threading.Event()
@@ -84,7 +91,7 @@ class BuildAhead:
         settings = session.settings
         if settings.build_jobs == 0 or settings.turns > 1:
             return None
-        ahead = cls(settings, session.sandbox, session.scratch, processes)
+        ahead = cls(settings, session.sandbox, session.scratch, processes, len(requests))
         replies = session.replies
         assert replies is not None, "the session is not open"
         for request in requests:
