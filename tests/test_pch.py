@@ -198,6 +198,39 @@ def test_objects_are_the_same_and_the_gch_is_used(tmp_path: Path, instantiate: b
     assert without.cpu_s > with_pch.cpu_s
 
 
+LABELLED = """\t.section .rodata.str1.1,"aMS",@progbits,1
+{labels}\t.text
+\t.globl {name}
+{name}:
+{loads}\tret
+"""
+
+
+@pytest.mark.parametrize(
+    ("numbers", "name", "same"),
+    [((5,), "f", True), ((3, 4), "f", False), ((3,), "g", False)],
+)
+def test_objects_compare_by_their_local_labels_count_not_their_numbers(
+    tmp_path: Path, numbers: tuple[int, ...], name: str, same: bool
+) -> None:
+    """A string constant's label (`.LC3`) is numbered in the order g++ emitted it, which the
+    instantiations in a header change (the H100 RMSNorm's binding: .LC76-80 against
+    .LC70-74); how many there are, and every other name, still count."""
+
+    def assembled(stem: str, numbers: tuple[int, ...], name: str) -> Path:
+        labels = "".join(f'.LC{number}:\n\t.string "{number}"\n' for number in numbers)
+        source = tmp_path / f"{stem}.s"
+        loads = "".join(f"\tleaq .LC{number}(%rip), %rax\n" for number in numbers)
+        source.write_text(LABELLED.format(labels=labels, name=name, loads=loads))
+        subprocess.run(["as", str(source), "-o", str(source.with_suffix(".o"))], check=True)
+        return source.with_suffix(".o")
+
+    assert (
+        defined_symbols(assembled("one", (3,), "f"))
+        == defined_symbols(assembled("other", numbers, name))
+    ) == same
+
+
 MARKED = """#pragma once
 #include_next <{header}>
 #define PROJECT_OWN_HEADER 1
