@@ -91,7 +91,8 @@ class BuildAhead:
         settings = session.settings
         if settings.build_jobs == 0 or settings.turns > 1:
             return None
-        ahead = cls(settings, session.sandbox, session.scratch, processes, len(requests))
+        samples = sum(map(_built_ahead, requests))
+        ahead = cls(settings, session.sandbox, session.scratch, processes, samples)
         replies = session.replies
         assert replies is not None, "the session is not open"
         for request in requests:
@@ -100,9 +101,8 @@ class BuildAhead:
         return ahead
 
     def reply_arrived(self, request: Request, reply: Reply) -> None:
-        """A prefetched reply: its project is built ahead (not an agent CLI's: its files are
-        in its workspace, not in its reply)."""
-        if isinstance(request.task, Task) and request.spec.provider != "agent":
+        """A prefetched reply: its project is built ahead."""
+        if _built_ahead(request) and isinstance(request.task, Task):
             self.add(request.task, lambda: reply.text)
 
     def add(self, task: Task, reply: Callable[[], str]) -> None:
@@ -132,3 +132,9 @@ class BuildAhead:
             pass  # the test does it again, and its report says what failed
         finally:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _built_ahead(request: Request) -> bool:
+    """Whether the reply to `request` is built ahead: a task's, not an agent CLI's (its files
+    are in its workspace, not in its reply)."""
+    return isinstance(request.task, Task) and request.spec.provider != "agent"
