@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,15 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 # Shared by every test and xdist worker (builds are locked per key), and kept between runs.
 BUILD_DIR = REPO / ".upskill" / "test-builds"
+# `python -m pytest`, which Ctrl-C interrupts even where SIGINT is ignored here: a shell that is
+# not interactive starts its background jobs (`.ci/run &`) with SIGINT ignored, and every child
+# inherits that, Python included.
+INTERRUPTIBLE_PYTEST = [
+    sys.executable,
+    "-c",
+    "import signal, sys, pytest; signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.exit(pytest.console_main())",
+]
 
 
 @pytest.fixture

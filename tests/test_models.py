@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 import pytest
 from model_server import ModelServer, Received, tokens
 
-from conftest import EXAMPLES, ROW_SOFTMAX_TEST
+from conftest import EXAMPLES, INTERRUPTIBLE_PYTEST, ROW_SOFTMAX_TEST
 from pytest_upskill.generate.providers.oracle import read_project
 from pytest_upskill.project.extract import render_reply
 
@@ -361,9 +360,7 @@ def test_ctrl_c_while_a_reply_is_on_its_way_ends_the_session_at_once(
     with ModelServer(answer=lambda request: "a reply", latency_s=60) as server:
         process = subprocess.Popen(
             [
-                sys.executable,
-                "-m",
-                "pytest",
+                *INTERRUPTIBLE_PYTEST,
                 f"--upskill-model=openai:m@{server.url}/v1",
                 *upskill_args,
             ],

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from xml.etree import ElementTree
 
 import pytest
 
-from conftest import ROW_SOFTMAX_TEST
+from conftest import INTERRUPTIBLE_PYTEST, ROW_SOFTMAX_TEST
 
 
 def test_help_lists_the_upskill_group(pytester: pytest.Pytester) -> None:
@@ -423,9 +422,7 @@ def test_an_interrupted_session_still_writes_its_reports(
     pytester.makepyfile(INTERRUPTED_SUITE)
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "pytest",
+            *INTERRUPTIBLE_PYTEST,
             "--upskill-model=oracle",
             "--upskill-report=r.json",
             "--upskill-markdown=r.md",
