@@ -91,7 +91,7 @@ class BuildAhead:
         settings = session.settings
         if settings.build_jobs == 0 or settings.turns > 1:
             return None
-        samples = sum(map(_built_ahead, requests))
+        samples = sum(_task_built_ahead(request) is not None for request in requests)
         ahead = cls(settings, session.sandbox, session.scratch, processes, samples)
         replies = session.replies
         assert replies is not None, "the session is not open"
@@ -102,8 +102,9 @@ class BuildAhead:
 
     def reply_arrived(self, request: Request, reply: Reply) -> None:
         """A prefetched reply: its project is built ahead."""
-        if _built_ahead(request) and isinstance(request.task, Task):
-            self.add(request.task, lambda: reply.text)
+        task = _task_built_ahead(request)
+        if task is not None:
+            self.add(task, lambda: reply.text)
 
     def add(self, task: Task, reply: Callable[[], str]) -> None:
         """Build the project of `reply()` (a reply's text, got in the pool's thread) for
@@ -134,7 +135,8 @@ class BuildAhead:
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _built_ahead(request: Request) -> bool:
-    """Whether the reply to `request` is built ahead: a task's, not an agent CLI's (its files
-    are in its workspace, not in its reply)."""
-    return isinstance(request.task, Task) and request.spec.provider != "agent"
+def _task_built_ahead(request: Request) -> Task | None:
+    """The task whose project the reply to `request` is built ahead for, if it is: a task's,
+    not an agent CLI's (its files are in its workspace, not in its reply)."""
+    task = request.task
+    return task if isinstance(task, Task) and request.spec.provider != "agent" else None
