@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 import time
 import uuid
@@ -55,6 +56,34 @@ def test_a_later_samples_build_runs_while_an_earlier_test_runs(
         assert made["test_b_other"] > made["test_a_slow"] + 12
     else:
         assert made["test_b_other"] < made["test_a_slow"] + 12
+
+
+def test_a_models_reply_is_built_when_it_arrives(
+    pytester: pytest.Pytester, upskill_args: list[str]
+) -> None:
+    """Through `reply_arrived`: each reply a new project, so no build is a cache hit."""
+    from model_server import ModelServer, Received
+
+    from conftest import EXAMPLES
+    from pytest_upskill.generate.providers.oracle import read_project
+    from pytest_upskill.project.extract import render_reply
+
+    files = read_project(EXAMPLES / "solutions" / "row_softmax")
+
+    def answer(request: Received) -> str:
+        marked = files[KERNEL].replace("#include <cmath>", f"#include <cmath>\n// {uuid.uuid4()}")
+        return render_reply({**files, KERNEL: marked})
+
+    # No reference (the model writes the projects), and a task of its own for each test.
+    first, second = re.sub(r'reference="[^"]*",', "", SLOW_FIRST).split("def test_a_slow")
+    pytester.makepyfile(f"{first}def test_a_slow{second.replace('Softmax', 'The softmax')}")
+    with ModelServer(answer=answer) as server:
+        args = [f"--upskill-model=openai:m@{server.url}/v1", "--upskill-report=r.json"]
+        pytester.runpytest(*args, "--upskill-build-jobs=2", *upskill_args).assert_outcomes(passed=2)
+    samples = json.loads((pytester.path / "r.json").read_text())["samples"]
+    made = made_at(samples)
+    assert all(not sample["build_cached"] for sample in samples)
+    assert made["test_b_other"] < made["test_a_slow"] + 12
 
 
 SLOW_CXX = """#!/bin/sh
