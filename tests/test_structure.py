@@ -1,15 +1,18 @@
 """The package's shape: no import cycle between its modules, none over 400 lines, and the parts
-that run generated code reachable from the plugin's hooks."""
+that run generated code reachable from the plugin's hooks; and CI's script names only test
+modules there are."""
 
 from __future__ import annotations
 
 import ast
 import graphlib
+import re
 from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[1] / "pytest_upskill"
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "pytest_upskill"
 LONGEST_MODULE = 400
 
 
@@ -70,3 +73,14 @@ def test_the_cycle_check_finds_a_cycle() -> None:
 def test_no_module_is_over_400_lines(name: str) -> None:
     lines = len(MODULES[name].read_text().splitlines())
     assert lines <= LONGEST_MODULE, f"{name} has {lines} lines"
+
+
+def test_the_modules_ci_leaves_out_of_the_cuda_run_are_there() -> None:
+    """`--ignore` of a path that is not there ignores nothing, silently: a misspelt or renamed
+    module would run again against the CUDA build, or one meant to would not."""
+    loop = re.search(r"for module in ([^;]*); do", (REPO / ".ci" / "run").read_text())
+    assert loop is not None
+    modules = loop.group(1).replace("\\\n", " ").split()
+    assert len(modules) >= 10
+    missing = [name for name in modules if not (REPO / "tests" / f"test_{name}.py").is_file()]
+    assert missing == []
