@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from conftest import REPO
+
 PACKAGE = REPO / "pytest_upskill"
 LONGEST_MODULE = 400
 
@@ -77,7 +78,7 @@ def test_no_module_is_over_400_lines(name: str) -> None:
 
 def test_the_modules_ci_leaves_out_of_the_cuda_run_are_there() -> None:
     """`--ignore` of a path that is not there ignores nothing, silently: a misspelt or renamed
-    module would run again against the CUDA build, or one meant to would not."""
+    module would run again against the CUDA build."""
     loop = re.search(r"for module in ([^;]*); do", (REPO / ".ci" / "run").read_text())
     assert loop is not None
     modules = loop.group(1).replace("\\\n", " ").split()
